@@ -1,0 +1,268 @@
+// The kernel IR: what backends see instead of ops. A kernel is an iteration domain (the output
+// shape) and a scalar expression over loads at integer index expressions; reductions are
+// expression nodes with their own loop variables; matmul is a tiled primitive with an epilogue.
+// Layout ops never appear here: they have been folded into index expressions by lowering.
+// This module defines types and small constructors/simplifiers only, no rendering.
+
+import type { DType } from '../graphs/types.js';
+
+// ---------------------------------------------------------------- index expressions (integers)
+
+export type IndexExpr =
+  | { readonly k: 'var'; readonly name: string }
+  | { readonly k: 'const'; readonly v: number }
+  | { readonly k: 'add'; readonly a: IndexExpr; readonly b: IndexExpr }
+  | { readonly k: 'mul'; readonly a: IndexExpr; readonly c: number }
+  /** floor division by a positive constant (operands are never negative here) */
+  | { readonly k: 'div'; readonly a: IndexExpr; readonly c: number }
+  | { readonly k: 'mod'; readonly a: IndexExpr; readonly c: number }
+  /** an integer read from an i32 input buffer, clamped to [0, hi] (gather / scatter indices) */
+  | { readonly k: 'loadIndex'; readonly buf: number; readonly at: IndexExpr; readonly hi: number };
+
+/** Index predicates: the validity masks of pad and the branch tests of concat. */
+export type IndexPred =
+  | { readonly k: 'lt'; readonly a: IndexExpr; readonly c: number }
+  | { readonly k: 'ge'; readonly a: IndexExpr; readonly c: number }
+  | { readonly k: 'and'; readonly a: IndexPred; readonly b: IndexPred };
+
+export const ivar = (name: string): IndexExpr => ({ k: 'var', name });
+export const iconst = (v: number): IndexExpr => ({ k: 'const', v });
+
+export function iadd(a: IndexExpr, b: IndexExpr): IndexExpr {
+  if (a.k === 'const' && b.k === 'const') return iconst(a.v + b.v);
+  if (a.k === 'const' && a.v === 0) return b;
+  if (b.k === 'const' && b.v === 0) return a;
+  if (a.k === 'const') return { k: 'add', a: b, b: a };
+  // keep constants outermost so they fold: (x + c1) + c2 -> x + (c1 + c2)
+  if (b.k === 'const' && a.k === 'add' && a.b.k === 'const') return iadd(a.a, iconst(a.b.v + b.v));
+  return { k: 'add', a, b };
+}
+
+export function imul(a: IndexExpr, c: number): IndexExpr {
+  if (c === 0) return iconst(0);
+  if (c === 1) return a;
+  if (a.k === 'const') return iconst(a.v * c);
+  if (a.k === 'mul') return imul(a.a, a.c * c);
+  if (a.k === 'add' && a.b.k === 'const') return iadd(imul(a.a, c), iconst(a.b.v * c));
+  return { k: 'mul', a, c };
+}
+
+/** Bounds of an index expression given the ranges of its variables (for div/mod folding). */
+export function ibounds(e: IndexExpr, sizes: ReadonlyMap<string, number>): [number, number] {
+  switch (e.k) {
+    case 'var': return [0, (sizes.get(e.name) ?? Infinity) - 1];
+    case 'const': return [e.v, e.v];
+    case 'add': {
+      const [a0, a1] = ibounds(e.a, sizes), [b0, b1] = ibounds(e.b, sizes);
+      return [a0 + b0, a1 + b1];
+    }
+    case 'mul': {
+      const [a0, a1] = ibounds(e.a, sizes);
+      return e.c >= 0 ? [a0 * e.c, a1 * e.c] : [a1 * e.c, a0 * e.c];
+    }
+    case 'div': {
+      const [a0, a1] = ibounds(e.a, sizes);
+      return [Math.floor(a0 / e.c), Math.floor(a1 / e.c)];
+    }
+    case 'mod': return [0, e.c - 1];
+    case 'loadIndex': return [0, e.hi];
+  }
+}
+
+/** Split a sum into its terms. */
+function terms(e: IndexExpr): IndexExpr[] {
+  return e.k === 'add' ? [...terms(e.a), ...terms(e.b)] : [e];
+}
+function coef(t: IndexExpr): number {
+  return t.k === 'mul' ? t.c : t.k === 'const' ? t.v : 1;
+}
+function sum(ts: IndexExpr[]): IndexExpr {
+  return ts.reduce((acc, t) => iadd(acc, t), iconst(0));
+}
+
+/**
+ * floor(a / c), simplified: terms whose coefficient is a multiple of c leave the division, and the
+ * rest disappears when it provably stays within [0, c). This is what makes a reshape of a
+ * contiguous view cost nothing.
+ */
+export function idiv(a: IndexExpr, c: number, sizes: ReadonlyMap<string, number>): IndexExpr {
+  if (c === 1) return a;
+  if (a.k === 'const') return iconst(Math.floor(a.v / c));
+  const [lo, hi] = ibounds(a, sizes);
+  if (lo >= 0 && hi < c) return iconst(0);
+  const ts = terms(a);
+  const isWhole = (t: IndexExpr) => t.k !== 'const' && coef(t) % c === 0;
+  const whole = ts.filter(isWhole);
+  const rest = sum(ts.filter((t) => !isWhole(t)));
+  // floor((c*W + R) / c) = W + floor(R / c) for R >= 0
+  if (whole.length > 0 && ibounds(rest, sizes)[0] >= 0) {
+    return iadd(sum(whole.map((t) => divTerm(t, c))), idiv(rest, c, sizes));
+  }
+  if (a.k === 'div') return { k: 'div', a: a.a, c: a.c * c };
+  return { k: 'div', a, c };
+}
+
+export function imod(a: IndexExpr, c: number, sizes: ReadonlyMap<string, number>): IndexExpr {
+  if (c === 1) return iconst(0);
+  if (a.k === 'const') return iconst(a.v % c);
+  const [lo, hi] = ibounds(a, sizes);
+  if (lo >= 0 && hi < c) return a;
+  // (c*W + R) mod c = R mod c
+  const kept = sum(
+    terms(a)
+      .filter((t) => !(t.k !== 'const' && coef(t) % c === 0))
+      .map((t) => (t.k === 'const' ? iconst(t.v % c) : t)),
+  );
+  const [r0, r1] = ibounds(kept, sizes);
+  if (r0 >= 0 && r1 < c) return kept;
+  return { k: 'mod', a: kept, c };
+}
+
+function divTerm(t: IndexExpr, c: number): IndexExpr {
+  if (t.k === 'mul') return imul(t.a, t.c / c);
+  if (t.k === 'const') return iconst(t.v / c);
+  return imul(t, 1 / c);
+}
+
+// ---------------------------------------------------------------- scalar expressions
+
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'abs' | 'sin' | 'cos' | 'tanh' | 'sigmoid'
+  | 'relu' | 'recip' | 'floor' | 'ceil' | 'round' | 'sign' | 'not' | 'square' | 'step';
+
+export type BinaryOp =
+  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'max' | 'min' | 'mod'
+  | 'lt' | 'le' | 'gt' | 'ge' | 'eq' | 'ne' | 'and' | 'or';
+
+export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
+
+export interface LoopVar {
+  readonly name: string;
+  readonly size: number;
+}
+
+export type Expr =
+  | { readonly k: 'const'; readonly v: number; readonly dtype: DType }
+  | { readonly k: 'load'; readonly buf: number; readonly at: IndexExpr; readonly dtype: DType }
+  | { readonly k: 'unary'; readonly op: UnaryOp; readonly a: Expr; readonly dtype: DType }
+  | { readonly k: 'binary'; readonly op: BinaryOp; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
+  | { readonly k: 'where'; readonly c: Expr; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
+  | { readonly k: 'cast'; readonly a: Expr; readonly dtype: DType }
+  /** index-based choice, for pad masks and concat: pred ? a : b */
+  | { readonly k: 'select'; readonly pred: IndexPred; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
+  /** an index used as a value (iota) */
+  | { readonly k: 'index'; readonly at: IndexExpr; readonly dtype: DType }
+  /** counter-based uniform random number in [0, 1): the same on every backend for a seed */
+  | { readonly k: 'rand'; readonly seed: number; readonly at: IndexExpr; readonly dtype: DType }
+  /**
+   * A reduction over its own loop variables. `argmax`/`argmin` reduce over one variable and yield
+   * that variable's index (first occurrence on ties).
+   */
+  | { readonly k: 'reduce'; readonly op: ReduceOp; readonly vars: readonly LoopVar[]; readonly body: Expr; readonly dtype: DType }
+  /** the accumulator of a matmul kernel, inside its epilogue */
+  | { readonly k: 'acc'; readonly dtype: DType };
+
+// ---------------------------------------------------------------- kernels
+
+export interface BufferParam {
+  readonly dtype: DType;
+  /** number of elements */
+  readonly size: number;
+}
+
+/** out[i0, ..., i{r-1}] = expr, with output variables named `i0`...; a rank-0 output has none. */
+export interface MapKernel {
+  readonly kind: 'map';
+  readonly name: string;
+  readonly inputs: readonly BufferParam[];
+  readonly out: { readonly dtype: DType; readonly shape: readonly number[] };
+  readonly expr: Expr;
+}
+
+/** A strided matmul operand: element (batch..., row, col) of a buffer. */
+export interface MatmulOperand {
+  readonly buf: number;
+  readonly offset: number;
+  /** one stride per output batch dim (0 where the operand broadcasts) */
+  readonly batchStrides: readonly number[];
+  readonly rowStride: number;
+  readonly colStride: number;
+}
+
+/**
+ * out[b..., m, n] = epilogue(acc = sum_k a[b..., m, k] * b[b..., k, n]). The epilogue sees the
+ * output variables `i0`... (batch dims, then m, then n) and the `acc` leaf; null means `acc`.
+ */
+export interface MatmulKernel {
+  readonly kind: 'matmul';
+  readonly name: string;
+  readonly inputs: readonly BufferParam[];
+  readonly out: { readonly dtype: DType; readonly shape: readonly number[] };
+  readonly batch: readonly number[];
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly a: MatmulOperand;
+  readonly b: MatmulOperand;
+  readonly epilogue: Expr | null;
+}
+
+/**
+ * out = base; then for every row r of updates: out[indices[r], ...] += updates[r, ...].
+ * Buffers: base (or zeros when base is -1), indices (i32, `rows` entries), updates (rows × inner).
+ * Indices out of [0, outRows) are clamped.
+ */
+export interface ScatterAddKernel {
+  readonly kind: 'scatterAdd';
+  readonly name: string;
+  readonly inputs: readonly BufferParam[];
+  readonly out: { readonly dtype: DType; readonly shape: readonly number[] };
+  readonly base: number;
+  readonly indices: number;
+  readonly updates: number;
+  readonly rows: number;
+  readonly outRows: number;
+  /** elements per row, outer dims before the scattered axis are folded into `outer` */
+  readonly inner: number;
+  readonly outer: number;
+}
+
+export type Kernel = MapKernel | MatmulKernel | ScatterAddKernel;
+
+/** A stable key for caching compiled kernels: everything but the name. */
+export function kernelSignature(k: Kernel): string {
+  const { name: _name, ...rest } = k;
+  return JSON.stringify(rest);
+}
+
+/** Output variable names of a kernel of the given rank. */
+export function outVars(rank: number): IndexExpr[] {
+  return Array.from({ length: rank }, (_, i) => ivar(`i${i}`));
+}
+
+/** Row-major strides of a concrete shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/** Linear offset of a multi-index in a row-major shape. */
+export function linearize(idx: readonly IndexExpr[], shape: readonly number[]): IndexExpr {
+  const st = stridesOf(shape);
+  let e: IndexExpr = iconst(0);
+  idx.forEach((x, i) => {
+    e = iadd(e, imul(x, shape[i] === 1 ? 0 : st[i]!));
+  });
+  return e;
+}
+
+/** Multi-index of a linear offset in a row-major shape (div/mod, simplified where provable). */
+export function delinearize(lin: IndexExpr, shape: readonly number[], sizes: ReadonlyMap<string, number>): IndexExpr[] {
+  const st = stridesOf(shape);
+  return shape.map((d, i) => (d === 1 ? iconst(0) : imod(idiv(lin, st[i]!, sizes), d, sizes)));
+}
