@@ -1,0 +1,123 @@
+// n-ary einsum as pairwise contractions: each pair becomes transpose → reshape → batched matmul
+// → reshape, so every contraction runs on the tiled matmul primitive. Operands are contracted
+// left to right; choosing a better order is the contraction-ordering rewrite pass, not this.
+// Repeated indices within one operand (diagonals) and ellipses are refused with a clear error.
+
+import type { Builder } from '../graphs/builder.js';
+import { callSite, ShapeError } from '../graphs/errors.js';
+import type { Dim, Tensor } from '../graphs/types.js';
+
+interface Term {
+  t: Tensor;
+  idx: string[];
+}
+
+export function parseEinsum(spec: string, shapes: readonly (readonly Dim[])[], site?: string): { inputs: string[][]; output: string[] } {
+  const fail = (why: string): never => {
+    throw new ShapeError('einsum', shapes, `'${spec}': ${why}`, site);
+  };
+  const clean = spec.replace(/\s+/g, '');
+  if (clean.includes('.')) fail('ellipsis is not supported');
+  const [lhs, rhs] = clean.split('->') as [string, string | undefined];
+  const inputs = lhs.split(',').map((s) => [...s]);
+  if (inputs.length !== shapes.length) fail(`${inputs.length} operand subscripts for ${shapes.length} operands`);
+  const sizes = new Map<string, Dim>();
+  inputs.forEach((ix, j) => {
+    if (!ix.every((c) => /[a-zA-Z]/.test(c))) fail('subscripts must be letters');
+    if (new Set(ix).size !== ix.length) fail(`operand ${j} repeats an index (diagonals are not supported)`);
+    if (ix.length !== shapes[j]!.length) fail(`operand ${j} has rank ${shapes[j]!.length} but ${ix.length} subscripts`);
+    ix.forEach((c, i) => {
+      const d = shapes[j]![i]!;
+      const prev = sizes.get(c);
+      if (prev !== undefined && prev !== d && prev !== 1 && d !== 1) fail(`index '${c}' has sizes ${prev} and ${d}`);
+      if (prev === undefined || prev === 1) sizes.set(c, d);
+    });
+  });
+  let output: string[];
+  if (rhs === undefined) {
+    const counts = new Map<string, number>();
+    inputs.flat().forEach((c) => counts.set(c, (counts.get(c) ?? 0) + 1));
+    output = [...counts.entries()].filter(([, n]) => n === 1).map(([c]) => c).sort();
+  } else {
+    output = [...rhs];
+    if (new Set(output).size !== output.length) fail('output repeats an index');
+    for (const c of output) if (!sizes.has(c)) fail(`output index '${c}' appears in no operand`);
+  }
+  return { inputs, output };
+}
+
+export function einsum(g: Builder, spec: string, operands: readonly Tensor[]): Tensor {
+  const site = g.site ?? callSite();
+  const shapes = operands.map((t) => t.shape);
+  const { inputs, output } = parseEinsum(spec, shapes, site);
+  if (operands.length === 0) throw new ShapeError('einsum', [], 'needs at least one operand', site);
+  const saved = g.site;
+  g.site = site ?? undefined;
+  try {
+    let terms: Term[] = operands.map((t, j) => ({ t, idx: inputs[j]! }));
+    // Indices that only one operand has and the output lacks are summed out first.
+    terms = terms.map((term, j) => {
+      const elsewhere = new Set([...output, ...terms.filter((_, k) => k !== j).flatMap((u) => u.idx)]);
+      return sumOut(g, term, (c) => !elsewhere.has(c));
+    });
+    let acc = terms[0]!;
+    for (let j = 1; j < terms.length; j++) {
+      const later = new Set([...output, ...terms.slice(j + 1).flatMap((u) => u.idx)]);
+      acc = contractPair(g, acc, terms[j]!, later);
+    }
+    acc = sumOut(g, acc, (c) => !output.includes(c));
+    const perm = output.map((c) => acc.idx.indexOf(c));
+    return g.transpose(acc.t, perm);
+  } finally {
+    g.site = saved;
+  }
+}
+
+function sumOut(g: Builder, term: Term, drop: (c: string) => boolean): Term {
+  const axes = term.idx.map((c, i) => (drop(c) ? i : -1)).filter((i) => i >= 0);
+  if (!axes.length) return term;
+  return { t: g.sum(term.t, axes, false), idx: term.idx.filter((c) => !drop(c)) };
+}
+
+function sizeOf(term: Term, c: string): Dim {
+  return term.t.shape[term.idx.indexOf(c)]!;
+}
+
+function prod(ds: readonly Dim[]): Dim {
+  const syms = ds.filter((d) => typeof d === 'string' && d !== '');
+  const n = ds.reduce<number>((p, d) => (typeof d === 'number' ? p * d : p), 1);
+  if (syms.length === 0) return n;
+  if (syms.length === 1 && n === 1) return syms[0]!;
+  return NaN; // several symbols cannot be merged into one dim
+}
+
+/** Contract a pair: indices in both are batch dims if needed later, else summed by the matmul. */
+function contractPair(g: Builder, a: Term, b: Term, later: Set<string>): Term {
+  const inB = new Set(b.idx);
+  const batch = a.idx.filter((c) => inB.has(c) && later.has(c));
+  const contracted = a.idx.filter((c) => inB.has(c) && !later.has(c));
+  const freeA = a.idx.filter((c) => !inB.has(c));
+  const freeB = b.idx.filter((c) => !a.idx.includes(c));
+  const bd = batch.map((c) => broadcastDim(sizeOf(a, c), sizeOf(b, c)));
+  const fa = freeA.map((c) => sizeOf(a, c));
+  const fb = freeB.map((c) => sizeOf(b, c));
+  const kd = contracted.map((c) => sizeOf(a, c));
+  const grouped = (t: Term, order: string[]) => g.transpose(t.t, order.map((c) => t.idx.indexOf(c)));
+  const at = grouped(a, [...batch, ...freeA, ...contracted]);
+  const bt = grouped(b, [...batch, ...contracted, ...freeB]);
+  const bShape = batch.map((c) => sizeOf(a, c));
+  const bShapeB = batch.map((c) => sizeOf(b, c));
+  const [M, K, N] = [prod(fa), prod(kd), prod(fb)];
+  if ([M, K, N].some((d) => typeof d === 'number' && Number.isNaN(d))) {
+    throw new ShapeError('einsum', [a.t.shape, b.t.shape], 'cannot merge several symbolic dims into one matmul axis', g.site ?? undefined);
+  }
+  const a3 = g.reshape(at, [...bShape, M, K]);
+  const b3 = g.reshape(bt, [...bShapeB, K, N]);
+  const c3 = g.matmul(a3, b3 as never);
+  const out = g.reshape(c3, [...bd, ...fa, ...fb]);
+  return { t: out, idx: [...batch, ...freeA, ...freeB] };
+}
+
+function broadcastDim(x: Dim, y: Dim): Dim {
+  return x === 1 ? y : x;
+}

@@ -1,0 +1,33 @@
+// Matmul and batched matmul: a[..., m, k] · b[..., k, n] with broadcasting batch dims. Lowered
+// to the kernel IR's tiled matmul primitive; transposed operands stay views (strides), never
+// copies. Both operands must be at least rank 2.
+
+import { defineOp } from './registry.js';
+import { ShapeError } from '../graphs/errors.js';
+import type { Dim } from '../graphs/types.js';
+import { broadcastShapes, requireDType, requireSameDType } from './shape.js';
+
+export function matmulShape(a: readonly Dim[], b: readonly Dim[], site?: string): Dim[] {
+  const shapes = [a, b];
+  if (a.length < 2 || b.length < 2) {
+    throw new ShapeError('matmul', shapes, 'operands must have rank >= 2 (reshape vectors to [1, n] or [n, 1])', site);
+  }
+  const k1 = a[a.length - 1]!, k2 = b[b.length - 2]!;
+  if (k1 !== k2) throw new ShapeError('matmul', shapes, `inner dimensions differ (${k1} vs ${k2})`, site);
+  const batch = broadcastShapes('matmul', [a.slice(0, -2), b.slice(0, -2)], site);
+  return [...batch, a[a.length - 2]!, b[b.length - 1]!];
+}
+
+defineOp({
+  name: 'matmul',
+  kind: 'matmul',
+  infer(ins, _attrs, site) {
+    const dtype = requireSameDType('matmul', ins, site);
+    requireDType('matmul', ins, (d) => d === 'f32' || d === 'f16', 'float operands', site);
+    return { dtype, shape: matmulShape(ins[0]!.shape, ins[1]!.shape, site) };
+  },
+  vjp(g, ins, _out, ct) {
+    const [a, b] = ins as [never, never];
+    return [g.sumTo(g.matmul(ct, g.transposeLast2(b)), (a as { shape: Dim[] }).shape), g.sumTo(g.matmul(g.transposeLast2(a), ct), (b as { shape: Dim[] }).shape)];
+  },
+});

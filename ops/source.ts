@@ -1,0 +1,54 @@
+// Source ops: values that enter a graph rather than being computed from other nodes — inputs
+// (fed per run), params (initialized once, updated by optimizers), state (e.g. optimizer
+// moments), constants, iota and counter-based random numbers. No VJPs: sources are leaves.
+
+import { defineOp } from './registry.js';
+import { linearize } from './kernel-ir.js';
+import { ShapeError } from '../graphs/errors.js';
+import type { Dim, DType, TensorType } from '../graphs/types.js';
+
+function declared(attrs: { readonly [k: string]: unknown }): TensorType {
+  return { dtype: attrs['dtype'] as DType, shape: attrs['shape'] as Dim[] };
+}
+
+for (const name of ['input', 'param', 'state'] as const) {
+  defineOp({ name, kind: 'source', infer: (_ins, attrs) => declared(attrs) });
+}
+
+/** A constant: `fill` (one value broadcast to the shape) or `data` (row-major values). */
+defineOp({
+  name: 'const',
+  kind: 'source',
+  infer(_ins, attrs, site) {
+    const t = declared(attrs);
+    const data = attrs['data'];
+    if (Array.isArray(data)) {
+      const n = t.shape.reduce<number>((a, d) => a * (typeof d === 'number' ? d : NaN), 1);
+      if (data.length !== n) throw new ShapeError('const', [t.shape], `has ${data.length} values for ${n} elements`, site);
+    }
+    return t;
+  },
+  lower(ctx) {
+    return { k: 'const', v: Number(ctx.attrs['fill']), dtype: ctx.out.dtype };
+  },
+});
+
+/** iota: the index along `axis`, as a value. */
+defineOp({
+  name: 'iota',
+  kind: 'elementwise',
+  infer: (_ins, attrs) => declared(attrs),
+  lower(ctx, idx) {
+    return { k: 'index', at: idx[Number(ctx.attrs['axis'])]!, dtype: ctx.out.dtype };
+  },
+});
+
+/** Uniform [0, 1) numbers from a counter-based hash of (seed, element index): recomputable. */
+defineOp({
+  name: 'rand',
+  kind: 'elementwise',
+  infer: (_ins, attrs) => declared(attrs),
+  lower(ctx, idx) {
+    return { k: 'rand', seed: Number(ctx.attrs['seed']), at: linearize(idx, ctx.out.shape), dtype: 'f32' };
+  },
+});
