@@ -1,0 +1,354 @@
+/// <reference types="webgpu" />
+// The WebGPU backend's device layer: pooled storage buffers, a pipeline cache keyed by kernel
+// signature, and dispatches batched into few command buffers. Nothing is read back until `read`
+// asks; compile and device errors surface there (or from `compile`) as typed errors.
+// It does not plan memory or order kernels (the scheduler does) and never sees ops, only kernel IR.
+
+import { RheoError } from '../../graphs/errors.js';
+import { numel, type DType } from '../../graphs/types.js';
+import { kernelSignature, type Kernel } from '../../ops/kernel-ir.js';
+import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } from './device.js';
+import { KernelCompileError, renderWgsl, storageType, type RenderedKernel } from './render-wgsl.js';
+import type { MatmulVariant } from './render-wgsl-matmul.js';
+
+/** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
+export class KernelLaunchError extends RheoError {
+  constructor(readonly kernel: string, detail: string) {
+    super(`kernel '${kernel}': ${detail}`);
+  }
+}
+
+/** f32 and f16 as Float32Array (f16 is stored as f32 on this backend), i32 as Int32Array, bool as Uint8Array. */
+export type HostArray = Float32Array | Int32Array | Uint8Array;
+
+/** A tensor's storage on the device; owned by the backend, returned to its pool by `release`. */
+export interface WebGpuTensor {
+  readonly dtype: DType;
+  readonly elements: number;
+  readonly buffer: GPUBuffer;
+}
+
+export interface WebGpuBackendOptions {
+  /** matmul kernel: 'auto' picks 'register' on software adapters, 'workgroup' on GPUs */
+  readonly matmul?: MatmulVariant | 'auto';
+  /** invocations per workgroup of map and scatter kernels (default 64) */
+  readonly workgroupSize?: number;
+  /** submit the open command buffer after this many dispatches, so the GPU starts early */
+  readonly dispatchesPerSubmit?: number;
+}
+
+interface Compiled {
+  readonly rendered: RenderedKernel;
+  readonly pipeline: GPUComputePipeline;
+  /** resolves to the compile error, or null; never rejects */
+  readonly check: Promise<KernelCompileError | null>;
+  error: KernelCompileError | null | undefined;
+}
+
+interface Tensor extends WebGpuTensor {
+  readonly bytes: number;
+  released: boolean;
+}
+
+const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+const USAGE_READBACK = 0x01 | 0x08; // MAP_READ | COPY_DST
+const MAP_READ = 0x1;
+
+/** Buffer sizes come in classes (four per power of two) so that freed buffers are reused. */
+function sizeClass(bytes: number): number {
+  const b = Math.max(16, bytes);
+  const p = 2 ** Math.floor(Math.log2(b));
+  const step = Math.max(16, p / 4);
+  return Math.ceil(b / step) * step;
+}
+
+/**
+ * Runs kernel IR on a WebGPU device.
+ *
+ * ```ts
+ * const be = await WebGpuBackend.create();
+ * if (be) {
+ *   const x = be.upload(new Float32Array([1, 2, 3]));
+ *   const y = be.alloc('f32', 3);
+ *   be.run(kernel, [x], y);
+ *   console.log(await be.read(y));
+ * }
+ * ```
+ */
+export class WebGpuBackend {
+  readonly stats = { dispatches: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesCreated: 0 };
+  readonly matmulVariant: MatmulVariant;
+  private readonly device: GPUDevice;
+  private readonly pipelines = new Map<string, Compiled>();
+  private readonly layouts = new Map<number, [GPUBindGroupLayout, GPUPipelineLayout]>();
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly readback = new Map<number, GPUBuffer[]>();
+  /** released while commands that use them may still be unsubmitted */
+  private deferred: [number, GPUBuffer][] = [];
+  private readonly all = new Set<GPUBuffer>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private inEncoder = 0;
+  private readonly checks: Promise<KernelCompileError | null>[] = [];
+  private disposed = false;
+
+  /** A backend on a freshly acquired device, or null (with the reason in `lastAcquireFailure`). */
+  static async create(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend | null> {
+    const gpu = await acquireWebGpu();
+    return gpu ? new WebGpuBackend(gpu, opts, true) : null;
+  }
+
+  static get unavailableReason(): string {
+    return lastAcquireFailure;
+  }
+
+  constructor(
+    readonly gpu: WebGpuDevice,
+    private readonly opts: WebGpuBackendOptions = {},
+    private readonly ownsDevice = false,
+  ) {
+    this.device = gpu.device;
+    const wgOk = gpu.limits.maxComputeInvocationsPerWorkgroup >= 256 && gpu.limits.maxComputeWorkgroupStorageSize >= 8192;
+    const want = opts.matmul ?? 'auto';
+    this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
+    if (this.matmulVariant === 'workgroup' && !wgOk) throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
+  }
+
+  // ------------------------------------------------------------ buffers
+
+  /** Copy host data to a new device tensor. The dtype defaults from the array type. */
+  upload(data: HostArray, dtype: DType = data instanceof Int32Array ? 'i32' : data instanceof Uint8Array ? 'bool' : 'f32'): WebGpuTensor {
+    const t = this.allocTensor(dtype, data.length);
+    if (data.length > 0) {
+      const words = dtype === 'bool' ? Uint32Array.from(data, (v) => (v ? 1 : 0)) : data;
+      this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, data.length * 4);
+    }
+    return t;
+  }
+
+  /** An uninitialized device tensor. */
+  alloc(dtype: DType, elements: number): WebGpuTensor {
+    return this.allocTensor(dtype, elements);
+  }
+
+  /** Return a tensor's buffer to the pool; the tensor must not be used afterwards. */
+  release(t: WebGpuTensor): void {
+    const x = t as Tensor;
+    if (x.released) return;
+    x.released = true;
+    this.deferred.push([sizeClass(x.bytes), x.buffer]);
+  }
+
+  private allocTensor(dtype: DType, elements: number): Tensor {
+    this.live();
+    const bytes = elements * 4; // every dtype occupies 4 bytes per element here
+    const cls = sizeClass(bytes);
+    const buffer = this.free.get(cls)?.pop() ?? this.createBuffer(cls, USAGE_STORAGE);
+    return { dtype, elements, buffer, bytes, released: false };
+  }
+
+  private createBuffer(size: number, usage: number): GPUBuffer {
+    const b = this.device.createBuffer({ size, usage });
+    this.all.add(b);
+    this.stats.buffersCreated++;
+    this.stats.bytesCreated += size;
+    return b;
+  }
+
+  // ------------------------------------------------------------ kernels
+
+  /** Compile a kernel ahead of its first run; throws KernelCompileError with the WGSL source. */
+  async compile(kernel: Kernel): Promise<void> {
+    const c = this.pipeline(kernel);
+    c.error = await c.check;
+    if (c.error) throw c.error;
+  }
+
+  /** The WGSL this backend generates for a kernel (for debugging and tests). */
+  render(kernel: Kernel): RenderedKernel {
+    return renderWgsl(kernel, {
+      matmul: this.matmulVariant,
+      workgroupSize: this.opts.workgroupSize ?? 64,
+      maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
+    });
+  }
+
+  /** Record a dispatch of `kernel` reading `inputs` and writing `out`. Nothing waits for it. */
+  run(kernel: Kernel, inputs: readonly WebGpuTensor[], out: WebGpuTensor): void {
+    this.live();
+    this.validate(kernel, inputs, out);
+    const c = this.pipeline(kernel);
+    if (c.error) throw c.error;
+    const [x, y, z] = c.rendered.workgroups;
+    if (x * y * z === 0) return;
+    const [bgl] = this.layout(kernel.inputs.length);
+    const bind = this.device.createBindGroup({
+      layout: bgl,
+      entries: [...inputs, out].map((t, i) => ({ binding: i, resource: { buffer: t.buffer } })),
+    });
+    if (!this.pass) {
+      this.encoder ??= this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    this.pass.setPipeline(c.pipeline);
+    this.pass.setBindGroup(0, bind);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.stats.dispatches++;
+    if (++this.inEncoder >= (this.opts.dispatchesPerSubmit ?? 128)) this.flush();
+  }
+
+  private validate(kernel: Kernel, inputs: readonly WebGpuTensor[], out: WebGpuTensor): void {
+    const max = this.gpu.limits.maxStorageBuffersPerShaderStage;
+    if (kernel.inputs.length + 1 > max) {
+      throw new KernelLaunchError(kernel.name, `needs ${kernel.inputs.length + 1} storage buffers, this device allows ${max} per kernel`);
+    }
+    if (inputs.length !== kernel.inputs.length) {
+      throw new KernelLaunchError(kernel.name, `expects ${kernel.inputs.length} inputs, got ${inputs.length}`);
+    }
+    const check = (t: WebGpuTensor, dtype: DType, size: number, what: string) => {
+      if ((t as Tensor).released) throw new KernelLaunchError(kernel.name, `${what} was released`);
+      if (storageType(t.dtype) !== storageType(dtype)) throw new KernelLaunchError(kernel.name, `${what} is ${t.dtype}, expected ${dtype}`);
+      if (t.elements < size) throw new KernelLaunchError(kernel.name, `${what} has ${t.elements} elements, expected ${size}`);
+    };
+    kernel.inputs.forEach((p, i) => check(inputs[i]!, p.dtype, p.size, `input ${i}`));
+    check(out, kernel.out.dtype, numel(kernel.out.shape), 'output');
+    if (inputs.some((t) => t.buffer === out.buffer)) {
+      throw new KernelLaunchError(kernel.name, 'output buffer is also an input (WebGPU forbids writing a buffer that is read in the same dispatch)');
+    }
+  }
+
+  private layout(nInputs: number): [GPUBindGroupLayout, GPUPipelineLayout] {
+    let l = this.layouts.get(nInputs);
+    if (!l) {
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (let i = 0; i <= nInputs; i++) {
+        entries.push({ binding: i, visibility: 0x4 /* COMPUTE */, buffer: { type: i < nInputs ? 'read-only-storage' : 'storage' } });
+      }
+      const bgl = this.device.createBindGroupLayout({ entries });
+      l = [bgl, this.device.createPipelineLayout({ bindGroupLayouts: [bgl] })];
+      this.layouts.set(nInputs, l);
+    }
+    return l;
+  }
+
+  private pipeline(kernel: Kernel): Compiled {
+    const key = kernelSignature(kernel);
+    const hit = this.pipelines.get(key);
+    if (hit) return hit;
+    const rendered = this.render(kernel);
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code: rendered.code, label: kernel.name });
+    const pipeline = this.device.createComputePipeline({
+      label: kernel.name,
+      layout: this.layout(kernel.inputs.length)[1],
+      compute: { module, entryPoint: 'main' },
+    });
+    const check = this.device.popErrorScope().then(
+      async (err) => {
+        if (!err) return null;
+        const info = await module.getCompilationInfo().catch(() => null);
+        const msgs = info?.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos}: ${m.message}`);
+        return new KernelCompileError(kernel.name, msgs?.length ? msgs : [err.message], rendered.code);
+      },
+      (e: Error) => new KernelCompileError(kernel.name, [e.message], rendered.code),
+    );
+    const c: Compiled = { rendered, pipeline, check, error: undefined };
+    void check.then((e) => (c.error = e));
+    this.checks.push(check);
+    this.pipelines.set(key, c);
+    this.stats.pipelines++;
+    return c;
+  }
+
+  // ------------------------------------------------------------ submission and readback
+
+  /** Submit recorded dispatches now (reads do this themselves). */
+  flush(): void {
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.stats.submits++;
+    }
+    this.encoder = null;
+    this.inEncoder = 0;
+    for (const [cls, b] of this.deferred) {
+      let l = this.free.get(cls);
+      if (!l) this.free.set(cls, (l = []));
+      l.push(b);
+    }
+    this.deferred = [];
+  }
+
+  /** Copy a tensor back to the host, after every dispatch recorded so far. */
+  async read(t: WebGpuTensor): Promise<HostArray> {
+    this.live();
+    const x = t as Tensor;
+    if (x.released) throw new RheoError('read of a released WebGPU tensor');
+    const failed = (await Promise.all(this.checks.splice(0))).find((e) => e !== null);
+    if (failed) {
+      this.discard();
+      throw failed;
+    }
+    const cls = sizeClass(x.bytes);
+    const staging = this.readback.get(cls)?.pop() ?? this.createBuffer(cls, USAGE_READBACK);
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    if (x.bytes > 0) this.encoder.copyBufferToBuffer(x.buffer, 0, staging, 0, cls);
+    this.flush();
+    try {
+      await staging.mapAsync(MAP_READ, 0, cls);
+    } catch (e) {
+      throw this.gpu.takeError() ?? new DeviceError('internal', `readback failed: ${(e as Error).message}`);
+    }
+    const words = staging.getMappedRange(0, cls);
+    let out: HostArray;
+    if (x.dtype === 'i32') out = new Int32Array(words, 0, x.elements).slice();
+    else if (x.dtype === 'bool') out = Uint8Array.from(new Uint32Array(words, 0, x.elements));
+    else out = new Float32Array(words, 0, x.elements).slice();
+    staging.unmap();
+    let l = this.readback.get(cls);
+    if (!l) this.readback.set(cls, (l = []));
+    l.push(staging);
+    const err = this.gpu.takeError();
+    if (err) throw err;
+    return out;
+  }
+
+  /** Wait until the device has finished all submitted work. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    const err = this.gpu.takeError();
+    if (err) throw err;
+  }
+
+  private discard(): void {
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    this.encoder = null; // dropped unsubmitted: it referenced a pipeline that failed
+    this.inEncoder = 0;
+    this.gpu.takeError();
+  }
+
+  private live(): void {
+    if (this.disposed) throw new RheoError('WebGPU backend used after dispose()');
+    if (this.gpu.lost) throw this.gpu.lost;
+  }
+
+  /** Free every buffer this backend created (and the device, if the backend acquired it). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.pass?.end();
+    this.pass = null;
+    this.encoder = null;
+    for (const b of this.all) b.destroy();
+    this.all.clear();
+    this.free.clear();
+    this.readback.clear();
+    this.pipelines.clear();
+    if (this.ownsDevice) this.gpu.destroy();
+  }
+}
