@@ -1,0 +1,213 @@
+// The executor: `compile(graph, options)` gives an Executable whose `run(feeds)` binds symbolic
+// dims from the feeds, plans once per binding (fusion, kernels, arena), runs the kernels on the
+// chosen backend and applies param/state updates. It owns every buffer: users never free
+// anything, and intermediates live in one arena whose size the plan states.
+
+import type { Graph } from '../graphs/graph.js';
+import { validateGraph } from '../graphs/graph.js';
+import type { Init } from '../graphs/builder.js';
+import { FeedError, GraphError } from '../graphs/errors.js';
+import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
+import { bytesPerElement, numel, type DType } from '../graphs/types.js';
+import { planGraph, type Plan } from '../scheduler/plan.js';
+import { bindDims, concreteShape, concreteShapes } from '../scheduler/specialize.js';
+import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
+import { interpretKernel } from './interpreter.js';
+import { initialValues } from './init.js';
+import { allocArray, arrayOn, type HostTensor } from './tensor.js';
+
+export type Feed = HostTensor | CpuArray | readonly number[];
+export type Feeds = Readonly<Record<string, Feed>>;
+export type Outputs = Record<string, HostTensor>;
+
+export interface CompileOptions {
+  /** 'cpu' (generated JavaScript) or 'reference' (the IR interpreter, for tests) */
+  readonly backend?: 'cpu' | 'reference';
+  /** adds optimizer state and updates to a graph made by `grad` */
+  readonly optimizer?: Optimizer;
+  /** seed for param initialization */
+  readonly seed?: number;
+  /** false runs one kernel per op (for comparisons) */
+  readonly fuse?: boolean;
+  /** outputs `run` returns by default (default: all but gradients when training) */
+  readonly outputs?: readonly string[];
+}
+
+export interface RunStats {
+  runs: number;
+  kernelLaunches: number;
+  plansMade: number;
+  /** largest arena allocated for intermediates, bytes */
+  peakArenaBytes: number;
+}
+
+interface Prepared {
+  readonly plan: Plan;
+  readonly fns: readonly CpuKernelFn[];
+  readonly arena: ArrayBuffer;
+  readonly views: Map<number, CpuArray>;
+}
+
+export class Executable {
+  readonly graph: Graph;
+  readonly backend: 'cpu' | 'reference';
+  readonly defaultOutputs: readonly string[];
+  readonly stats: RunStats = { runs: 0, kernelLaunches: 0, plansMade: 0, peakArenaBytes: 0 };
+  private readonly fuse: boolean;
+  private readonly persistent = new Map<number, CpuArray>();
+  private readonly plans = new Map<string, Prepared>();
+
+  constructor(graph: Graph, opts: CompileOptions = {}) {
+    const g = opts.optimizer ? applyOptimizer(graph, opts.optimizer) : graph;
+    validateGraph(g);
+    this.graph = g;
+    this.backend = opts.backend ?? 'cpu';
+    this.fuse = opts.fuse !== false;
+    const names = Object.keys(g.outputs);
+    this.defaultOutputs = opts.outputs ?? (opts.optimizer ? names.filter((n) => !n.startsWith('grad/')) : names);
+    for (const o of this.defaultOutputs) if (g.outputs[o] === undefined) throw new GraphError(`compile: graph '${g.name}' has no output '${o}'`);
+    const seed = opts.seed ?? 0;
+    for (const n of g.nodes) {
+      if (n.op === 'param' || n.op === 'state') {
+        const shape = concreteShape(n.shape, new Map(), n.op, n.site);
+        const vals = initialValues(n.attrs['init'] as unknown as Init, shape, seed, n.name!);
+        this.persistent.set(n.id, n.dtype === 'f32' || n.dtype === 'f16' ? vals : (() => { const a = allocArray(n.dtype, vals.length); a.set(vals); return a; })());
+      } else if (n.op === 'const' && Array.isArray(n.attrs['data'])) {
+        const a = allocArray(n.dtype, (n.attrs['data'] as number[]).length);
+        a.set(n.attrs['data'] as number[]);
+        this.persistent.set(n.id, a);
+      }
+    }
+  }
+
+  /** The plan for feeds of these shapes (made once per binding of the symbolic dims). */
+  plan(feedShapes: Readonly<Record<string, readonly number[]>>, outputs: readonly string[] = this.defaultOutputs): Plan {
+    return this.prepare(new Map(Object.entries(feedShapes)), outputs).plan;
+  }
+
+  private prepare(feedShapes: ReadonlyMap<string, readonly number[]>, outputs: readonly string[]): Prepared {
+    const bindings = bindDims(this.graph, feedShapes);
+    const key = JSON.stringify([[...bindings].sort(), outputs]);
+    let p = this.plans.get(key);
+    if (!p) {
+      const plan = planGraph(this.graph, concreteShapes(this.graph, bindings), { outputs, fuse: this.fuse });
+      const fns = plan.steps.map((s) => (this.backend === 'reference' ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel)));
+      const arena = new ArrayBuffer(plan.memory.arenaBytes);
+      const views = new Map<number, CpuArray>();
+      for (const [id, off] of plan.memory.offsets) {
+        const b = plan.buffers.get(id)!;
+        views.set(id, arrayOn(b.dtype as DType, arena, off, b.elements));
+      }
+      p = { plan, fns, arena, views };
+      this.plans.set(key, p);
+      this.stats.plansMade++;
+      this.stats.peakArenaBytes = Math.max(this.stats.peakArenaBytes, plan.memory.arenaBytes);
+    }
+    return p;
+  }
+
+  private feedArrays(feeds: Feeds): Map<string, HostTensor> {
+    const out = new Map<string, HostTensor>();
+    const declared = new Map(this.graph.nodes.filter((n) => n.op === 'input').map((n) => [n.name!, n]));
+    for (const [name, f] of Object.entries(feeds)) {
+      const n = declared.get(name);
+      if (!n) throw new FeedError(name, `is not an input of graph '${this.graph.name}' (inputs: ${[...declared.keys()].join(', ')})`);
+      if (f && typeof f === 'object' && 'shape' in f && 'data' in f) {
+        const t = f as HostTensor;
+        if (t.dtype !== n.dtype && !(n.dtype === 'f16' && t.dtype === 'f32')) throw new FeedError(name, `dtype ${t.dtype} does not match declared ${n.dtype}`, n.shape, [...t.shape]);
+        if (t.data.length !== numel(t.shape)) throw new FeedError(name, `has ${t.data.length} values for its shape`, n.shape, [...t.shape]);
+        out.set(name, t);
+        continue;
+      }
+      // a bare array: the shape is the declared one, with at most one symbolic dim inferred
+      const data = f as ArrayLike<number>;
+      const known = n.shape.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
+      const syms = n.shape.filter((d) => typeof d === 'string');
+      if (syms.length > 1) throw new FeedError(name, 'has several symbolic dims; feed a tensor with an explicit shape', n.shape);
+      const shape = n.shape.map((d) => (typeof d === 'number' ? d : data.length / known));
+      if (!shape.every(Number.isInteger) || numel(shape) !== data.length) throw new FeedError(name, `${data.length} values do not fit the declared shape`, n.shape);
+      const arr = allocArray(n.dtype, data.length);
+      if (arr.constructor === (data as object).constructor) out.set(name, { dtype: n.dtype, shape, data: data as CpuArray });
+      else {
+        arr.set(Array.from(data));
+        out.set(name, { dtype: n.dtype, shape, data: arr });
+      }
+    }
+    for (const name of declared.keys()) if (!out.has(name)) throw new FeedError(name, 'no value was fed', declared.get(name)!.shape);
+    return out;
+  }
+
+  /** Run synchronously on the CPU. */
+  runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs): Outputs {
+    const fed = this.feedArrays(feeds);
+    const shapes = new Map([...fed].map(([k, v]) => [k, v.shape]));
+    const { plan, fns, views } = this.prepare(shapes, outputs);
+    const g = this.graph;
+    const bufs = new Map<number, CpuArray>(this.persistent);
+    for (const n of g.nodes) if (n.op === 'input') bufs.set(n.id, fed.get(n.name!)!.data);
+    for (const [id, v] of views) bufs.set(id, v);
+    const result: Outputs = {};
+    for (const [name, id] of Object.entries(plan.outputs)) {
+      const b = plan.buffers.get(id)!;
+      if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements));
+      void name;
+    }
+    plan.steps.forEach((s, i) => {
+      fns[i]!(s.inputs.map((j) => bufs.get(j)!), bufs.get(s.node)!);
+    });
+    for (const [name, id] of Object.entries(plan.outputs)) {
+      const b = plan.buffers.get(id)!;
+      const src = bufs.get(id)!;
+      const data = b.role === 'output' ? src : (src.slice() as CpuArray);
+      result[name] = { dtype: g.nodes[id]!.dtype, shape: plan.shapes[id]!, data };
+    }
+    for (const u of g.updates) {
+      if (u.value === u.target) continue;
+      this.persistent.get(u.target)!.set(bufs.get(u.value)!);
+    }
+    this.stats.runs++;
+    this.stats.kernelLaunches += plan.steps.length;
+    return result;
+  }
+
+  /** Run; resolves to the requested outputs as host tensors the caller owns. */
+  async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs): Promise<Outputs> {
+    return this.runSync(feeds, outputs);
+  }
+
+  /** Copies of params and state by name (e.g. for checkpoints). */
+  variables(): Record<string, HostTensor> {
+    const out: Record<string, HostTensor> = {};
+    for (const [id, data] of this.persistent) {
+      const n = this.graph.nodes[id]!;
+      if (n.op === 'const') continue;
+      out[`${n.op}:${n.name}`] = { dtype: n.dtype, shape: concreteShape(n.shape, new Map()), data: data.slice() as CpuArray };
+    }
+    return out;
+  }
+
+  /** Overwrite params/state by the names `variables()` uses. */
+  setVariables(values: Readonly<Record<string, HostTensor | CpuArray>>): void {
+    for (const [key, v] of Object.entries(values)) {
+      const [op, ...rest] = key.split(':');
+      const name = rest.join(':');
+      const n = this.graph.nodes.find((x) => x.op === op && x.name === name);
+      if (!n) throw new GraphError(`setVariables: no ${op} named '${name}'`);
+      const dst = this.persistent.get(n.id)!;
+      const src = 'data' in v && !(ArrayBuffer.isView(v)) ? (v as HostTensor).data : (v as CpuArray);
+      if (src.length !== dst.length) throw new GraphError(`setVariables: '${key}' has ${src.length} values, expected ${dst.length}`);
+      dst.set(src);
+    }
+  }
+
+  /** Bytes held in params, state and constants. */
+  persistentBytes(): number {
+    let b = 0;
+    for (const [id, a] of this.persistent) b += a.length * bytesPerElement(this.graph.nodes[id]!.dtype === 'f16' ? 'f32' : this.graph.nodes[id]!.dtype);
+    return b;
+  }
+}
+
+export function compile(graph: Graph, opts: CompileOptions = {}): Executable {
+  return new Executable(graph, opts);
+}

@@ -1,0 +1,174 @@
+// The reference interpreter of the kernel IR: walks expression trees element by element with
+// no code generation and no cleverness. Tests compare generated kernels (CPU JS, WGSL) with it;
+// it is far too slow to be a backend and is never used as one.
+
+import type { Expr, IndexExpr, IndexPred, Kernel } from '../ops/kernel-ir.js';
+import { randUniform } from '../ops/rand.js';
+import type { CpuArray } from './cpu/render-js.js';
+
+type Env = Map<string, number>;
+
+function idx(e: IndexExpr, env: Env, ins: readonly CpuArray[]): number {
+  switch (e.k) {
+    case 'var': return env.get(e.name)!;
+    case 'const': return e.v;
+    case 'add': return idx(e.a, env, ins) + idx(e.b, env, ins);
+    case 'mul': return idx(e.a, env, ins) * e.c;
+    case 'div': return Math.floor(idx(e.a, env, ins) / e.c);
+    case 'mod': return idx(e.a, env, ins) % e.c;
+    case 'loadIndex': return Math.min(Math.max(ins[e.buf]![idx(e.at, env, ins)]!, 0), e.hi);
+  }
+}
+
+function pred(p: IndexPred, env: Env, ins: readonly CpuArray[]): boolean {
+  switch (p.k) {
+    case 'lt': return idx(p.a, env, ins) < p.c;
+    case 'ge': return idx(p.a, env, ins) >= p.c;
+    case 'and': return pred(p.a, env, ins) && pred(p.b, env, ins);
+  }
+}
+
+const f32 = Math.fround;
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function unary(op: string, a: number): number {
+  switch (op) {
+    case 'neg': return -a;
+    case 'exp': return Math.exp(a);
+    case 'log': return Math.log(a);
+    case 'sqrt': return Math.sqrt(a);
+    case 'rsqrt': return 1 / Math.sqrt(a);
+    case 'abs': return Math.abs(a);
+    case 'sin': return Math.sin(a);
+    case 'cos': return Math.cos(a);
+    case 'tanh': return Math.tanh(a);
+    case 'sigmoid': return 1 / (1 + Math.exp(-a));
+    case 'relu': return a > 0 ? a : 0;
+    case 'recip': return 1 / a;
+    case 'floor': return Math.floor(a);
+    case 'ceil': return Math.ceil(a);
+    case 'round': return roundHalfEven(a);
+    case 'sign': return Math.sign(a);
+    case 'not': return a ? 0 : 1;
+    case 'square': return a * a;
+    case 'step': return a > 0 ? 1 : 0;
+  }
+  throw new Error(`interpreter: unary op ${op}`);
+}
+
+function binary(op: string, a: number, b: number, int: boolean): number {
+  const w = (x: number) => (int ? x | 0 : x);
+  switch (op) {
+    case 'add': return w(a + b);
+    case 'sub': return w(a - b);
+    case 'mul': return int ? Math.imul(a, b) : a * b;
+    case 'div': return w(a / b);
+    case 'pow': return w(Math.pow(a, b));
+    case 'max': return Math.max(a, b);
+    case 'min': return Math.min(a, b);
+    case 'mod': return int ? ((a % b) + b) % b : a - b * Math.floor(a / b);
+    case 'lt': return a < b ? 1 : 0;
+    case 'le': return a <= b ? 1 : 0;
+    case 'gt': return a > b ? 1 : 0;
+    case 'ge': return a >= b ? 1 : 0;
+    case 'eq': return a === b ? 1 : 0;
+    case 'ne': return a !== b ? 1 : 0;
+    case 'and': return a && b ? 1 : 0;
+    case 'or': return a || b ? 1 : 0;
+  }
+  throw new Error(`interpreter: binary op ${op}`);
+}
+
+export function evalExpr(e: Expr, env: Env, ins: readonly CpuArray[], acc = 0): number {
+  const ev = (x: Expr) => evalExpr(x, env, ins, acc);
+  switch (e.k) {
+    case 'const': return e.v;
+    case 'load': return ins[e.buf]![idx(e.at, env, ins)]!;
+    case 'unary': return unary(e.op, ev(e.a));
+    case 'binary': return binary(e.op, ev(e.a), ev(e.b), e.dtype === 'i32');
+    case 'where': return ev(e.c) ? ev(e.a) : ev(e.b);
+    case 'cast': {
+      const v = ev(e.a);
+      if (e.dtype === 'bool') return v !== 0 ? 1 : 0;
+      if (e.dtype === 'i32' && e.a.dtype !== 'i32' && e.a.dtype !== 'bool') return Math.trunc(v) | 0;
+      return v;
+    }
+    case 'select': return pred(e.pred, env, ins) ? ev(e.a) : ev(e.b);
+    case 'index': return idx(e.at, env, ins);
+    case 'rand': return randUniform(e.seed, idx(e.at, env, ins));
+    case 'acc': return acc;
+    case 'reduce': {
+      let best = e.op === 'sum' ? 0 : e.op === 'max' || e.op === 'argmax' ? -Infinity : Infinity;
+      let bestI = 0;
+      const sizes = e.vars.map((v) => v.size);
+      const total = sizes.reduce((p, s) => p * s, 1);
+      for (let t = 0; t < total; t++) {
+        let rem = t;
+        for (let i = e.vars.length - 1; i >= 0; i--) {
+          env.set(e.vars[i]!.name, rem % sizes[i]!);
+          rem = Math.floor(rem / sizes[i]!);
+        }
+        const v = ev(e.body);
+        if (e.op === 'sum') best += v;
+        else if (e.op === 'max') best = Math.max(best, v);
+        else if (e.op === 'min') best = Math.min(best, v);
+        else if (e.op === 'argmax' ? v > best : v < best) {
+          best = v;
+          bestI = env.get(e.vars[0]!.name)!;
+        }
+      }
+      return e.op === 'argmax' || e.op === 'argmin' ? bestI : e.dtype === 'i32' ? best | 0 : best;
+    }
+  }
+}
+
+function forEachIndex(shape: readonly number[], f: (env: Env, o: number) => void): void {
+  const env: Env = new Map();
+  const n = shape.reduce((p, d) => p * d, 1);
+  for (let o = 0; o < n; o++) {
+    let rem = o;
+    for (let i = shape.length - 1; i >= 0; i--) {
+      env.set(`i${i}`, rem % shape[i]!);
+      rem = Math.floor(rem / shape[i]!);
+    }
+    f(env, o);
+  }
+}
+
+/** Evaluate a kernel into `out`, the slow and obvious way. */
+export function interpretKernel(k: Kernel, ins: readonly CpuArray[], out: CpuArray): void {
+  switch (k.kind) {
+    case 'map':
+      forEachIndex(k.out.shape, (env, o) => (out[o] = evalExpr(k.expr, env, ins)));
+      return;
+    case 'scatterAdd': {
+      out.set(ins[k.base]!);
+      for (let r = 0; r < k.rows; r++) {
+        const row = Math.min(Math.max(ins[k.indices]![r]!, 0), k.outRows - 1);
+        for (let j = 0; j < k.inner; j++) out[row * k.inner + j] = f32(out[row * k.inner + j]! + ins[k.updates]![r * k.inner + j]!);
+      }
+      return;
+    }
+    case 'matmul': {
+      const nb = k.batch.length;
+      forEachIndex(k.out.shape, (env, o) => {
+        let aOff = k.a.offset, bOff = k.b.offset;
+        for (let d = 0; d < nb; d++) {
+          aOff += env.get(`i${d}`)! * k.a.batchStrides[d]!;
+          bOff += env.get(`i${d}`)! * k.b.batchStrides[d]!;
+        }
+        const m = env.get(`i${nb}`)!, n = env.get(`i${nb + 1}`)!;
+        let acc = 0;
+        for (let kk = 0; kk < k.k; kk++) {
+          acc += ins[k.a.buf]![aOff + m * k.a.rowStride + kk * k.a.colStride]! * ins[k.b.buf]![bOff + kk * k.b.rowStride + n * k.b.colStride]!;
+        }
+        out[o] = k.epilogue ? evalExpr(k.epilogue, env, ins, acc) : acc;
+      });
+      return;
+    }
+  }
+}

@@ -1,0 +1,375 @@
+// Fast rematerialization planner for graphs of any size. Runs the graph in id order and, when
+// the next evaluation would exceed the budget, evicts the resident value that is cheapest to
+// rebuild per byte and per step until its next use (the future is known, so this is Belady's
+// rule weighted by cost); evicted inputs are recomputed recursively when needed. Several
+// scoring variants are tried, each plan is pruned of recomputations the budget can afford to
+// avoid, and a perturbation search refines the best. Not optimal; exact.ts is.
+
+import { adjacency, type Adjacency, type CostGraph } from './cost-graph.js';
+import { scheduleFromSequence, simulate, totalCompute } from './schedule.js';
+import type { RematPlan } from './plan-types.js';
+
+export interface HeuristicOptions {
+  /** Wall-clock allowance for the refinement search after the greedy passes (default scales with n). */
+  timeLimitMs?: number;
+  /** Seed of the refinement search, for reproducible plans. */
+  seed?: number;
+}
+
+/** Knobs of one greedy run: score = rebuild^1 / (bytes^alpha * distance^beta) * bias[node]. */
+interface Variant {
+  alpha: number;
+  beta: number;
+  /** 0: own compute only; 1: plus evicted inputs; 2: whole evicted ancestry. */
+  depth: 0 | 1 | 2;
+  bias?: Float64Array;
+}
+
+export interface Context {
+  graph: CostGraph;
+  adj: Adjacency;
+  n: number;
+  bytes: Float64Array;
+  compute: Float64Array;
+}
+
+export function makeContext(graph: CostGraph, adj: Adjacency = adjacency(graph)): Context {
+  return {
+    graph,
+    adj,
+    n: graph.nodes.length,
+    bytes: Float64Array.from(graph.nodes, (v) => v.bytes),
+    compute: Float64Array.from(graph.nodes, (v) => v.compute),
+  };
+}
+
+/**
+ * One greedy pass. Returns the evaluation sequence, or null when the budget cannot be met this
+ * way (every resident value is pinned by the evaluation in progress, or the recomputation
+ * blows past a sanity cap).
+ *
+ * Step `now` first recomputes its evicted ancestry (up to resident values) in a depth-first
+ * post-order fixed up front, so every value's next read is known to the sub-step: a value the
+ * step still reads is "near" (distance below 1) and is evicted only under real pressure.
+ */
+export function greedyEviction(ctx: Context, budget: number, variant: Variant): number[] | null {
+  const { n, adj, bytes, compute } = ctx;
+  const resident = new Uint8Array(n);
+  const pinned = new Int32Array(n);
+  const nextSucc = new Int32Array(n); // index into succs[u] of its first not-yet-computed successor
+  const list: number[] = []; // resident values, unordered
+  const where = new Int32Array(n).fill(-1);
+  const seq: number[] = [];
+  const cap = 40 * n + 1000;
+  const bias = variant.bias;
+  let held = 0;
+  let now = 0;
+  // Reads by the recomputations of the current step: positions in `stage`, per value.
+  let stage: number[] = [];
+  let pos = 0;
+  const useStart = new Int32Array(n);
+  const useEnd = new Int32Array(n);
+  let usePos: number[] = [];
+  const useStamp = new Int32Array(n).fill(-1);
+
+  const add = (v: number) => {
+    resident[v] = 1;
+    held += bytes[v]!;
+    where[v] = list.length;
+    list.push(v);
+  };
+  const drop = (v: number) => {
+    resident[v] = 0;
+    held -= bytes[v]!;
+    const i = where[v]!;
+    const last = list.pop()!;
+    if (last !== v) {
+      list[i] = last;
+      where[last] = i;
+    }
+    where[v] = -1;
+  };
+  const stageUse = (u: number): number => {
+    if (useStamp[u] !== now) return -1;
+    while (useStart[u]! < useEnd[u]! && usePos[useStart[u]!]! < pos) useStart[u]++;
+    return useStart[u]! < useEnd[u]! ? usePos[useStart[u]!]! : -1;
+  };
+  const dead = (v: number) => nextSucc[v]! >= adj.succs[v]!.length && pinned[v] === 0 && stageUse(v) < 0;
+
+  // Compute needed to rebuild u at its next read T: u plus every ancestor that will not be
+  // resident by then (not resident now, or resident but with no read at or after T), which is
+  // what makes evicting long-lived values expensive. Stops early once past `limit`.
+  const lastSucc = Int32Array.from(adj.succs, (s) => (s.length ? s[s.length - 1]! : -1));
+  const mark = new Int32Array(n);
+  let stamp = 0;
+  const stack: number[] = [];
+  const rebuild = (u: number, T: number, limit: number): number => {
+    if (variant.depth === 0) return compute[u]!;
+    if (variant.depth === 1) {
+      let c = compute[u]!;
+      for (const p of adj.preds[u]!) if (!resident[p]) c += compute[p]!;
+      return c;
+    }
+    stamp++;
+    let c = 0;
+    stack.length = 0;
+    stack.push(u);
+    mark[u] = stamp;
+    while (stack.length) {
+      const x = stack.pop()!;
+      c += compute[x]!;
+      if (c > limit) return c;
+      for (const p of adj.preds[x]!)
+        if (mark[p] !== stamp && !(resident[p] && lastSucc[p]! >= T)) {
+          mark[p] = stamp;
+          stack.push(p);
+        }
+    }
+    return c;
+  };
+
+  const evictOne = (): boolean => {
+    let best = -1;
+    let bestScore = Infinity;
+    for (const u of list) {
+      if (pinned[u]! > 0) continue;
+      const b = bytes[u]!;
+      if (b <= 0) continue;
+      const q = stageUse(u);
+      const T = q >= 0 ? now : adj.succs[u]![nextSucc[u]!]!;
+      const dist = q >= 0 ? (q - pos + 1) / (stage.length + 1) : T - now + 1;
+      const scale = Math.pow(b, variant.alpha) * Math.pow(dist, variant.beta) * (bias ? 1 / bias[u]! : 1);
+      const score = (rebuild(u, T, bestScore * scale) + 1e-9) / scale;
+      if (score < bestScore) {
+        bestScore = score;
+        best = u;
+      }
+    }
+    if (best < 0) return false;
+    drop(best);
+    return true;
+  };
+
+  // Evaluates x, first recomputing (recursively) any input that is not resident.
+  const materialize = (x: number): boolean => {
+    const preds = adj.preds[x]!;
+    for (const p of preds) if (resident[p]) pinned[p]++;
+    for (const p of preds) {
+      if (resident[p]) continue;
+      if (!materialize(p)) return false;
+      pinned[p]++;
+    }
+    while (held + bytes[x]! > budget) if (!evictOne()) { if (process.env.DBG) console.error("pinned", now, x, held, list.length, seq.length); return false; }
+    if (seq.length >= cap) { if (process.env.DBG) console.error("cap", now, seq.slice(-60).join(",")); return false; }
+    seq.push(x);
+    add(x);
+    for (const p of preds) {
+      pinned[p]--;
+      if (resident[p] && dead(p)) drop(p);
+    }
+    return true;
+  };
+
+  const visit = new Int32Array(n).fill(-1);
+  const postOrder = (root: number): number[] => {
+    const out: number[] = [];
+    const stack: [number, number][] = [[root, 0]];
+    visit[root] = root;
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      const preds = adj.preds[top[0]]!;
+      if (top[1] < preds.length) {
+        const p = preds[top[1]++]!;
+        if (!resident[p] && visit[p] !== root) {
+          visit[p] = root;
+          stack.push([p, 0]);
+        }
+      } else {
+        out.push(top[0]);
+        stack.pop();
+      }
+    }
+    return out;
+  };
+
+  for (now = 0; now < n; now++) {
+    stage = postOrder(now);
+    const reads: [number, number][] = [];
+    stage.forEach((x, k) => {
+      for (const p of adj.preds[x]!) reads.push([p, k]);
+    });
+    reads.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    usePos = reads.map((r) => r[1]);
+    for (let i = 0; i < reads.length; i++) {
+      const u = reads[i]![0];
+      if (useStamp[u] !== now) {
+        useStamp[u] = now;
+        useStart[u] = i;
+      }
+      useEnd[u] = i + 1;
+    }
+    for (pos = 0; pos < stage.length; pos++) {
+      const x = stage[pos]!;
+      if (resident[x]) continue; // recomputed on demand earlier in this step
+      if (!materialize(x)) return null;
+    }
+    pos = stage.length;
+    for (const p of adj.preds[now]!) {
+      const s = adj.succs[p]!;
+      while (nextSucc[p]! < s.length && s[nextSucc[p]!]! <= now) nextSucc[p]++;
+    }
+    for (let i = list.length - 1; i >= 0; i--) {
+      const v = list[i]!;
+      if (i < list.length && dead(v)) drop(v);
+    }
+    if (resident[now] && adj.succs[now]!.length === 0) drop(now);
+  }
+  return seq;
+}
+
+/** Peak and cost of a sequence under the papers' model, computed without building a schedule. */
+export function profile(ctx: Context, seq: readonly number[]): { peak: number; cost: number; memory: Float64Array } {
+  const { n, adj, bytes, compute } = ctx;
+  const L = seq.length;
+  const copyAt = new Int32Array(n).fill(-1);
+  const lastRead = new Int32Array(L);
+  for (let j = 0; j < L; j++) {
+    const v = seq[j]!;
+    lastRead[j] = j;
+    for (const p of adj.preds[v]!) lastRead[copyAt[p]!] = j;
+    copyAt[v] = j;
+  }
+  // Difference array: the copy made at j occupies steps j..lastRead[j].
+  const diff = new Float64Array(L + 1);
+  let cost = 0;
+  for (let j = 0; j < L; j++) {
+    const b = bytes[seq[j]!]!;
+    diff[j]! += b;
+    diff[lastRead[j]! + 1]! -= b;
+    cost += compute[seq[j]!]!;
+  }
+  const memory = new Float64Array(L);
+  let cur = 0;
+  let peak = 0;
+  for (let j = 0; j < L; j++) {
+    cur += diff[j]!;
+    memory[j] = cur;
+    if (cur > peak) peak = cur;
+  }
+  return { peak, cost, memory };
+}
+
+/**
+ * Drops recomputations while the budget allows: an evaluation of a node that was evaluated
+ * before can go when keeping the earlier copy alive until the later reads fits the budget.
+ * Unread recomputations go first (always free), then the most expensive ones.
+ */
+export function pruneRecomputations(ctx: Context, seq: number[], budget: number): number[] {
+  const { compute } = ctx;
+  let cur = seq.slice();
+  for (;;) {
+    cur = dropUnread(ctx, cur);
+    const seen = new Uint8Array(ctx.n);
+    const repeats: number[] = [];
+    cur.forEach((v, j) => {
+      if (seen[v]) repeats.push(j);
+      seen[v] = 1;
+    });
+    repeats.sort((a, b) => compute[cur[b]!]! - compute[cur[a]!]!);
+    let changed = false;
+    // Positions shift after each accepted removal; track removed ones instead of reindexing.
+    const removed = new Uint8Array(cur.length);
+    for (const j of repeats) {
+      if (compute[cur[j]!]! <= 0) continue;
+      removed[j] = 1;
+      const trial = cur.filter((_, i) => !removed[i]);
+      if (profile(ctx, trial).peak <= budget) changed = true;
+      else removed[j] = 0;
+    }
+    if (!changed) return cur;
+    cur = cur.filter((_, i) => !removed[i]);
+  }
+}
+
+/** Removes evaluations whose output nobody reads, unless it is the node's only evaluation. */
+function dropUnread(ctx: Context, seq: number[]): number[] {
+  const { n, adj } = ctx;
+  let cur = seq;
+  for (;;) {
+    const copyAt = new Int32Array(n).fill(-1);
+    const read = new Uint8Array(cur.length);
+    const count = new Int32Array(n);
+    cur.forEach((v, j) => {
+      for (const p of adj.preds[v]!) read[copyAt[p]!] = 1;
+      copyAt[v] = j;
+      count[v]++;
+    });
+    const drop = new Uint8Array(cur.length);
+    let any = false;
+    // Walk backwards so that of several unread copies the node keeps at least one.
+    for (let j = cur.length - 1; j >= 0; j--) {
+      const v = cur[j]!;
+      if (!read[j] && count[v]! > 1 && adj.succs[v]!.length > 0) {
+        drop[j] = 1;
+        count[v]--;
+        any = true;
+      }
+    }
+    if (!any) return cur;
+    cur = cur.filter((_, j) => !drop[j]);
+  }
+}
+
+const VARIANTS: Variant[] = [
+  { alpha: 1, beta: 1, depth: 1 },
+  { alpha: 1, beta: 1, depth: 2 },
+  { alpha: 1, beta: 0, depth: 1 },
+  { alpha: 1, beta: 2, depth: 1 },
+  { alpha: 1, beta: 0.5, depth: 2 },
+  { alpha: 0.5, beta: 1, depth: 1 },
+  { alpha: 2, beta: 1, depth: 1 },
+  { alpha: 1, beta: 1, depth: 0 },
+];
+
+/** Best of the greedy variants after pruning; null when none meets the budget. */
+export function bestGreedy(ctx: Context, budget: number, variants: Variant[] = VARIANTS): number[] | null {
+  let best: number[] | null = null;
+  let bestCost = Infinity;
+  for (const v of variants) {
+    const seq = greedyEviction(ctx, budget, v);
+    if (!seq) continue;
+    const pruned = pruneRecomputations(ctx, seq, budget);
+    const { cost } = profile(ctx, pruned);
+    if (cost < bestCost) {
+      bestCost = cost;
+      best = pruned;
+    }
+  }
+  return best;
+}
+
+/**
+ * Plans a schedule whose peak (papers' model) is at most `budget`, or returns null when this
+ * heuristic cannot meet the budget. For a budget at or above the plain peak it returns the
+ * plain schedule.
+ */
+export function solveHeuristicSequence(ctx: Context, budget: number, options: HeuristicOptions = {}): number[] | null {
+  const plain = Array.from({ length: ctx.n }, (_, i) => i);
+  if (profile(ctx, plain).peak <= budget) return plain;
+  return bestGreedy(ctx, budget);
+}
+
+export function solveHeuristic(graph: CostGraph, budget: number, options: HeuristicOptions = {}): RematPlan | null {
+  const t0 = performance.now();
+  const ctx = makeContext(graph);
+  const seq = solveHeuristicSequence(ctx, budget, options);
+  if (!seq) return null;
+  const schedule = scheduleFromSequence(graph, seq, ctx.adj);
+  const sim = simulate(graph, schedule, ctx.adj);
+  if (!sim.valid || sim.peak > budget) throw new Error(`internal: heuristic produced an invalid plan: ${sim.error ?? `peak ${sim.peak} > ${budget}`}`);
+  void totalCompute;
+  return {
+    schedule,
+    stats: { peak: sim.peak, cost: sim.cost, overhead: sim.overhead, solveMs: performance.now() - t0, solver: 'heuristic' },
+  };
+}
