@@ -27,6 +27,11 @@ export interface CompileOptions {
   readonly optimizer?: Optimizer;
   /** seed for param initialization */
   readonly seed?: number;
+  /**
+   * 'f64' stores every float tensor in double precision (for gradient checks against finite
+   * differences); 'f32' is the default.
+   */
+  readonly precision?: 'f32' | 'f64';
   /** false runs one kernel per op (for comparisons) */
   readonly fuse?: boolean;
   /** outputs `run` returns by default (default: all but gradients when training) */
@@ -54,30 +59,47 @@ export class Executable {
   readonly defaultOutputs: readonly string[];
   readonly stats: RunStats = { runs: 0, kernelLaunches: 0, plansMade: 0, peakArenaBytes: 0 };
   private readonly fuse: boolean;
-  private readonly persistent = new Map<number, CpuArray>();
+  private readonly f64: boolean;
+  private readonly persistent: Map<number, CpuArray>;
   private readonly plans = new Map<string, Prepared>();
 
-  constructor(graph: Graph, opts: CompileOptions = {}) {
+  /** `shared`: params/state/const buffers of another executable over the same node ids. */
+  constructor(graph: Graph, opts: CompileOptions = {}, shared?: Map<number, CpuArray>) {
+    this.opts = opts;
     const g = opts.optimizer ? applyOptimizer(graph, opts.optimizer) : graph;
     validateGraph(g);
     this.graph = g;
     this.backend = opts.backend ?? 'cpu';
     this.fuse = opts.fuse !== false;
+    this.f64 = opts.precision === 'f64';
     const names = Object.keys(g.outputs);
     this.defaultOutputs = opts.outputs ?? (opts.optimizer ? names.filter((n) => !n.startsWith('grad/')) : names);
     for (const o of this.defaultOutputs) if (g.outputs[o] === undefined) throw new GraphError(`compile: graph '${g.name}' has no output '${o}'`);
+    this.persistent = shared ?? new Map();
     const seed = opts.seed ?? 0;
-    for (const n of g.nodes) {
+    for (const n of shared ? [] : g.nodes) {
       if (n.op === 'param' || n.op === 'state') {
         const shape = concreteShape(n.shape, new Map(), n.op, n.site);
         const vals = initialValues(n.attrs['init'] as unknown as Init, shape, seed, n.name!);
-        this.persistent.set(n.id, n.dtype === 'f32' || n.dtype === 'f16' ? vals : (() => { const a = allocArray(n.dtype, vals.length); a.set(vals); return a; })());
+        const a = allocArray(n.dtype, vals.length, this.f64);
+        a.set(vals);
+        this.persistent.set(n.id, a);
       } else if (n.op === 'const' && Array.isArray(n.attrs['data'])) {
-        const a = allocArray(n.dtype, (n.attrs['data'] as number[]).length);
+        const a = allocArray(n.dtype, (n.attrs['data'] as number[]).length, this.f64);
         a.set(n.attrs['data'] as number[]);
         this.persistent.set(n.id, a);
       }
     }
+  }
+
+  private readonly opts: CompileOptions;
+
+  /**
+   * An executable over a graph derived from this one (same ids for params, state and
+   * constants), sharing their buffers: what reactive runs use for their partial plans.
+   */
+  derive(graph: Graph, outputs: readonly string[]): Executable {
+    return new Executable(graph, { ...this.opts, optimizer: undefined, outputs }, this.persistent);
   }
 
   /** The plan for feeds of these shapes (made once per binding of the symbolic dims). */
@@ -96,7 +118,7 @@ export class Executable {
       const views = new Map<number, CpuArray>();
       for (const [id, off] of plan.memory.offsets) {
         const b = plan.buffers.get(id)!;
-        views.set(id, arrayOn(b.dtype as DType, arena, off, b.elements));
+        views.set(id, this.f64 ? allocArray(b.dtype as DType, b.elements, true) : arrayOn(b.dtype as DType, arena, off, b.elements));
       }
       p = { plan, fns, arena, views };
       this.plans.set(key, p);
@@ -126,7 +148,7 @@ export class Executable {
       if (syms.length > 1) throw new FeedError(name, 'has several symbolic dims; feed a tensor with an explicit shape', n.shape);
       const shape = n.shape.map((d) => (typeof d === 'number' ? d : data.length / known));
       if (!shape.every(Number.isInteger) || numel(shape) !== data.length) throw new FeedError(name, `${data.length} values do not fit the declared shape`, n.shape);
-      const arr = allocArray(n.dtype, data.length);
+      const arr = allocArray(n.dtype, data.length, this.f64);
       if (arr.constructor === (data as object).constructor) out.set(name, { dtype: n.dtype, shape, data: data as CpuArray });
       else {
         arr.set(Array.from(data));
@@ -144,12 +166,16 @@ export class Executable {
     const { plan, fns, views } = this.prepare(shapes, outputs);
     const g = this.graph;
     const bufs = new Map<number, CpuArray>(this.persistent);
-    for (const n of g.nodes) if (n.op === 'input') bufs.set(n.id, fed.get(n.name!)!.data);
+    for (const n of g.nodes) {
+      if (n.op !== 'input') continue;
+      const d = fed.get(n.name!)!.data;
+      bufs.set(n.id, this.f64 && d instanceof Float32Array ? Float64Array.from(d) : d);
+    }
     for (const [id, v] of views) bufs.set(id, v);
     const result: Outputs = {};
     for (const [name, id] of Object.entries(plan.outputs)) {
       const b = plan.buffers.get(id)!;
-      if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements));
+      if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements, this.f64));
       void name;
     }
     plan.steps.forEach((s, i) => {

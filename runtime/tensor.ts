@@ -11,7 +11,8 @@ export interface HostTensor {
   readonly data: CpuArray;
 }
 
-export function allocArray(dtype: DType, n: number): CpuArray {
+export function allocArray(dtype: DType, n: number, f64 = false): CpuArray {
+  if (f64 && (dtype === 'f32' || dtype === 'f16')) return new Float64Array(n);
   return dtype === 'i32' ? new Int32Array(n) : dtype === 'bool' ? new Uint8Array(n) : new Float32Array(n);
 }
 

@@ -8,7 +8,7 @@ import { kernelSignature } from '../../ops/kernel-ir.js';
 import { randUniform } from '../../ops/rand.js';
 import { compileMatmulJs } from './matmul-js.js';
 
-export type CpuArray = Float32Array | Int32Array | Uint8Array;
+export type CpuArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 export type CpuKernelFn = (ins: readonly CpuArray[], out: CpuArray) => void;
 
 export function renderIndex(e: IndexExpr): string {
