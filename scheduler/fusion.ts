@@ -54,11 +54,16 @@ export function chooseMaterialized(f: FusionInput): Set<number> {
     consumers[id]!.reduce((s, c) => s + (kind(c) === 'view' && !mat.has(c) ? uses(c) : 1), 0);
   const sameIndex = (id: number, c: number) => numel(shapes[id]!) === numel(shapes[c]!);
 
+  // The largest domain a value is read in, through inlined views: a value computed in a small
+  // domain and broadcast into a larger one is computed once, not once per element read.
+  const readDomain = (id: number): number =>
+    Math.max(0, ...consumers[id]!.map((c) => (kind(c) === 'view' && !mat.has(c) ? readDomain(c) : numel(shapes[c]!))));
+
   for (const id of f.needed) {
     if (mat.has(id)) continue;
     const k = kind(id);
     const cs = consumers[id]!;
-    if (k === 'elementwise' && uses(id) > 1) mat.add(id);
+    if (k === 'elementwise' && (uses(id) > 1 || readDomain(id) > numel(shapes[id]!))) mat.add(id);
     if (k === 'matmul') {
       const c = cs[0];
       const ok = cs.length === 1 && kind(c!) === 'elementwise' && sameIndex(id, c!) && g.nodes[c!]!.op !== 'gather';
