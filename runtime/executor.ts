@@ -4,7 +4,7 @@
 // anything, and intermediates live in one arena whose size the plan states.
 
 import type { Graph } from '../graphs/graph.js';
-import { validateGraph } from '../graphs/graph.js';
+import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
 import { FeedError, GraphError } from '../graphs/errors.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
@@ -103,16 +103,19 @@ export class Executable {
   }
 
   /** The plan for feeds of these shapes (made once per binding of the symbolic dims). */
-  plan(feedShapes: Readonly<Record<string, readonly number[]>>, outputs: readonly string[] = this.defaultOutputs): Plan {
-    return this.prepare(new Map(Object.entries(feedShapes)), outputs).plan;
+  plan(feedShapes: Readonly<Record<string, readonly number[]>>, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Plan {
+    return this.prepare(new Map(Object.entries(feedShapes)), outputs, opts.update !== false).plan;
   }
 
-  private prepare(feedShapes: ReadonlyMap<string, readonly number[]>, outputs: readonly string[]): Prepared {
-    const bindings = bindDims(this.graph, feedShapes);
-    const key = JSON.stringify([[...bindings].sort(), outputs]);
+  private prepare(feedShapes: ReadonlyMap<string, readonly number[]>, outputs: readonly string[], withUpdates = true): Prepared {
+    for (const o of outputs) if (this.graph.outputs[o] === undefined) throw new GraphError(`run: graph '${this.graph.name}' has no output '${o}'`);
+    const roots = [...outputs.map((o) => this.graph.outputs[o]!), ...(withUpdates ? this.graph.updates.map((u) => u.value) : [])];
+    const needed = new Set(ancestors(this.graph, roots));
+    const bindings = bindDims(this.graph, feedShapes, needed);
+    const key = JSON.stringify([[...bindings].sort(), outputs, withUpdates]);
     let p = this.plans.get(key);
     if (!p) {
-      const plan = planGraph(this.graph, concreteShapes(this.graph, bindings), { outputs, fuse: this.fuse });
+      const plan = planGraph(this.graph, concreteShapes(this.graph, bindings, needed), { outputs, fuse: this.fuse, withUpdates });
       const fns = plan.steps.map((s) => (this.backend === 'reference' ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel)));
       const arena = new ArrayBuffer(plan.memory.arenaBytes);
       const views = new Map<number, CpuArray>();
@@ -155,19 +158,22 @@ export class Executable {
         out.set(name, { dtype: n.dtype, shape, data: arr });
       }
     }
-    for (const name of declared.keys()) if (!out.has(name)) throw new FeedError(name, 'no value was fed', declared.get(name)!.shape);
     return out;
   }
 
-  /** Run synchronously on the CPU. */
-  runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs): Outputs {
+  /**
+   * Run synchronously on the CPU. With `update: false` the params and state are left as they
+   * are (e.g. evaluating a model while training it); inputs the outputs do not need may be omitted.
+   */
+  runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Outputs {
+    const update = opts.update !== false;
     const fed = this.feedArrays(feeds);
     const shapes = new Map([...fed].map(([k, v]) => [k, v.shape]));
-    const { plan, fns, views } = this.prepare(shapes, outputs);
+    const { plan, fns, views } = this.prepare(shapes, outputs, update);
     const g = this.graph;
     const bufs = new Map<number, CpuArray>(this.persistent);
     for (const n of g.nodes) {
-      if (n.op !== 'input') continue;
+      if (n.op !== 'input' || !fed.has(n.name!)) continue;
       const d = fed.get(n.name!)!.data;
       bufs.set(n.id, this.f64 && d instanceof Float32Array ? Float64Array.from(d) : d);
     }
@@ -187,7 +193,7 @@ export class Executable {
       const data = b.role === 'output' ? src : (src.slice() as CpuArray);
       result[name] = { dtype: g.nodes[id]!.dtype, shape: plan.shapes[id]!, data };
     }
-    for (const u of g.updates) {
+    for (const u of update ? g.updates : []) {
       if (u.value === u.target) continue;
       this.persistent.get(u.target)!.set(bufs.get(u.value)!);
     }
@@ -197,8 +203,8 @@ export class Executable {
   }
 
   /** Run; resolves to the requested outputs as host tensors the caller owns. */
-  async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs): Promise<Outputs> {
-    return this.runSync(feeds, outputs);
+  async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Promise<Outputs> {
+    return this.runSync(feeds, outputs, opts);
   }
 
   /** Copies of params and state by name (e.g. for checkpoints). */

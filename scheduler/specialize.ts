@@ -8,11 +8,12 @@ import type { Dim } from '../graphs/types.js';
 export type Bindings = ReadonlyMap<string, number>;
 
 /** Bind each symbolic dim from the shapes of the fed inputs; conflicting sizes are an error. */
-export function bindDims(g: Graph, feedShapes: ReadonlyMap<string, readonly number[]>): Map<string, number> {
+export function bindDims(g: Graph, feedShapes: ReadonlyMap<string, readonly number[]>, needed?: ReadonlySet<number>): Map<string, number> {
   const b = new Map<string, number>();
   for (const n of g.nodes) {
     if (n.op !== 'input') continue;
     const got = feedShapes.get(n.name!);
+    if (!got && needed && !needed.has(n.id)) continue;
     if (!got) throw new FeedError(n.name!, 'no value was fed', n.shape);
     if (got.length !== n.shape.length) throw new FeedError(n.name!, `rank ${got.length} does not match rank ${n.shape.length}`, n.shape, got);
     n.shape.forEach((d, i) => {
@@ -40,7 +41,7 @@ export function concreteShape(shape: readonly Dim[], b: Bindings, op = 'bind', s
   });
 }
 
-/** Concrete shape of every node under a binding. */
-export function concreteShapes(g: Graph, b: Bindings): number[][] {
-  return g.nodes.map((n) => concreteShape(n.shape, b, n.op, n.site));
+/** Concrete shape of every node under a binding (of the `needed` nodes only, when given). */
+export function concreteShapes(g: Graph, b: Bindings, needed?: ReadonlySet<number>): number[][] {
+  return g.nodes.map((n) => (needed && !needed.has(n.id) ? [] : concreteShape(n.shape, b, n.op, n.site)));
 }
