@@ -19,9 +19,10 @@ export function toDot(g: Graph, opts: DotOptions = {}): string {
   const nodeLine = (id: number): string => {
     const n = g.nodes[id]!;
     const source = n.op === 'input' || n.op === 'param' || n.op === 'state' || n.op === 'const';
-    const label = `${n.name ? `${n.op} ${n.name}` : n.op}\\n${typeToString(n)}${outputs.has(id) ? `\\n→ ${outputs.get(id)}` : ''}`;
+    const parts = [n.name ? `${n.op} ${n.name}` : n.op, typeToString(n), ...(outputs.has(id) ? [`→ ${outputs.get(id)}`] : [])];
+    const label = parts.map(esc).join('\\n');
     const style = source ? `shape=box, style="rounded,filled", fillcolor="${n.op === 'param' || updated.has(id) ? '#fde9c8' : '#e3eefc'}"` : 'shape=ellipse';
-    return `n${id} [label="${esc(label)}", ${style}${outputs.has(id) ? ', penwidth=2' : ''}];`;
+    return `n${id} [label="${label}", ${style}${outputs.has(id) ? ', penwidth=2' : ''}];`;
   };
   const clusters = new Map<string, number[]>();
   for (const n of g.nodes) {
