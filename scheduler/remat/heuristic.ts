@@ -20,8 +20,10 @@ export interface HeuristicOptions {
 interface Variant {
   alpha: number;
   beta: number;
-  /** 0: own compute only; 1: plus evicted inputs; 2: whole evicted ancestry. */
-  depth: 0 | 1 | 2;
+  /** 0: own compute plus evicted inputs; 1: whole evicted ancestry. */
+  depth: 0 | 1;
+  /** Keep the values a rebuild starts from alive until the rebuild (see `promised`). */
+  commit: boolean;
   bias?: Float64Array;
 }
 
@@ -94,36 +96,65 @@ export function greedyEviction(ctx: Context, budget: number, variant: Variant): 
     while (useStart[u]! < useEnd[u]! && usePos[useStart[u]!]! < pos) useStart[u]++;
     return useStart[u]! < useEnd[u]! ? usePos[useStart[u]!]! : -1;
   };
-  const dead = (v: number) => nextSucc[v]! >= adj.succs[v]!.length && pinned[v] === 0 && stageUse(v) < 0;
-
-  // Compute needed to rebuild u at its next read T: u plus every ancestor that will not be
-  // resident by then (not resident now, or resident but with no read at or after T), which is
-  // what makes evicting long-lived values expensive. Stops early once past `limit`.
+  // Reads promised to recomputations: evicting u with next read T commits to rebuilding it at
+  // T from the resident values its rebuild starts from, so those stay alive until T.
+  const promised: number[][] = Array.from({ length: n }, () => []);
   const lastSucc = Int32Array.from(adj.succs, (s) => (s.length ? s[s.length - 1]! : -1));
+  const futurePromise = (u: number): number => {
+    const a = promised[u]!;
+    let m = Infinity;
+    let w = 0;
+    for (const t of a)
+      if (t >= now) {
+        a[w++] = t;
+        if (t > now && t < m) m = t;
+      }
+    a.length = w;
+    return m;
+  };
+  const lastNeed = (u: number): number => {
+    let m = lastSucc[u]!;
+    for (const t of promised[u]!) if (t > m) m = t;
+    return m;
+  };
+  const nextRead = (u: number): number => {
+    const s = adj.succs[u]!;
+    const orig = nextSucc[u]! < s.length ? s[nextSucc[u]!]! : Infinity;
+    return Math.min(orig, futurePromise(u));
+  };
+  const dead = (v: number) => pinned[v] === 0 && stageUse(v) < 0 && nextRead(v) === Infinity;
+
+  // Rebuilding u at T: u and its evicted ancestry are recomputed, starting from resident
+  // values. `cost` is their compute; `extra` the bytes-steps of keeping resident starting
+  // points alive beyond their own last read, up to T. Stops early once `cost` passes `limit`.
   const mark = new Int32Array(n);
   let stamp = 0;
   const stack: number[] = [];
+  const frontier: number[] = [];
+  let extra = 0;
   const rebuild = (u: number, T: number, limit: number): number => {
-    if (variant.depth === 0) return compute[u]!;
-    if (variant.depth === 1) {
-      let c = compute[u]!;
-      for (const p of adj.preds[u]!) if (!resident[p]) c += compute[p]!;
-      return c;
-    }
     stamp++;
     let c = 0;
+    extra = 0;
     stack.length = 0;
+    frontier.length = 0;
     stack.push(u);
     mark[u] = stamp;
     while (stack.length) {
       const x = stack.pop()!;
       c += compute[x]!;
       if (c > limit) return c;
-      for (const p of adj.preds[x]!)
-        if (mark[p] !== stamp && !(resident[p] && lastSucc[p]! >= T)) {
-          mark[p] = stamp;
-          stack.push(p);
-        }
+      for (const p of adj.preds[x]!) {
+        if (mark[p] === stamp) continue;
+        mark[p] = stamp;
+        if (resident[p]) {
+          frontier.push(p);
+          const last = lastNeed(p);
+          if (last < T) extra += bytes[p]! * (T - Math.max(last, now));
+        } else if (variant.depth === 0) {
+          c += compute[p]!;
+        } else stack.push(p);
+      }
     }
     return c;
   };
@@ -131,21 +162,30 @@ export function greedyEviction(ctx: Context, budget: number, variant: Variant): 
   const evictOne = (): boolean => {
     let best = -1;
     let bestScore = Infinity;
+    let bestT = 0;
     for (const u of list) {
       if (pinned[u]! > 0) continue;
       const b = bytes[u]!;
       if (b <= 0) continue;
       const q = stageUse(u);
-      const T = q >= 0 ? now : adj.succs[u]![nextSucc[u]!]!;
+      const T = q >= 0 ? now : nextRead(u);
       const dist = q >= 0 ? (q - pos + 1) / (stage.length + 1) : T - now + 1;
-      const scale = Math.pow(b, variant.alpha) * Math.pow(dist, variant.beta) * (bias ? 1 / bias[u]! : 1);
-      const score = (rebuild(u, T, bestScore * scale) + 1e-9) / scale;
+      const scale = Math.pow(dist, variant.beta) * (bias ? 1 / bias[u]! : 1);
+      // Net relief: u's bytes until T minus what keeping its starting points alive costs.
+      const c = rebuild(u, T, Infinity);
+      const net = q >= 0 || !variant.commit ? b : b - extra / Math.max(1, T - now);
+      const score = net > 0 ? (c + 1e-9) / (Math.pow(net, variant.alpha) * scale) : 1e200 + c / b;
       if (score < bestScore) {
         bestScore = score;
         best = u;
+        bestT = q >= 0 ? -1 : T;
       }
     }
     if (best < 0) return false;
+    if (variant.commit && bestT >= 0) {
+      rebuild(best, bestT, Infinity);
+      for (const p of frontier) promised[p]!.push(bestT);
+    }
     drop(best);
     return true;
   };
@@ -159,8 +199,8 @@ export function greedyEviction(ctx: Context, budget: number, variant: Variant): 
       if (!materialize(p)) return false;
       pinned[p]++;
     }
-    while (held + bytes[x]! > budget) if (!evictOne()) { if (process.env.DBG) console.error("pinned", now, x, held, list.length, seq.length); return false; }
-    if (seq.length >= cap) { if (process.env.DBG) console.error("cap", now, seq.slice(-60).join(",")); return false; }
+    while (held + bytes[x]! > budget) if (!evictOne()) return false;
+    if (seq.length >= cap) return false;
     seq.push(x);
     add(x);
     for (const p of preds) {
@@ -321,14 +361,14 @@ function dropUnread(ctx: Context, seq: number[]): number[] {
 }
 
 const VARIANTS: Variant[] = [
-  { alpha: 1, beta: 1, depth: 1 },
-  { alpha: 1, beta: 1, depth: 2 },
-  { alpha: 1, beta: 0, depth: 1 },
-  { alpha: 1, beta: 2, depth: 1 },
-  { alpha: 1, beta: 0.5, depth: 2 },
-  { alpha: 0.5, beta: 1, depth: 1 },
-  { alpha: 2, beta: 1, depth: 1 },
-  { alpha: 1, beta: 1, depth: 0 },
+  { alpha: 1, beta: 1, depth: 1, commit: true },
+  { alpha: 1, beta: 1, depth: 1, commit: false },
+  { alpha: 1, beta: 0, depth: 1, commit: true },
+  { alpha: 1, beta: 2, depth: 1, commit: true },
+  { alpha: 1, beta: 0.5, depth: 1, commit: true },
+  { alpha: 0.5, beta: 1, depth: 1, commit: true },
+  { alpha: 2, beta: 1, depth: 1, commit: true },
+  { alpha: 1, beta: 1, depth: 0, commit: true },
 ];
 
 /** Best of the greedy variants after pruning; null when none meets the budget. */
