@@ -83,7 +83,7 @@ export type DimsAgree<A, B, Op extends string> = A extends number
   : unknown;
 
 type Last2<S extends Shape> = S extends readonly [...infer _B, infer X, infer Y] ? [X, Y] : never;
-type Batch<S extends Shape> = S extends readonly [...infer B, unknown, unknown] ? B : never;
+type Batch<S extends Shape> = S extends readonly [...infer B extends Dim[], unknown, unknown] ? B : never;
 
 export type MatmulCheck<SA extends Shape, SB extends Shape> = [Last2<SA>, Last2<SB>] extends [
   [unknown, infer K],
@@ -99,8 +99,8 @@ export type MatmulShape<SA extends Shape, SB extends Shape> = [Last2<SA>, Last2<
   ? Batch<SA> extends readonly []
     ? Batch<SB> extends readonly []
       ? readonly [M & Dim, N & Dim]
-      : readonly [...(Batch<SB> & Dim[]), M & Dim, N & Dim]
-    : readonly [...(Batch<SA> & Dim[]), M & Dim, N & Dim]
+      : readonly [...Batch<SB>, M & Dim, N & Dim]
+    : readonly [...Batch<SA>, M & Dim, N & Dim]
   : Shape;
 
 /** Shape of a broadcasting binary op: exact when both shapes are the same or one is a scalar. */
