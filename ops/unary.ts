@@ -28,7 +28,8 @@ export const UNARY: Readonly<Record<UnaryOp | 'stopGradient', UnaryRow>> = {
   cos: { domain: 'float', vjp: (g, x, _y, ct) => g.neg(g.mul(ct, g.sin(x))) },
   tanh: { domain: 'float', vjp: (g, _x, y, ct) => g.mul(ct, g.sub(g.scalar(1, y), g.mul(y, y))) },
   sigmoid: { domain: 'float', vjp: (g, _x, y, ct) => g.mul(ct, g.mul(y, g.sub(g.scalar(1, y), y))) },
-  relu: { domain: 'num', vjp: (g, x, _y, ct) => g.mul(ct, g.step(x)) },
+  // step(y) = step(x) for y = relu(x): using the output lets the pre-activation fuse away
+  relu: { domain: 'num', vjp: (g, _x, y, ct) => g.mul(ct, g.step(y)) },
   recip: { domain: 'float', vjp: (g, _x, y, ct) => g.neg(g.mul(ct, g.mul(y, y))) },
   square: { domain: 'num', vjp: (g, x, _y, ct) => g.mul(ct, g.mul(g.scalar(2, x), x)) },
   floor: { domain: 'float', vjp: zero },
