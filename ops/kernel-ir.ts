@@ -115,6 +115,9 @@ export function imod(a: IndexExpr, c: number, sizes: ReadonlyMap<string, number>
   );
   const [r0, r1] = ibounds(kept, sizes);
   if (r0 >= 0 && r1 < c) return kept;
+  // Backends render mod as a truncating remainder, so the identity only holds for a rest that
+  // stays non-negative (e.g. under a pad mask, `2*o + k - 1` is >= 0 but `k - 1` is not).
+  if (r0 < 0) return { k: 'mod', a, c };
   return { k: 'mod', a: kept, c };
 }
 
