@@ -76,6 +76,12 @@ function at(site?: string): string {
   return site ? ` (at ${site})` : '';
 }
 
+/** The working directory in Node; empty in browsers, where sites stay absolute URLs. */
+function cwd(): string {
+  const p = (globalThis as { process?: { cwd?: () => string } }).process;
+  return p?.cwd?.() ?? '';
+}
+
 const INTERNAL = /[\\/](graphs|ops|scheduler|runtime)[\\/][^\\/]+\.[tj]s|node_modules|node:internal|<anonymous>/;
 
 /**
@@ -90,7 +96,7 @@ export function callSite(): string | undefined {
   for (const line of stack.split('\n').slice(1)) {
     if (INTERNAL.test(line) || line.includes('index.ts')) continue;
     const m = /\(?((?:file:\/\/)?[^\s()]+:\d+:\d+)\)?\s*$/.exec(line.trim());
-    if (m) return m[1]!.replace(/^file:\/\//, '').replace(process.cwd() + '/', '');
+    if (m) return m[1]!.replace(/^file:\/\//, '').replace(`${cwd()}/`, '');
   }
   return undefined;
 }
