@@ -8,7 +8,8 @@ import { RheoError } from '../../graphs/errors.js';
 import { numel, type DType } from '../../graphs/types.js';
 import { kernelSignature, type Kernel } from '../../ops/kernel-ir.js';
 import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } from './device.js';
-import { KernelCompileError, renderWgsl, storageType, type RenderedKernel } from './render-wgsl.js';
+import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wgsl.js';
+import { storageType } from './wgsl-expr.js';
 import type { MatmulVariant } from './render-wgsl-matmul.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
@@ -39,7 +40,8 @@ export interface WebGpuBackendOptions {
 
 interface Compiled {
   readonly rendered: RenderedKernel;
-  readonly pipeline: GPUComputePipeline;
+  /** one per pass */
+  readonly pipelines: readonly GPUComputePipeline[];
   /** resolves to the compile error, or null; never rejects */
   readonly check: Promise<KernelCompileError | null>;
   error: KernelCompileError | null | undefined;
@@ -78,6 +80,8 @@ function sizeClass(bytes: number): number {
 export class WebGpuBackend {
   readonly stats = { dispatches: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesCreated: 0 };
   readonly matmulVariant: MatmulVariant;
+  /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
+  readonly loopLimit: number;
   private readonly device: GPUDevice;
   private readonly pipelines = new Map<string, Compiled>();
   private readonly layouts = new Map<number, [GPUBindGroupLayout, GPUPipelineLayout]>();
@@ -108,6 +112,7 @@ export class WebGpuBackend {
     private readonly ownsDevice = false,
   ) {
     this.device = gpu.device;
+    this.loopLimit = /llvmpipe/i.test(`${gpu.info.device} ${gpu.info.description}`) ? 65535 : Infinity;
     const wgOk = gpu.limits.maxComputeInvocationsPerWorkgroup >= 256 && gpu.limits.maxComputeWorkgroupStorageSize >= 8192;
     const want = opts.matmul ?? 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
@@ -118,7 +123,7 @@ export class WebGpuBackend {
 
   /** Copy host data to a new device tensor. The dtype defaults from the array type. */
   upload(data: HostArray, dtype: DType = data instanceof Int32Array ? 'i32' : data instanceof Uint8Array ? 'bool' : 'f32'): WebGpuTensor {
-    const t = this.allocTensor(dtype, data.length);
+    const t = this.allocTensor(dtype, data.length, false);
     if (data.length > 0) {
       const words = dtype === 'bool' ? Uint32Array.from(data, (v) => (v ? 1 : 0)) : data;
       this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, data.length * 4);
@@ -128,7 +133,7 @@ export class WebGpuBackend {
 
   /** An uninitialized device tensor. */
   alloc(dtype: DType, elements: number): WebGpuTensor {
-    return this.allocTensor(dtype, elements);
+    return this.allocTensor(dtype, elements, true);
   }
 
   /** Return a tensor's buffer to the pool; the tensor must not be used afterwards. */
@@ -139,11 +144,21 @@ export class WebGpuBackend {
     this.deferred.push([sizeClass(x.bytes), x.buffer]);
   }
 
-  private allocTensor(dtype: DType, elements: number): Tensor {
+  /**
+   * A buffer released since the last submit may still be read by recorded dispatches. A kernel
+   * output may reuse it (dispatches run in order), but an upload may not: queue writes run
+   * before the commands still being recorded.
+   */
+  private allocTensor(dtype: DType, elements: number, recycleUnsubmitted: boolean): Tensor {
     this.live();
     const bytes = elements * 4; // every dtype occupies 4 bytes per element here
     const cls = sizeClass(bytes);
-    const buffer = this.free.get(cls)?.pop() ?? this.createBuffer(cls, USAGE_STORAGE);
+    let buffer = this.free.get(cls)?.pop();
+    if (!buffer && recycleUnsubmitted) {
+      const i = this.deferred.findIndex(([c]) => c === cls);
+      if (i >= 0) buffer = this.deferred.splice(i, 1)[0]![1];
+    }
+    buffer ??= this.createBuffer(cls, USAGE_STORAGE);
     return { dtype, elements, buffer, bytes, released: false };
   }
 
@@ -179,8 +194,7 @@ export class WebGpuBackend {
     this.validate(kernel, inputs, out);
     const c = this.pipeline(kernel);
     if (c.error) throw c.error;
-    const [x, y, z] = c.rendered.workgroups;
-    if (x * y * z === 0) return;
+    if (c.rendered.passes.length === 0) return;
     const [bgl] = this.layout(kernel.inputs.length);
     const bind = this.device.createBindGroup({
       layout: bgl,
@@ -190,9 +204,11 @@ export class WebGpuBackend {
       this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
     }
-    this.pass.setPipeline(c.pipeline);
     this.pass.setBindGroup(0, bind);
-    this.pass.dispatchWorkgroups(x, y, z);
+    c.rendered.passes.forEach((p, i) => {
+      this.pass!.setPipeline(c.pipelines[i]!);
+      this.pass!.dispatchWorkgroups(...p.workgroups);
+    });
     this.stats.dispatches++;
     if (++this.inEncoder >= (this.opts.dispatchesPerSubmit ?? 128)) this.flush();
   }
@@ -236,23 +252,31 @@ export class WebGpuBackend {
     const hit = this.pipelines.get(key);
     if (hit) return hit;
     const rendered = this.render(kernel);
+    if (rendered.loopIterations > this.loopLimit) {
+      throw new KernelLaunchError(kernel.name, `an invocation would loop ${rendered.loopIterations} times; ` +
+        `this adapter (${this.gpu.info.device || this.gpu.info.description}) silently stops invocations after ${this.loopLimit}`);
+    }
+    const source = rendered.passes.map((p) => p.code).join('\n// ---- next pass ----\n');
     this.device.pushErrorScope('validation');
-    const module = this.device.createShaderModule({ code: rendered.code, label: kernel.name });
-    const pipeline = this.device.createComputePipeline({
+    const modules = rendered.passes.map((p) => this.device.createShaderModule({ code: p.code, label: kernel.name }));
+    const pipelines = modules.map((module) => this.device.createComputePipeline({
       label: kernel.name,
       layout: this.layout(kernel.inputs.length)[1],
       compute: { module, entryPoint: 'main' },
-    });
+    }));
     const check = this.device.popErrorScope().then(
       async (err) => {
         if (!err) return null;
-        const info = await module.getCompilationInfo().catch(() => null);
-        const msgs = info?.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos}: ${m.message}`);
-        return new KernelCompileError(kernel.name, msgs?.length ? msgs : [err.message], rendered.code);
+        const msgs: string[] = [];
+        for (const m of modules) {
+          const info = await m.getCompilationInfo().catch(() => null);
+          for (const x of info?.messages ?? []) if (x.type === 'error') msgs.push(`${x.lineNum}:${x.linePos}: ${x.message}`);
+        }
+        return new KernelCompileError(kernel.name, msgs.length ? msgs : [err.message], source);
       },
-      (e: Error) => new KernelCompileError(kernel.name, [e.message], rendered.code),
+      (e: Error) => new KernelCompileError(kernel.name, [e.message], source),
     );
-    const c: Compiled = { rendered, pipeline, check, error: undefined };
+    const c: Compiled = { rendered, pipelines, check, error: undefined };
     void check.then((e) => (c.error = e));
     this.checks.push(check);
     this.pipelines.set(key, c);

@@ -9,9 +9,8 @@
 import { RheoError } from '../../graphs/errors.js';
 import type { DType } from '../../graphs/types.js';
 import type { MatmulKernel, MatmulOperand } from '../../ops/kernel-ir.js';
-import {
-  ExprEmitter, bindingTypes, convert, declareBindings, toStorage, type RenderedKernel,
-} from './render-wgsl.js';
+import type { RenderedKernel } from './render-wgsl.js';
+import { ExprEmitter, bindingTypes, convert, declareBindings, loopIterations, toStorage } from './wgsl-expr.js';
 
 export type MatmulVariant = 'register' | 'workgroup';
 
@@ -36,6 +35,8 @@ interface Parts {
   readonly batchDecode: (bt: string) => string;
   readonly batches: number;
   readonly epilogue: string;
+  /** loop iterations of one epilogue call */
+  readonly epilogueLoops: number;
   /** call of the epilogue for accumulator `acc` at (row, col): a storage value */
   readonly store: (acc: string, row: string, col: string) => string;
 }
@@ -81,7 +82,8 @@ function parts(k: MatmulKernel, allowVec4: boolean): Parts {
   const bv = Array.from({ length: nb }, (_, i) => `i${i}`);
   const store = (acc: string, row: string, col: string) =>
     `out[oBase + ${row} * ${k.n}i + ${col}] = epilogue(${[acc, ...bv, row, col].join(', ')});`;
-  return { vec4, aVec4, bVec4, prelude, batchDecode, batches, epilogue, store };
+  const epilogueLoops = k.epilogue ? loopIterations(k.epilogue) : 0;
+  return { vec4, aVec4, bVec4, prelude, batchDecode, batches, epilogue, epilogueLoops, store };
 }
 
 /** Workgroups: x over column blocks, y (spilling into z) over (batch, row block) pairs. */
@@ -161,7 +163,11 @@ ${P.batchDecode('bt')}
 ${L.map((l) => `  ${l}`).join('\n')}
 }
 `;
-  return { code, workgroups, bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4) };
+  return {
+    passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
+    loopIterations: Math.ceil(K / 4) + 3 + TM * TN * P.epilogueLoops,
+  };
 }
 
 function scalarB(k: MatmulKernel, at: string, vec4: ReadonlySet<number>): string {
@@ -232,5 +238,9 @@ ${P.batchDecode('bt')}
 ${L.map((l) => `  ${l}`).join('\n')}
 }
 `;
-  return { code, workgroups, bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4) };
+  return {
+    passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
+    loopIterations: Math.ceil(K / BK) * (BK + 1) + TT * TT * P.epilogueLoops,
+  };
 }
