@@ -111,7 +111,9 @@ function finish(
     }));
   const outputs: Record<string, number> = {};
   for (const n of outNames) outputs[n] = g.outputs[n]!;
-  const opNodes = needed.filter((id) => opDef(g.nodes[id]!.op).kind !== 'source').length;
+  // A fill constant that needs a buffer (an output, a scatter-add base) takes a kernel too.
+  const isFill = (id: number) => g.nodes[id]!.op === 'const' && !Array.isArray(g.nodes[id]!.attrs['data']);
+  const opNodes = needed.filter((id) => opDef(g.nodes[id]!.op).kind !== 'source' || (isFill(id) && mat.has(id))).length;
   return {
     graph: g, shapes, steps, buffers, memory: planMemory(lifetimes), outputs,
     unfusedKernelCount: opNodes, kernelCount: steps.length,
