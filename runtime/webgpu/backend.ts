@@ -342,6 +342,11 @@ export class WebGpuBackend {
 
   /** Wait until the device has finished all submitted work. */
   async sync(): Promise<void> {
+    const failed = (await Promise.all(this.checks.splice(0))).find((e) => e !== null);
+    if (failed) {
+      this.discard();
+      throw failed;
+    }
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
     const err = this.gpu.takeError();

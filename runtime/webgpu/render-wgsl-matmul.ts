@@ -101,11 +101,14 @@ export function renderMatmul(k: MatmulKernel, variant: MatmulVariant, maxPerDim:
   return variant === 'register' ? renderRegister(k, maxPerDim) : renderWorkgroup(k, maxPerDim);
 }
 
-const TM = 8, TN = 4, WX = 8, WY = 8; // register variant: block of (WY*TM) x (WX*TN)
+/** Register variant shape: each invocation owns tm rows x 4 columns; workgroups of wx x wy. */
+export const REGISTER_TILE = { tm: 8, wx: 8, wy: 8 };
+const TN = 4;
 
 function renderRegister(k: MatmulKernel, maxPerDim: number): RenderedKernel {
   const P = parts(k, true);
   const { m: M, n: N, k: K, a, b } = k;
+  const { tm: TM, wx: WX, wy: WY } = REGISTER_TILE;
   const BM = WY * TM, BN = WX * TN;
   const yBlocks = Math.ceil(M / BM);
   const workgroups = dispatch(Math.ceil(N / BN), yBlocks, P.batches, maxPerDim);

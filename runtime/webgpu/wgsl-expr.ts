@@ -247,6 +247,8 @@ export class ExprEmitter {
     const ct: DType = cmp ? wide(ea.dtype, eb.dtype) : logic ? 'bool' : d === 'bool' ? 'i32' : d;
     let va = this.value(ea), vb = this.value(eb);
     if (this.literals.has(va) && this.literals.has(vb)) va = this.runtime(va, ea.dtype);
+    // a literal zero divisor is a compile error in WGSL even when the dividend is not constant
+    if (op === 'div' || op === 'mod') vb = this.runtime(vb, eb.dtype);
     const a = convert(va, ea.dtype, ct), b = convert(vb, eb.dtype, ct);
     const isInt = ct === 'i32';
     const sym = { add: '+', sub: '-', mul: '*', lt: '<', le: '<=', gt: '>', ge: '>=', eq: '==', ne: '!=' } as const;
