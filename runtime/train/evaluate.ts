@@ -1,0 +1,77 @@
+// Held-out evaluation while training: runs chosen outputs over a fixed set of batches without
+// updates (`runSync(..., { update: false })`) and averages them, weighted by batch size, with
+// optional per-batch metrics such as accuracy. It never changes params or state.
+
+import type { Executable, Outputs } from '../executor.js';
+import { batchSizeOf, type Batch } from './sources.js';
+
+export interface EvalOptions {
+  /** held-out batches, iterated afresh at each evaluation */
+  readonly data: Iterable<Batch> | (() => Iterable<Batch>);
+  /** outputs to average (default ['loss']); non-scalars are averaged over their elements */
+  readonly outputs?: readonly string[];
+  /** per-batch metrics from the outputs, e.g. `accuracy()`; averaged weighted by batch size */
+  readonly metrics?: (outputs: Outputs, batch: Batch) => Readonly<Record<string, number>>;
+}
+
+export interface EvalResult {
+  /** the training step after which it ran */
+  readonly step: number;
+  readonly samples: number;
+  /** the 'loss' output's mean, when it is among the outputs */
+  readonly loss?: number;
+  /** every averaged output and metric by name */
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
+/**
+ * Evaluates `exe` on held-out data without updating it.
+ *
+ * @example
+ * const { loss, metrics } = evaluate(step, testBatches, { outputs: ['loss', 'logits'], metrics: accuracy() }, 0);
+ */
+export function evaluate(exe: Executable, data: EvalOptions['data'], opts: Omit<EvalOptions, 'data'> = {}, step = 0): EvalResult {
+  const outputs = opts.outputs ?? ['loss'];
+  const sums: Record<string, number> = {};
+  let samples = 0;
+  for (const batch of typeof data === 'function' ? data() : data) {
+    const n = batchSizeOf(batch);
+    const out = exe.runSync(batch, outputs, { update: false });
+    const add = (name: string, v: number) => (sums[name] = (sums[name] ?? 0) + v * n);
+    for (const name of outputs) add(name, mean(out[name]!.data));
+    if (opts.metrics) for (const [name, v] of Object.entries(opts.metrics(out, batch))) add(name, v);
+    samples += n;
+  }
+  const metrics = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / samples]));
+  return metrics['loss'] === undefined ? { step, samples, metrics } : { step, samples, loss: metrics['loss'], metrics };
+}
+
+function mean(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]!;
+  return a.length ? s / a.length : NaN;
+}
+
+/**
+ * Classification accuracy of `logits` [B, C] against one-hot `target` [B, C] (a feed of the batch).
+ *
+ * @example
+ * evaluate(step, test, { outputs: ['logits'], metrics: accuracy('logits', 'y') }).metrics.accuracy;
+ */
+export function accuracy(logits = 'logits', target = 'y'): (outputs: Outputs, batch: Batch) => Record<string, number> {
+  return (outputs, batch) => {
+    const l = outputs[logits], y = batch[target];
+    if (!l || !y) throw new RangeError(`accuracy: needs output '${logits}' and feed '${target}'`);
+    const [rows, classes] = [l.shape[0]!, l.shape[1]!];
+    let correct = 0;
+    for (let i = 0; i < rows; i++) {
+      let best = 0, truth = 0;
+      for (let c = 1; c < classes; c++) {
+        if (l.data[i * classes + c]! > l.data[i * classes + best]!) best = c;
+        if (y.data[i * classes + c]! > y.data[i * classes + truth]!) truth = c;
+      }
+      if (best === truth) correct++;
+    }
+    return { accuracy: correct / rows };
+  };
+}
