@@ -163,7 +163,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
     spans.push([offs[0], offs[1], name]);
     tensors[name] = { dtype: codec.dtype, shape: shape as number[], data: codec.make(n) };
   }
-  spans.sort((a, b) => a[0] - b[0]);
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let end = 0;
   for (const [b, e, name] of spans) {
     if (b !== end) fail(`tensor '${name}' starts at byte ${b} of the data, expected ${end} (tensors must tile the data without gaps or overlaps)`);
