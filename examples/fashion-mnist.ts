@@ -75,6 +75,7 @@ const lossCurve: [number, number][] = [];
 const accCurve: [number, number][] = [];
 const started = performance.now();
 let stepNo = 0;
+let ema = NaN; // smoothed per-step loss for the plot
 for (let epoch = 1; epoch <= epochs; epoch++) {
   const steps = Math.floor(train.count / batchSize);
   const bar = createProgress({ total: steps, label: `epoch ${epoch}/${epochs}`, quiet: args.quiet });
@@ -86,7 +87,8 @@ for (let epoch = 1; epoch <= epochs; epoch++) {
     sum += loss;
     n++;
     stepNo++;
-    if (stepNo % 10 === 0) lossCurve.push([stepNo / steps, sum / n]);
+    ema = Number.isNaN(ema) ? loss : 0.98 * ema + 0.02 * loss;
+    if (stepNo % 10 === 0) lossCurve.push([stepNo / steps, ema]);
     bar.update(n, { loss: sum / n, 'img/s': Math.round((n * batchSize) / ((performance.now() - t0) / 1000)) });
   }
   bar.stop();
@@ -104,7 +106,7 @@ if (args.plot && !smoke) {
     xLabel: 'epoch',
     yLabel: 'train loss / test accuracy',
     series: [
-      { name: 'train loss', points: lossCurve },
+      { name: 'train loss (moving average)', points: lossCurve },
       { name: 'test accuracy', points: accCurve },
     ],
   });
