@@ -88,6 +88,45 @@ function rng(seed: number): () => number {
   };
 }
 
+/**
+ * out against a float64 triple loop over the kernel's own strides, with the bias+relu epilogue
+ * when biasBuf is given; tolerance relative to sum |a·b|.
+ */
+function expectMatches(k: MatmulKernel, ins: ArrayLike<number>[], out: Float32Array, biasBuf: number | null): void {
+  const a = ins[k.a.buf]!, b = ins[k.b.buf]!;
+  const bias = biasBuf === null ? null : ins[biasBuf]!;
+  const batches = k.batch.reduce((x, y) => x * y, 1);
+  let o = 0;
+  for (let bi = 0; bi < batches; bi++) {
+    const idx: number[] = [];
+    let rest = bi;
+    for (let d = k.batch.length - 1; d >= 0; d--) {
+      idx.unshift(rest % k.batch[d]!);
+      rest = Math.floor(rest / k.batch[d]!);
+    }
+    const aBase = idx.reduce((s, x, d) => s + x * k.a.batchStrides[d]!, k.a.offset);
+    const bBase = idx.reduce((s, x, d) => s + x * k.b.batchStrides[d]!, k.b.offset);
+    for (let i = 0; i < k.m; i++) {
+      for (let j = 0; j < k.n; j++, o++) {
+        let acc = 0, mag = 0;
+        for (let p = 0; p < k.k; p++) {
+          const x = a[aBase + i * k.a.rowStride + p * k.a.colStride]!;
+          const y = b[bBase + p * k.b.rowStride + j * k.b.colStride]!;
+          acc += x * y;
+          mag += Math.abs(x * y);
+        }
+        const want = bias ? Math.max(0, acc + bias[j]!) : acc;
+        const tol = 1e-4 * (mag + (bias ? Math.abs(bias[j]!) : 0)) + 1e-6;
+        if (!(Math.abs(out[o]! - Math.fround(want)) <= tol)) {
+          throw new Error(`out[${o}] = ${out[o]}, want ${want} (batch ${idx}, row ${i}, col ${j})`);
+        }
+      }
+    }
+  }
+}
+
+const relu = (bias: number): MatmulEpilogueJs => (acc, v) => `Math.max(0, ${acc} + in${bias}[${v[v.length - 1]}])`;
+
 describe('matmul-js', () => {
   it('matches a float64 triple loop for any layout, batch, size and epilogue', () => {
     fc.assert(
@@ -120,12 +159,9 @@ describe('matmul-js', () => {
           if (p.dtype === 'i32') return Int32Array.from({ length: p.size }, () => Math.floor(rand() * 9) - 4);
           return Float32Array.from({ length: p.size }, () => rand() * 2 - 1);
         });
-        const epi: MatmulEpilogueJs | null = c.bias
-          ? (acc, v) => `Math.max(0, ${acc} + in${biasBuf}[${v[v.length - 1]}])`
-          : null;
+        const epi = c.bias ? relu(biasBuf) : null;
 
-        const total = [...c.batch, c.m, c.n].reduce((x, y) => x * y, 1);
-        const out = new Float32Array(total).fill(NaN);
+        const out = new Float32Array(c.batch.reduce((x, y) => x * y, c.m * c.n)).fill(NaN);
         if (c.compiled) {
           const f = compileMatmulJs(kernel, epi, c.tiling);
           f(ins, out);
@@ -134,38 +170,27 @@ describe('matmul-js', () => {
           new Function('ins', 'out', renderMatmulJs(kernel, epi, c.tiling))(ins, out);
         }
 
-        const a = ins[0]!, b = ins[bBuf]!;
-        const bias = c.bias ? ins[biasBuf]! : null;
-        let o = 0;
-        for (let bi = 0; bi < total / Math.max(1, c.m * c.n) && c.m * c.n > 0; bi++) {
-          const idx: number[] = [];
-          let rest = bi;
-          for (let d = nb - 1; d >= 0; d--) {
-            idx.unshift(rest % c.batch[d]!);
-            rest = Math.floor(rest / c.batch[d]!);
-          }
-          const aBase = idx.reduce((s, x, d) => s + x * A.op.batchStrides[d]!, A.op.offset);
-          const bBase = idx.reduce((s, x, d) => s + x * B.op.batchStrides[d]!, B.op.offset);
-          for (let i = 0; i < c.m; i++) {
-            for (let j = 0; j < c.n; j++, o++) {
-              let acc = 0, mag = 0;
-              for (let p = 0; p < c.k; p++) {
-                const x = a[aBase + i * A.op.rowStride + p * A.op.colStride]!;
-                const y = b[bBase + p * B.op.rowStride + j * B.op.colStride]!;
-                acc += x * y;
-                mag += Math.abs(x * y);
-              }
-              const want = bias ? Math.max(0, acc + bias[j]!) : acc;
-              const tol = 1e-4 * (mag + (bias ? Math.abs(bias[j]!) : 0)) + 1e-6;
-              if (!(Math.abs(out[o]! - Math.fround(want)) <= tol)) {
-                throw new Error(`out[${o}] = ${out[o]}, want ${want} (batch ${idx}, row ${i}, col ${j})`);
-              }
-            }
-          }
-        }
+        expectMatches(kernel, ins, out, c.bias ? biasBuf : null);
       }),
       { numRuns: 100 },
     );
+  });
+
+  it('a weight shared across the batch, with rows continuing across it, gives the same result', () => {
+    // x[2, 3, 5, 7]·w[7, 6]: both batch dims fold into one 30-row product
+    const [B0, B1, m, k, n] = [2, 3, 5, 7, 6];
+    const kernel: MatmulKernel = {
+      kind: 'matmul', name: 'mm', batch: [B0, B1], m, n, k, epilogue: null,
+      inputs: [{ dtype: 'f32', size: B0 * B1 * m * k }, { dtype: 'f32', size: k * n }, { dtype: 'f32', size: n }],
+      out: { dtype: 'f32', shape: [B0, B1, m, n] },
+      a: { buf: 0, offset: 0, batchStrides: [B1 * m * k, m * k], rowStride: k, colStride: 1 },
+      b: { buf: 1, offset: 0, batchStrides: [0, 0], rowStride: n, colStride: 1 },
+    };
+    const rand = rng(7);
+    const ins = kernel.inputs.map((p) => Float32Array.from({ length: p.size }, () => rand() * 2 - 1));
+    const out = new Float32Array(B0 * B1 * m * n);
+    compileMatmulJs(kernel, relu(2), TILINGS[1])(ins, out);
+    expectMatches(kernel, ins, out, 2);
   });
 
   it('declares every input, so an epilogue may read any of them', () => {
