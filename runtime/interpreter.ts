@@ -28,8 +28,6 @@ function pred(p: IndexPred, env: Env, ins: readonly CpuArray[]): boolean {
   }
 }
 
-const f32 = Math.fround;
-
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -147,9 +145,10 @@ export function interpretKernel(k: Kernel, ins: readonly CpuArray[], out: CpuArr
       return;
     case 'scatterAdd': {
       out.set(ins[k.base]!);
+      // each sum is rounded to the output's precision by the store (f64 for gradient checks)
       for (let r = 0; r < k.rows; r++) {
         const row = Math.min(Math.max(ins[k.indices]![r]!, 0), k.outRows - 1);
-        for (let j = 0; j < k.inner; j++) out[row * k.inner + j] = f32(out[row * k.inner + j]! + ins[k.updates]![r * k.inner + j]!);
+        for (let j = 0; j < k.inner; j++) out[row * k.inner + j] = out[row * k.inner + j]! + ins[k.updates]![r * k.inner + j]!;
       }
       return;
     }
