@@ -431,6 +431,15 @@ describe('WebGPU backend', () => {
       });
     }
 
+    it('tuneMatmul times each matmul variant and keeps the faster', async () => {
+      const tuned = new WebGpuBackend(gpu!, {});
+      const rates = await tuned.tuneMatmul(128);
+      expect(rates.register).toBeGreaterThan(0);
+      const best = (Object.entries(rates) as [string, number][]).sort((x, y) => y[1] - x[1])[0]![0];
+      expect(tuned.matmulVariant).toBe(best);
+      tuned.dispose();
+    });
+
     it('scatter-add adds rows in order, exactly as the interpreter does', async () => {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 40 }), fc.integer(),

@@ -79,7 +79,8 @@ function sizeClass(bytes: number): number {
  */
 export class WebGpuBackend {
   readonly stats = { dispatches: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesCreated: 0 };
-  readonly matmulVariant: MatmulVariant;
+  /** the matmul kernel in use: chosen per adapter, or by `tuneMatmul` */
+  matmulVariant: MatmulVariant;
   /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
   readonly loopLimit: number;
   private readonly device: GPUDevice;
@@ -95,6 +96,7 @@ export class WebGpuBackend {
   private inEncoder = 0;
   private readonly checks: Promise<KernelCompileError | null>[] = [];
   private disposed = false;
+  private readonly workgroupMatmulOk: boolean;
 
   /** A backend on a freshly acquired device, or null (with the reason in `lastAcquireFailure`). */
   static async create(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend | null> {
@@ -113,10 +115,16 @@ export class WebGpuBackend {
   ) {
     this.device = gpu.device;
     this.loopLimit = /llvmpipe/i.test(`${gpu.info.device} ${gpu.info.description}`) ? 65535 : Infinity;
-    const wgOk = gpu.limits.maxComputeInvocationsPerWorkgroup >= 256 && gpu.limits.maxComputeWorkgroupStorageSize >= 8192;
+    const lim = gpu.limits;
+    const wgOk = lim.maxComputeInvocationsPerWorkgroup >= 256 && lim.maxComputeWorkgroupStorageSize >= 8192;
+    this.workgroupMatmulOk = wgOk;
+    // software adapters run a workgroup's invocations in SIMD lanes of one thread, where
+    // workgroup memory and barriers cost more than they save (measured ~4x on llvmpipe)
     const want = opts.matmul ?? 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
-    if (this.matmulVariant === 'workgroup' && !wgOk) throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
+    if (this.matmulVariant === 'workgroup' && !wgOk) {
+      throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
+    }
   }
 
   // ------------------------------------------------------------ buffers
@@ -177,6 +185,44 @@ export class WebGpuBackend {
     const c = this.pipeline(kernel);
     c.error = await c.check;
     if (c.error) throw c.error;
+  }
+
+  /**
+   * Time every matmul variant this device can run on a size³ product (one read-back per run,
+   * median of three after a warm-up), keep the fastest, and return each one's GFLOP/s.
+   */
+  async tuneMatmul(size = 512): Promise<Partial<Record<MatmulVariant, number>>> {
+    const kernel: Kernel = {
+      kind: 'matmul', name: `tune_${size}`, batch: [], m: size, n: size, k: size, epilogue: null,
+      a: { buf: 0, offset: 0, batchStrides: [], rowStride: size, colStride: 1 },
+      b: { buf: 1, offset: 0, batchStrides: [], rowStride: size, colStride: 1 },
+      inputs: [{ dtype: 'f32', size: size * size }, { dtype: 'f32', size: size * size }],
+      out: { dtype: 'f32', shape: [size, size] },
+    };
+    const data = Float32Array.from({ length: size * size }, (_, i) => ((i * 7919) % 13) / 13 - 0.5);
+    const a = this.upload(data), b = this.upload(data), out = this.alloc('f32', size * size);
+    const result: Partial<Record<MatmulVariant, number>> = {};
+    const chosen = this.matmulVariant;
+    let best = chosen, bestRate = 0;
+    for (const v of ['register', 'workgroup'] as const) {
+      if (v === 'workgroup' && !this.workgroupMatmulOk) continue;
+      this.matmulVariant = v;
+      await this.compile(kernel);
+      const times: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const t0 = performance.now();
+        this.run(kernel, [a, b], out);
+        await this.read(out);
+        if (i > 0) times.push(performance.now() - t0);
+      }
+      times.sort((x, y) => x - y);
+      const rate = (2 * size ** 3) / (times[1]! * 1e6);
+      result[v] = rate;
+      if (rate > bestRate) [best, bestRate] = [v, rate];
+    }
+    this.matmulVariant = bestRate > 0 ? best : chosen;
+    for (const t of [a, b, out]) this.release(t);
+    return result;
   }
 
   /** The WGSL this backend generates for a kernel (for debugging and tests). */
@@ -248,7 +294,7 @@ export class WebGpuBackend {
   }
 
   private pipeline(kernel: Kernel): Compiled {
-    const key = kernelSignature(kernel);
+    const key = kernel.kind === 'matmul' ? `${this.matmulVariant}:${kernelSignature(kernel)}` : kernelSignature(kernel);
     const hit = this.pipelines.get(key);
     if (hit) return hit;
     const rendered = this.render(kernel);
