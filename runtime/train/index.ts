@@ -17,3 +17,5 @@ export { CheckpointError, encodeSafetensors, decodeSafetensors } from './safeten
 export type { Safetensors } from './safetensors.js';
 export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, restoreCheckpoint, checkpointFileName } from './checkpoint.js';
 export type { StreamPosition, RngState, CheckpointState, Checkpoint, LoadedCheckpoint } from './checkpoint.js';
+export { redisSource, encodeEntry, decodeEntry } from './redis.js';
+export type { RedisSource, RedisSourceOptions, RedisEntry } from './redis.js';

@@ -238,7 +238,7 @@ class Run {
       }
       await it.return?.();
     } catch (e) {
-      this.fail(e);
+      if (this.running) this.fail(e); // once finishing or stopped, a read cut short by closing is expected
     }
   }
 
