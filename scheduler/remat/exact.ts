@@ -58,13 +58,16 @@ export interface Milp {
   frees: { name: string; on: string | null; off: string[] }[];
 }
 
-export function buildMilp(graph: CostGraph, budget: number, adj: Adjacency = adjacency(graph)): Milp {
+export function buildMilp(graph: CostGraph, budget: number, adj: Adjacency = adjacency(graph), tighten = true): Milp {
   const n = graph.nodes.length;
   const { preds, succs } = adj;
   const base = totalCompute(graph) || 1;
   const lastSucc = succs.map((s) => (s.length ? s[s.length - 1]! : -1));
   const hasR = (t: number, i: number) => i < t && succs[i]!.length > 0;
-  const hasS = (t: number, i: number) => t < n && i < t && lastSucc[i]! >= t;
+  // A value is worth keeping into stage t if a successor still runs for the first time at or
+  // after t, or if a successor can be recomputed then (any successor that is not a sink).
+  const feedsRecompute = succs.map((s) => s.some((j) => succs[j]!.length > 0));
+  const hasS = (t: number, i: number) => t < n && i < t && (lastSucc[i]! >= t || feedsRecompute[i]!);
   const isSucc = succs.map((s) => new Set(s));
 
   const { unit, exactUnits, m, B } = memoryUnits(graph, budget);
@@ -100,6 +103,17 @@ export function buildMilp(graph: CostGraph, budget: number, adj: Adjacency = adj
     // Checkpoints come from the previous stage (node t-1 itself always can be kept).
     for (let i = 0; i < t - 1; i++)
       if (hasS(t, i)) row([[1, s(t, i)], ...sTerm(-1, t - 1, i), ...rTerm(-1, t - 1, i)], '<=', 0);
+    // Dominance cuts: a recomputation or checkpoint of i in stage t is only worth its cost or
+    // memory if a successor of i is evaluated in stage t or i is carried into stage t+1.
+    if (tighten)
+      for (let i = 0; i < t; i++) {
+        if (isSucc[i]!.has(t)) continue;
+        const uses: [number, string][] = [];
+        for (const j of succs[i]!) if (j < t) uses.push(...rTerm(-1, t, j));
+        uses.push(...sTerm(-1, t + 1, i));
+        if (hasR(t, i)) row([[1, r(t, i)], ...uses], '<=', 0);
+        if (hasS(t, i)) row([[1, s(t, i)], ...uses], '<=', 0);
+      }
     // Releases and memory.
     const freed: [number, string][][] = Array.from({ length: t + 1 }, () => []);
     for (let i = 0; i <= t; i++) {
@@ -278,7 +292,7 @@ export async function solveExactDetailed(graph: CostGraph, budget: number, optio
   const n = graph.nodes.length;
   const lower = memoryLowerBound(graph, adj);
   if (budget < lower) throw new BudgetError(budget, lower, lower, 'a node and its inputs alone exceed it');
-  const milp = buildMilp(graph, budget, adj);
+  const milp = buildMilp(graph, budget, adj, (options as { tighten?: boolean }).tighten ?? true);
   const h = await highs();
   const model = h.createModel({ format: 'lp', data: milpToLp(milp) });
   try {

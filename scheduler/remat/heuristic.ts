@@ -6,8 +6,9 @@
 // avoid, and a perturbation search refines the best. Not optimal; exact.ts is.
 
 import { adjacency, type Adjacency, type CostGraph } from './cost-graph.js';
-import { scheduleFromSequence, simulate, totalCompute } from './schedule.js';
+import { scheduleFromSequence, simulate } from './schedule.js';
 import type { RematPlan } from './plan-types.js';
+import { improve, prune, repair } from './search.js';
 
 export interface HeuristicOptions {
   /** Wall-clock allowance for the refinement search after the greedy passes (default scales with n). */
@@ -62,7 +63,7 @@ export function greedyEviction(ctx: Context, budget: number, variant: Variant): 
   const list: number[] = []; // resident values, unordered
   const where = new Int32Array(n).fill(-1);
   const seq: number[] = [];
-  const cap = 40 * n + 1000;
+  const cap = 4 * n + 100;
   const bias = variant.bias;
   let held = 0;
   let now = 0;
@@ -299,70 +300,8 @@ export function profile(ctx: Context, seq: readonly number[]): { peak: number; c
   return { peak, cost, memory };
 }
 
-/**
- * Drops recomputations while the budget allows: an evaluation of a node that was evaluated
- * before can go when keeping the earlier copy alive until the later reads fits the budget.
- * Unread recomputations go first (always free), then the most expensive ones.
- */
-export function pruneRecomputations(ctx: Context, seq: number[], budget: number): number[] {
-  const { compute } = ctx;
-  let cur = seq.slice();
-  for (;;) {
-    cur = dropUnread(ctx, cur);
-    const seen = new Uint8Array(ctx.n);
-    const repeats: number[] = [];
-    cur.forEach((v, j) => {
-      if (seen[v]) repeats.push(j);
-      seen[v] = 1;
-    });
-    repeats.sort((a, b) => compute[cur[b]!]! - compute[cur[a]!]!);
-    let changed = false;
-    // Positions shift after each accepted removal; track removed ones instead of reindexing.
-    const removed = new Uint8Array(cur.length);
-    for (const j of repeats) {
-      if (compute[cur[j]!]! <= 0) continue;
-      removed[j] = 1;
-      const trial = cur.filter((_, i) => !removed[i]);
-      if (profile(ctx, trial).peak <= budget) changed = true;
-      else removed[j] = 0;
-    }
-    if (!changed) return cur;
-    cur = cur.filter((_, i) => !removed[i]);
-  }
-}
-
-/** Removes evaluations whose output nobody reads, unless it is the node's only evaluation. */
-function dropUnread(ctx: Context, seq: number[]): number[] {
-  const { n, adj } = ctx;
-  let cur = seq;
-  for (;;) {
-    const copyAt = new Int32Array(n).fill(-1);
-    const read = new Uint8Array(cur.length);
-    const count = new Int32Array(n);
-    cur.forEach((v, j) => {
-      for (const p of adj.preds[v]!) read[copyAt[p]!] = 1;
-      copyAt[v] = j;
-      count[v]++;
-    });
-    const drop = new Uint8Array(cur.length);
-    let any = false;
-    // Walk backwards so that of several unread copies the node keeps at least one.
-    for (let j = cur.length - 1; j >= 0; j--) {
-      const v = cur[j]!;
-      if (!read[j] && count[v]! > 1 && adj.succs[v]!.length > 0) {
-        drop[j] = 1;
-        count[v]--;
-        any = true;
-      }
-    }
-    if (!any) return cur;
-    cur = cur.filter((_, j) => !drop[j]);
-  }
-}
-
 const VARIANTS: Variant[] = [
   { alpha: 1, beta: 1, depth: 1, commit: true },
-  { alpha: 1, beta: 1, depth: 1, commit: false },
   { alpha: 1, beta: 0, depth: 1, commit: true },
   { alpha: 1, beta: 2, depth: 1, commit: true },
   { alpha: 1, beta: 0.5, depth: 1, commit: true },
@@ -371,32 +310,87 @@ const VARIANTS: Variant[] = [
   { alpha: 1, beta: 1, depth: 0, commit: true },
 ];
 
-/** Best of the greedy variants after pruning; null when none meets the budget. */
-export function bestGreedy(ctx: Context, budget: number, variants: Variant[] = VARIANTS): number[] | null {
-  let best: number[] | null = null;
-  let bestCost = Infinity;
-  for (const v of variants) {
-    const seq = greedyEviction(ctx, budget, v);
-    if (!seq) continue;
-    const pruned = pruneRecomputations(ctx, seq, budget);
-    const { cost } = profile(ctx, pruned);
-    if (cost < bestCost) {
-      bestCost = cost;
-      best = pruned;
-    }
-  }
-  return best;
+interface Candidate {
+  seq: number[];
+  cost: number;
+}
+
+function runVariant(ctx: Context, budget: number, variant: Variant): Candidate | null {
+  const seq = greedyEviction(ctx, budget, variant);
+  if (!seq) return null;
+  const pruned = prune(ctx, seq, budget);
+  return { seq: pruned, cost: profile(ctx, pruned).cost };
+}
+
+/** Small deterministic generator (mulberry32) so that plans are reproducible. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 /**
  * Plans a schedule whose peak (papers' model) is at most `budget`, or returns null when this
  * heuristic cannot meet the budget. For a budget at or above the plain peak it returns the
- * plain schedule.
+ * plain schedule. Otherwise the cheapest of the greedy variants and of peak shaving from the
+ * plain order, refined by ruin-and-recreate until the time allowance is spent.
  */
 export function solveHeuristicSequence(ctx: Context, budget: number, options: HeuristicOptions = {}): number[] | null {
+  const t0 = performance.now();
   const plain = Array.from({ length: ctx.n }, (_, i) => i);
   if (profile(ctx, plain).peak <= budget) return plain;
-  return bestGreedy(ctx, budget);
+  let best: Candidate | null = null;
+  const consider = (c: Candidate | null) => {
+    if (c && (!best || c.cost < best.cost)) best = c;
+  };
+  const limit = options.timeLimitMs ?? Math.min(5000, Math.max(300, 4 * ctx.n));
+  const random = rng(options.seed ?? 1);
+  const shaved = repair(ctx, plain, budget, t0 + 0.6 * limit);
+  if (shaved) {
+    const seq = prune(ctx, shaved, budget);
+    consider({ seq, cost: profile(ctx, seq).cost });
+  }
+  // The greedy is weaker than shaving on large graphs but finds other plans; on small ones
+  // it is cheap, so all its variants run, and then with perturbed per-node biases (mostly on
+  // the nodes the best plan recomputes).
+  const variants = ctx.n <= 300 || !best ? VARIANTS : VARIANTS.slice(0, 1);
+  for (const v of variants) consider(runVariant(ctx, budget, v));
+  let bias = new Float64Array(ctx.n).fill(1);
+  let variant = VARIANTS[0]!;
+  while (performance.now() - t0 < 0.3 * limit) {
+    const b0 = best as Candidate | null;
+    const trial = bias.slice();
+    const recomputed = b0 ? recomputedNodes(ctx, b0.seq) : [];
+    const kicks = 1 + Math.floor(random() * 3);
+    for (let k = 0; k < kicks; k++) {
+      const u = recomputed.length && random() < 0.7 ? recomputed[Math.floor(random() * recomputed.length)]! : Math.floor(random() * ctx.n);
+      trial[u] = trial[u]! * Math.exp((random() * 2 - 1) * 2.5);
+    }
+    const v = random() < 0.25 ? VARIANTS[Math.floor(random() * VARIANTS.length)]! : variant;
+    const c = runVariant(ctx, budget, { ...v, bias: trial });
+    if (c && (!b0 || c.cost <= b0.cost)) {
+      best = c;
+      bias = trial;
+      variant = v;
+    }
+  }
+  const found = best as Candidate | null;
+  if (!found) return null;
+  return improve(ctx, found.seq, budget, t0 + limit, random);
+}
+
+function recomputedNodes(ctx: Context, seq: readonly number[]): number[] {
+  const seen = new Uint8Array(ctx.n);
+  const out = new Set<number>();
+  for (const v of seq) {
+    if (seen[v]) out.add(v);
+    seen[v] = 1;
+  }
+  return [...out];
 }
 
 export function solveHeuristic(graph: CostGraph, budget: number, options: HeuristicOptions = {}): RematPlan | null {
@@ -407,7 +401,6 @@ export function solveHeuristic(graph: CostGraph, budget: number, options: Heuris
   const schedule = scheduleFromSequence(graph, seq, ctx.adj);
   const sim = simulate(graph, schedule, ctx.adj);
   if (!sim.valid || sim.peak > budget) throw new Error(`internal: heuristic produced an invalid plan: ${sim.error ?? `peak ${sim.peak} > ${budget}`}`);
-  void totalCompute;
   return {
     schedule,
     stats: { peak: sim.peak, cost: sim.cost, overhead: sim.overhead, solveMs: performance.now() - t0, solver: 'heuristic' },
