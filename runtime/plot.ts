@@ -135,8 +135,9 @@ export function niceTicks(values: readonly number[], target = 6): Ticks {
     if (v > hi) hi = v;
   }
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) [lo, hi] = [0, 1];
-  if (lo === hi) {
-    const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
+  // A span below float resolution (relative to the values) cannot be ticked: widen it.
+  if (hi - lo <= Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9 || hi - lo < 1e-300) {
+    const pad = Math.max(Math.max(Math.abs(lo), Math.abs(hi)) * 0.1, 1e-12);
     [lo, hi] = [lo - pad, hi + pad];
   }
   const rough = (hi - lo) / target;
@@ -145,7 +146,7 @@ export function niceTicks(values: readonly number[], target = 6): Ticks {
   const first = Math.floor(lo / step + 1e-9);
   const last = Math.ceil(hi / step - 1e-9);
   const ticks: number[] = [];
-  for (let k = first; k <= last; k++) ticks.push(k * step);
+  for (let k = first; k <= last && ticks.length <= 4 * target + 2; k++) ticks.push(k * step);
   const maxAbs = Math.max(Math.abs(first * step), Math.abs(last * step));
   const labels = ticks.map((v) => formatTick(v, step, maxAbs));
   return { lo: first * step, hi: last * step, values: ticks, labels };
@@ -158,7 +159,7 @@ function formatTick(v: number, step: number, maxAbs: number): string {
     if (v === 0) return '0';
     return v.toExponential(Math.min(8, Math.max(0, Math.floor(Math.log10(maxAbs)) - stepExp)));
   }
-  const s = v.toFixed(Math.max(0, -stepExp));
+  const s = v.toFixed(Math.min(20, Math.max(0, -stepExp)));
   return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
 }
 
