@@ -1,12 +1,13 @@
 // The executor: `compile(graph, options)` gives an Executable whose `run(feeds)` binds symbolic
 // dims from the feeds, plans once per binding (fusion, kernels, arena), runs the kernels on the
 // chosen backend and applies param/state updates. It owns every buffer: users never free
-// anything, and intermediates live in one arena whose size the plan states.
+// anything. On the CPU intermediates live in one arena whose size the plan states; on WebGPU the
+// plan runs through runtime/webgpu/execute.ts, and this module only decides which backend runs.
 
 import type { Graph } from '../graphs/graph.js';
 import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
-import { FeedError, GraphError } from '../graphs/errors.js';
+import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
 import { bytesPerElement, numel, type DType } from '../graphs/types.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
@@ -15,14 +16,44 @@ import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
 import { interpretKernel } from './interpreter.js';
 import { initialValues } from './init.js';
 import { allocArray, arrayOn, type HostTensor } from './tensor.js';
+import { WebGpuBackend } from './webgpu/backend.js';
+import { DeviceError } from './webgpu/device.js';
+import { GpuVariables, describeAdapter, runPlanOnGpu, sharedWebGpuBackend } from './webgpu/execute.js';
 
 export type Feed = HostTensor | CpuArray | readonly number[];
 export type Feeds = Readonly<Record<string, Feed>>;
 export type Outputs = Record<string, HostTensor>;
 
+/**
+ * Where kernels run: 'cpu' (generated JavaScript), 'webgpu' (generated WGSL on the WebGPU
+ * device), 'auto' (WebGPU when an adapter is found, else the CPU) or 'reference' (the kernel IR
+ * interpreter, for tests).
+ */
+export type BackendName = 'cpu' | 'webgpu' | 'auto' | 'reference';
+
+/** Which backend an executable runs on, and why. */
+export interface BackendInfo {
+  readonly requested: BackendName;
+  /** 'pending' until a WebGPU or auto executable has looked for its device (see `ready()`) */
+  readonly backend: 'cpu' | 'webgpu' | 'reference' | 'pending';
+  /** the WebGPU adapter, e.g. 'llvmpipe-llvm-15-0-6-256-bits- (OpenGL ES 3.2 Mesa 22.3.6; opengles, compatibility)' */
+  readonly adapter?: string;
+  /** why 'auto' took the CPU */
+  readonly reason?: string;
+}
+
+/** An executable was used in a way its backend does not support (e.g. `runSync` on WebGPU). */
+export class BackendError extends RheoError {
+  constructor(readonly backend: string, detail: string) {
+    super(`${backend} backend: ${detail}`);
+  }
+}
+
 export interface CompileOptions {
-  /** 'cpu' (generated JavaScript) or 'reference' (the IR interpreter, for tests) */
-  readonly backend?: 'cpu' | 'reference';
+  /** default 'cpu'; 'webgpu' and 'auto' find their device asynchronously: see `compileAsync` */
+  readonly backend?: BackendName;
+  /** the WebGPU backend to run on (default: one shared by every executable of the process) */
+  readonly webgpu?: WebGpuBackend;
   /** adds optimizer state and updates to a graph made by `grad` */
   readonly optimizer?: Optimizer;
   /** seed for param initialization */
@@ -46,87 +77,147 @@ export interface RunStats {
   peakArenaBytes: number;
 }
 
-interface Prepared {
-  readonly plan: Plan;
+interface CpuPrepared {
   readonly fns: readonly CpuKernelFn[];
-  readonly arena: ArrayBuffer;
   readonly views: Map<number, CpuArray>;
+}
+
+/**
+ * Params, state and constants by node id: on the host until the executable settles on WebGPU,
+ * then on the device only. Derived executables share one store.
+ */
+interface Store {
+  host: Map<number, CpuArray>;
+  gpu: GpuVariables | null;
+  /** where the executables sharing this store run; settled once */
+  started: Promise<BackendInfo> | null;
+  info: BackendInfo;
 }
 
 export class Executable {
   readonly graph: Graph;
-  readonly backend: 'cpu' | 'reference';
   readonly defaultOutputs: readonly string[];
   readonly stats: RunStats = { runs: 0, kernelLaunches: 0, plansMade: 0, peakArenaBytes: 0 };
+  private readonly opts: CompileOptions;
   private readonly fuse: boolean;
   private readonly f64: boolean;
-  private readonly persistent: Map<number, CpuArray>;
-  private readonly plans = new Map<string, Prepared>();
+  private readonly store: Store;
+  private readonly plans = new Map<string, Plan>();
+  private readonly cpu = new Map<Plan, CpuPrepared>();
 
-  /** `shared`: params/state/const buffers of another executable over the same node ids. */
-  constructor(graph: Graph, opts: CompileOptions = {}, shared?: Map<number, CpuArray>) {
+  /** `shared`: the params/state/const store of another executable over the same node ids. */
+  constructor(graph: Graph, opts: CompileOptions = {}, shared?: Store) {
     this.opts = opts;
     const g = opts.optimizer ? applyOptimizer(graph, opts.optimizer) : graph;
     validateGraph(g);
     this.graph = g;
-    this.backend = opts.backend ?? 'cpu';
     this.fuse = opts.fuse !== false;
     this.f64 = opts.precision === 'f64';
+    const requested = opts.backend ?? 'cpu';
+    if (this.f64 && requested === 'webgpu') throw new BackendError('webgpu', "precision 'f64' needs the CPU");
     const names = Object.keys(g.outputs);
     this.defaultOutputs = opts.outputs ?? (opts.optimizer ? names.filter((n) => !n.startsWith('grad/')) : names);
     for (const o of this.defaultOutputs) if (g.outputs[o] === undefined) throw new GraphError(`compile: graph '${g.name}' has no output '${o}'`);
-    this.persistent = shared ?? new Map();
+    if (shared) {
+      this.store = shared;
+      return;
+    }
+    const host = new Map<number, CpuArray>();
     const seed = opts.seed ?? 0;
-    for (const n of shared ? [] : g.nodes) {
+    for (const n of g.nodes) {
       if (n.op === 'param' || n.op === 'state') {
         const shape = concreteShape(n.shape, new Map(), n.op, n.site);
         const vals = initialValues(n.attrs['init'] as unknown as Init, shape, seed, n.name!);
         const a = allocArray(n.dtype, vals.length, this.f64);
         a.set(vals);
-        this.persistent.set(n.id, a);
+        host.set(n.id, a);
       } else if (n.op === 'const' && Array.isArray(n.attrs['data'])) {
         const a = allocArray(n.dtype, (n.attrs['data'] as number[]).length, this.f64);
         a.set(n.attrs['data'] as number[]);
-        this.persistent.set(n.id, a);
+        host.set(n.id, a);
       }
     }
+    const settled = requested === 'cpu' || requested === 'reference' || (requested === 'auto' && this.f64);
+    this.store = {
+      host, gpu: null, started: null,
+      info: settled
+        ? { requested, backend: requested === 'reference' ? 'reference' : 'cpu', ...(this.f64 && requested === 'auto' ? { reason: "precision 'f64' needs the CPU" } : {}) }
+        : { requested, backend: 'pending' },
+    };
+    if (!settled) void this.ready().catch(() => undefined); // start looking for the device now
   }
 
-  private readonly opts: CompileOptions;
+  /** Which backend runs this executable ('pending' before a WebGPU or auto one is `ready()`). */
+  get backendInfo(): BackendInfo {
+    return this.store.info;
+  }
+
+  /**
+   * Settles the backend: for 'webgpu' and 'auto', finds the device (shared by the process) and
+   * moves params, state and constants onto it. `run` does this itself; `compileAsync` awaits it.
+   * Rejects with a DeviceError when 'webgpu' was asked for and no adapter is found.
+   */
+  ready(): Promise<BackendInfo> {
+    const st = this.store;
+    if (st.info.backend !== 'pending') return Promise.resolve(st.info);
+    st.started ??= (async () => {
+      const be = this.opts.webgpu ?? (await sharedWebGpuBackend());
+      const requested = st.info.requested;
+      if (!be) {
+        const reason = `no WebGPU adapter: ${WebGpuBackend.unavailableReason}`;
+        if (requested === 'webgpu') throw new DeviceError('unavailable', reason);
+        return (st.info = { requested, backend: 'cpu', reason });
+      }
+      st.gpu = new GpuVariables(be, st.host);
+      st.host = new Map();
+      return (st.info = { requested, backend: 'webgpu', adapter: describeAdapter(be) });
+    })();
+    return st.started;
+  }
 
   /**
    * An executable over a graph derived from this one (same ids for params, state and
    * constants), sharing their buffers: what reactive runs use for their partial plans.
    */
   derive(graph: Graph, outputs: readonly string[]): Executable {
-    return new Executable(graph, { ...this.opts, optimizer: undefined, outputs }, this.persistent);
+    return new Executable(graph, { ...this.opts, optimizer: undefined, outputs }, this.store);
   }
 
   /** The plan for feeds of these shapes (made once per binding of the symbolic dims). */
   plan(feedShapes: Readonly<Record<string, readonly number[]>>, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Plan {
-    return this.prepare(new Map(Object.entries(feedShapes)), outputs, opts.update !== false).plan;
+    return this.prepare(new Map(Object.entries(feedShapes)), outputs, opts.update !== false);
   }
 
-  private prepare(feedShapes: ReadonlyMap<string, readonly number[]>, outputs: readonly string[], withUpdates = true): Prepared {
+  private prepare(feedShapes: ReadonlyMap<string, readonly number[]>, outputs: readonly string[], withUpdates = true): Plan {
     for (const o of outputs) if (this.graph.outputs[o] === undefined) throw new GraphError(`run: graph '${this.graph.name}' has no output '${o}'`);
     const roots = [...outputs.map((o) => this.graph.outputs[o]!), ...(withUpdates ? this.graph.updates.map((u) => u.value) : [])];
     const needed = new Set(ancestors(this.graph, roots));
     const bindings = bindDims(this.graph, feedShapes, needed);
     const key = JSON.stringify([[...bindings].sort(), outputs, withUpdates]);
-    let p = this.plans.get(key);
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = planGraph(this.graph, concreteShapes(this.graph, bindings, needed), { outputs, fuse: this.fuse, withUpdates });
+      this.plans.set(key, plan);
+      this.stats.plansMade++;
+      this.stats.peakArenaBytes = Math.max(this.stats.peakArenaBytes, plan.memory.arenaBytes);
+    }
+    return plan;
+  }
+
+  /** Kernel functions and arena views of a plan on the CPU, made on its first CPU run. */
+  private cpuParts(plan: Plan): CpuPrepared {
+    let p = this.cpu.get(plan);
     if (!p) {
-      const plan = planGraph(this.graph, concreteShapes(this.graph, bindings, needed), { outputs, fuse: this.fuse, withUpdates });
-      const fns = plan.steps.map((s) => (this.backend === 'reference' ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel)));
+      const ref = this.store.info.backend === 'reference';
+      const fns = plan.steps.map((s) => (ref ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel)));
       const arena = new ArrayBuffer(plan.memory.arenaBytes);
       const views = new Map<number, CpuArray>();
       for (const [id, off] of plan.memory.offsets) {
         const b = plan.buffers.get(id)!;
         views.set(id, this.f64 ? allocArray(b.dtype as DType, b.elements, true) : arrayOn(b.dtype as DType, arena, off, b.elements));
       }
-      p = { plan, fns, arena, views };
-      this.plans.set(key, p);
-      this.stats.plansMade++;
-      this.stats.peakArenaBytes = Math.max(this.stats.peakArenaBytes, plan.memory.arenaBytes);
+      p = { fns, views };
+      this.cpu.set(plan, p);
     }
     return p;
   }
@@ -164,29 +255,37 @@ export class Executable {
   /**
    * Run synchronously on the CPU. With `update: false` the params and state are left as they
    * are (e.g. evaluating a model while training it); inputs the outputs do not need may be omitted.
+   * A WebGPU executable cannot run synchronously: use `run`.
    */
   runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Outputs {
+    const info = this.store.info;
+    if (info.backend === 'webgpu' || info.backend === 'pending') {
+      throw new BackendError(info.requested, info.backend === 'webgpu'
+        ? 'runSync runs on the CPU only; use `await exe.run(feeds)` on WebGPU'
+        : "runSync cannot wait for the device search; use `await exe.run(feeds)` (or `compileAsync`, then check `backendInfo`), or compile with backend 'cpu'");
+    }
     const update = opts.update !== false;
     const fed = this.feedArrays(feeds);
     const shapes = new Map([...fed].map(([k, v]) => [k, v.shape]));
-    const { plan, fns, views } = this.prepare(shapes, outputs, update);
+    const plan = this.prepare(shapes, outputs, update);
+    const { fns, views } = this.cpuParts(plan);
     const g = this.graph;
-    const bufs = new Map<number, CpuArray>(this.persistent);
+    const persistent = this.store.host;
+    const bufs = new Map<number, CpuArray>(persistent);
     for (const n of g.nodes) {
       if (n.op !== 'input' || !fed.has(n.name!)) continue;
       const d = fed.get(n.name!)!.data;
       bufs.set(n.id, this.f64 && d instanceof Float32Array ? Float64Array.from(d) : d);
     }
     for (const [id, v] of views) bufs.set(id, v);
-    const result: Outputs = {};
-    for (const [name, id] of Object.entries(plan.outputs)) {
+    for (const id of Object.values(plan.outputs)) {
       const b = plan.buffers.get(id)!;
       if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements, this.f64));
-      void name;
     }
     plan.steps.forEach((s, i) => {
       fns[i]!(s.inputs.map((j) => bufs.get(j)!), bufs.get(s.node)!);
     });
+    const result: Outputs = {};
     for (const [name, id] of Object.entries(plan.outputs)) {
       const b = plan.buffers.get(id)!;
       const src = bufs.get(id)!;
@@ -195,51 +294,120 @@ export class Executable {
     }
     for (const u of update ? g.updates : []) {
       if (u.value === u.target) continue;
-      this.persistent.get(u.target)!.set(bufs.get(u.value)!);
+      persistent.get(u.target)!.set(bufs.get(u.value)!);
     }
     this.stats.runs++;
     this.stats.kernelLaunches += plan.steps.length;
     return result;
   }
 
-  /** Run; resolves to the requested outputs as host tensors the caller owns. */
+  /**
+   * Run; resolves to the requested outputs as host tensors the caller owns. On WebGPU the kernels
+   * are recorded and submitted before this returns its promise, and the outputs are read back
+   * once, at the end; runs started one after another apply their updates in that order.
+   */
   async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Promise<Outputs> {
-    return this.runSync(feeds, outputs, opts);
+    if (this.store.info.backend === 'pending') await this.ready();
+    const gpu = this.store.gpu;
+    if (!gpu) return this.runSync(feeds, outputs, opts);
+    const update = opts.update !== false;
+    const fed = this.feedArrays(feeds);
+    const plan = this.prepare(new Map([...fed].map(([k, v]) => [k, v.shape])), outputs, update);
+    const byId = new Map<number, HostTensor>();
+    for (const n of this.graph.nodes) if (n.op === 'input' && fed.has(n.name!)) byId.set(n.id, fed.get(n.name!)!);
+    const result = runPlanOnGpu(gpu, plan, byId, update);
+    this.stats.runs++;
+    this.stats.kernelLaunches += plan.steps.length;
+    return result;
   }
 
-  /** Copies of params and state by name (e.g. for checkpoints). */
+  /**
+   * Copies of params and state by name (e.g. for checkpoints), on the CPU. On WebGPU they live on
+   * the device: use `readVariables()`.
+   */
   variables(): Record<string, HostTensor> {
+    if (this.store.gpu || this.store.info.backend === 'pending') {
+      throw new BackendError(this.store.info.requested, 'variables() reads host memory; on WebGPU use `await exe.readVariables()`');
+    }
     const out: Record<string, HostTensor> = {};
-    for (const [id, data] of this.persistent) {
+    for (const [id, data] of this.store.host) {
       const n = this.graph.nodes[id]!;
       if (n.op === 'const') continue;
-      out[`${n.op}:${n.name}`] = { dtype: n.dtype, shape: concreteShape(n.shape, new Map()), data: data.slice() as CpuArray };
+      out[variableName(n.op, n.name!)] = { dtype: n.dtype, shape: concreteShape(n.shape, new Map()), data: data.slice() as CpuArray };
     }
     return out;
   }
 
-  /** Overwrite params/state by the names `variables()` uses. */
+  /** Copies of params and state by name, on any backend (read back from the device on WebGPU). */
+  async readVariables(): Promise<Record<string, HostTensor>> {
+    if (this.store.info.backend === 'pending') await this.ready();
+    const gpu = this.store.gpu;
+    if (!gpu) return this.variables();
+    const ids = [...gpu.ids()].filter((id) => this.graph.nodes[id]!.op !== 'const');
+    const data = await gpu.read(ids);
+    const out: Record<string, HostTensor> = {};
+    for (const id of ids) {
+      const n = this.graph.nodes[id]!;
+      out[variableName(n.op, n.name!)] = { dtype: n.dtype, shape: concreteShape(n.shape, new Map()), data: data.get(id)! };
+    }
+    return out;
+  }
+
+  /** Overwrite params/state by the names `variables()` uses (uploaded at once on WebGPU). */
   setVariables(values: Readonly<Record<string, HostTensor | CpuArray>>): void {
     for (const [key, v] of Object.entries(values)) {
       const [op, ...rest] = key.split(':');
       const name = rest.join(':');
-      const n = this.graph.nodes.find((x) => x.op === op && x.name === name);
+      const n = this.graph.nodes.find((x) => x.op === op && x.name === name && (op === 'param' || op === 'state'));
       if (!n) throw new GraphError(`setVariables: no ${op} named '${name}'`);
-      const dst = this.persistent.get(n.id)!;
       const src = 'data' in v && !(ArrayBuffer.isView(v)) ? (v as HostTensor).data : (v as CpuArray);
-      if (src.length !== dst.length) throw new GraphError(`setVariables: '${key}' has ${src.length} values, expected ${dst.length}`);
-      dst.set(src);
+      const expected = numel(concreteShape(n.shape, new Map()));
+      if (src.length !== expected) throw new GraphError(`setVariables: '${key}' has ${src.length} values, expected ${expected}`);
+      if (this.store.gpu) this.store.gpu.set(n.id, src);
+      else this.store.host.get(n.id)!.set(src);
     }
   }
 
   /** Bytes held in params, state and constants. */
   persistentBytes(): number {
     let b = 0;
-    for (const [id, a] of this.persistent) b += a.length * bytesPerElement(this.graph.nodes[id]!.dtype === 'f16' ? 'f32' : this.graph.nodes[id]!.dtype);
+    const ids = this.store.gpu ? [...this.store.gpu.ids()] : [...this.store.host.keys()];
+    for (const id of ids) {
+      const n = this.graph.nodes[id]!;
+      const elements = n.op === 'const' && Array.isArray(n.attrs['data']) ? (n.attrs['data'] as number[]).length : numel(concreteShape(n.shape, new Map()));
+      b += elements * (this.f64 && (n.dtype === 'f32' || n.dtype === 'f16') ? 8 : bytesPerElement(n.dtype === 'f16' ? 'f32' : n.dtype));
+    }
     return b;
   }
 }
 
+const variableName = (op: string, name: string) => `${op}:${name}`;
+
+/**
+ * Compile a graph. With backend 'webgpu' or 'auto' the device is found asynchronously: `run`
+ * waits for it, `runSync` refuses; prefer `compileAsync`, which settles the backend first.
+ *
+ * ```ts
+ * const exe = compile(model);                       // CPU
+ * const { y } = exe.runSync({ x });
+ * ```
+ */
 export function compile(graph: Graph, opts: CompileOptions = {}): Executable {
   return new Executable(graph, opts);
+}
+
+/**
+ * Compile a graph and settle its backend: with 'auto', WebGPU when an adapter is found (else the
+ * CPU, with the reason in `backendInfo.reason`); with 'webgpu', rejects when none is.
+ *
+ * ```ts
+ * const step = await compileAsync(grad(mlp, 'loss'), { backend: 'auto', optimizer: adam(1e-3) });
+ * console.log(step.backendInfo);                    // { backend: 'webgpu', adapter: 'llvmpipe-... (OpenGL ES 3.2 Mesa ...)' }
+ * const { loss } = await step.run({ x, y });
+ * ```
+ */
+export async function compileAsync(graph: Graph, opts: CompileOptions = {}): Promise<Executable> {
+  const exe = new Executable(graph, opts);
+  await exe.ready();
+  return exe;
 }

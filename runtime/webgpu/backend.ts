@@ -139,6 +139,30 @@ export class WebGpuBackend {
     return t;
   }
 
+  /**
+   * Overwrite a tensor's contents with host data. Dispatches recorded so far are submitted first,
+   * so that they still see the old contents (queue writes run before unsubmitted commands).
+   */
+  write(t: WebGpuTensor, data: HostArray): void {
+    this.live();
+    if ((t as Tensor).released) throw new RheoError('write to a released WebGPU tensor');
+    if (data.length !== t.elements) throw new RheoError(`write of ${data.length} values into a tensor of ${t.elements}`);
+    this.flush();
+    if (data.length === 0) return;
+    const words = t.dtype === 'bool' ? Uint32Array.from(data, (v) => (v ? 1 : 0)) : data;
+    this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, data.length * 4);
+  }
+
+  /** Record a copy of `src` into `dst` (same element count) after the dispatches recorded so far. */
+  copy(src: WebGpuTensor, dst: WebGpuTensor): void {
+    this.live();
+    if ((src as Tensor).released || (dst as Tensor).released) throw new RheoError('copy of a released WebGPU tensor');
+    if (src.elements !== dst.elements) throw new RheoError(`copy of ${src.elements} elements into a tensor of ${dst.elements}`);
+    if (src.elements === 0 || src.buffer === dst.buffer) return;
+    this.endPass();
+    this.encoder!.copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.elements * 4);
+  }
+
   /** An uninitialized device tensor. */
   alloc(dtype: DType, elements: number): WebGpuTensor {
     return this.allocTensor(dtype, elements, true);
@@ -352,38 +376,70 @@ export class WebGpuBackend {
 
   /** Copy a tensor back to the host, after every dispatch recorded so far. */
   async read(t: WebGpuTensor): Promise<HostArray> {
+    return (await this.readMany([t]))[0]!;
+  }
+
+  /**
+   * Copy tensors back to the host after every dispatch recorded so far, with one submit. The
+   * copies are recorded before this returns its promise, so the tensors may be released (and
+   * their buffers reused by later dispatches) right away.
+   */
+  readMany(ts: readonly WebGpuTensor[]): Promise<HostArray[]> {
     this.live();
-    const x = t as Tensor;
-    if (x.released) throw new RheoError('read of a released WebGPU tensor');
-    const failed = (await Promise.all(this.checks.splice(0))).find((e) => e !== null);
-    if (failed) {
-      this.discard();
-      throw failed;
-    }
-    const cls = sizeClass(x.bytes);
-    const staging = this.readback.get(cls)?.pop() ?? this.createBuffer(cls, USAGE_READBACK);
-    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (this.pass) this.pass.end();
-    this.pass = null;
-    if (x.bytes > 0) this.encoder.copyBufferToBuffer(x.buffer, 0, staging, 0, cls);
-    this.flush();
-    try {
-      await staging.mapAsync(MAP_READ, 0, cls);
-    } catch (e) {
-      throw this.gpu.takeError() ?? new DeviceError('internal', `readback failed: ${(e as Error).message}`);
-    }
-    const words = staging.getMappedRange(0, cls);
-    let out: HostArray;
-    if (x.dtype === 'i32') out = new Int32Array(words, 0, x.elements).slice();
-    else if (x.dtype === 'bool') out = Uint8Array.from(new Uint32Array(words, 0, x.elements));
-    else out = new Float32Array(words, 0, x.elements).slice();
-    staging.unmap();
+    for (const t of ts) if ((t as Tensor).released) throw new RheoError('read of a released WebGPU tensor');
+    const staged = ts.map((t) => {
+      const x = t as Tensor;
+      const cls = sizeClass(x.bytes);
+      const staging = this.readback.get(cls)?.pop() ?? this.createBuffer(cls, USAGE_READBACK);
+      if (x.bytes > 0) {
+        this.endPass();
+        this.encoder!.copyBufferToBuffer(x.buffer, 0, staging, 0, cls);
+      }
+      return { x, cls, staging };
+    });
+    const checks = this.checks.splice(0);
+    const failedEarly = checks.length > 0;
+    if (!failedEarly) this.flush();
+    return (async () => {
+      const failed = (await Promise.all(checks)).find((e) => e !== null);
+      if (failed) {
+        this.discard();
+        for (const s of staged) this.recycleStaging(s.cls, s.staging);
+        throw failed;
+      }
+      // recorded commands wait for the compile checks: a failed pipeline must not be submitted
+      if (failedEarly) this.flush();
+      const out: HostArray[] = [];
+      let error: unknown = null;
+      await Promise.all(staged.map((s) => s.staging.mapAsync(MAP_READ, 0, s.cls).catch((e: Error) => {
+        error ??= this.gpu.takeError() ?? new DeviceError('internal', `readback failed: ${e.message}`);
+      })));
+      if (error) throw error;
+      for (const { x, cls, staging } of staged) {
+        const words = staging.getMappedRange(0, cls);
+        if (x.dtype === 'i32') out.push(new Int32Array(words, 0, x.elements).slice());
+        else if (x.dtype === 'bool') out.push(Uint8Array.from(new Uint32Array(words, 0, x.elements)));
+        else out.push(new Float32Array(words, 0, x.elements).slice());
+        staging.unmap();
+        this.recycleStaging(cls, staging);
+      }
+      const err = this.gpu.takeError();
+      if (err) throw err;
+      return out;
+    })();
+  }
+
+  private recycleStaging(cls: number, staging: GPUBuffer): void {
     let l = this.readback.get(cls);
     if (!l) this.readback.set(cls, (l = []));
     l.push(staging);
-    const err = this.gpu.takeError();
-    if (err) throw err;
-    return out;
+  }
+
+  /** End the open compute pass (copies are recorded outside passes); opens an encoder if none. */
+  private endPass(): void {
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    this.encoder ??= this.device.createCommandEncoder();
   }
 
   /** Wait until the device has finished all submitted work. */
