@@ -6,7 +6,7 @@ import type { Executable, Outputs } from '../executor.js';
 import { batchSizeOf, type Batch } from './sources.js';
 
 export interface EvalOptions {
-  /** held-out batches, iterated afresh at each evaluation */
+  /** held-out batches, iterated afresh at each evaluation: an array, or a function giving a fresh iterable */
   readonly data: Iterable<Batch> | (() => Iterable<Batch>);
   /** outputs to average (default ['loss']); non-scalars are averaged over their elements */
   readonly outputs?: readonly string[];

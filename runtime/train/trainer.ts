@@ -3,14 +3,16 @@
 // step events; on the way it evaluates, publishes live snapshots and writes checkpoints, and it
 // resumes from the newest good checkpoint exactly where that one left the stream.
 
-import { Observable, ReplaySubject, Subject, takeUntil, type Subscriber, type Subscription } from 'rxjs';
-import { randBits } from '../../ops/rand.js';
+import { Observable, ReplaySubject } from 'rxjs';
 import type { Executable, Feeds } from '../executor.js';
-import { loadLatest, restoreCheckpoint, writeCheckpoint, type StreamPosition } from './checkpoint.js';
-import { evaluate, type EvalOptions, type EvalResult } from './evaluate.js';
-import { BoundedQueue, type BackpressurePolicy } from './queue.js';
-import { takeSnapshot, type Snapshot } from './snapshots.js';
-import { batchSizeOf, isPull, isResumable, pullIterator, tokenOf, type Batch, type ResumableSource, type Source, type SourceLike } from './sources.js';
+import type { StreamPosition } from './checkpoint.js';
+import type { EvalOptions, EvalResult } from './evaluate.js';
+import type { BackpressurePolicy } from './queue.js';
+import { Run } from './run.js';
+import type { Snapshot } from './snapshots.js';
+import type { Batch, Source } from './sources.js';
+
+export { stepSeed } from './run.js';
 
 export interface TrainOptions {
   /** what to do when batches arrive faster than training (default 'block') */
@@ -80,15 +82,13 @@ export interface StepEvent {
   readonly snapshot?: number;
 }
 
-/** Step events; the run starts on subscription (one run per subscription) and stops on unsubscribe. */
+/**
+ * Step events; a run starts on subscription and stops on unsubscribe. Subscribe once: each
+ * subscription is a run on the same executable, and `snapshots$` completes with the first to end.
+ */
 export interface TrainRun extends Observable<StepEvent> {
   /** the live model: the latest snapshot replays to each new subscriber; completes with the run */
   readonly snapshots$: Observable<Snapshot>;
-}
-
-/** The seed `prepare` gets for a step: a pure function of the run's seed and the step number. */
-export function stepSeed(seed: number, step: number): number {
-  return randBits(seed, step);
 }
 
 /**
@@ -108,292 +108,4 @@ export function train(step: Executable, source: Source<Batch>, options: TrainOpt
     return () => run.stop();
   });
   return Object.assign(events$, { snapshots$: snapshots$.asObservable() });
-}
-
-interface Item {
-  readonly batch: Batch;
-  readonly index: number;
-  /** token of the item before it: the position's token once this item is the queue's head */
-  readonly prevToken: string | undefined;
-}
-
-const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-class Run {
-  private readonly queue: BoundedQueue<Item>;
-  private readonly stop$ = new Subject<void>();
-  private readonly resumable: ResumableSource<Batch> | undefined;
-  /** running: reading and training; finishing: source closed, final checkpoint on its way; stopped */
-  private state: 'running' | 'finishing' | 'stopped' = 'running';
-  private stepNo = 0;
-  private seed: number;
-  private nextIndex = 0;
-  private skipUntil = 0;
-  private lastToken: string | undefined;
-  private sourceDone = false;
-  private wake: (() => void) | undefined;
-  private room: (() => void) | undefined;
-  private started = 0;
-  private samples = 0;
-  private version = 0;
-  private lastSnapshot = -1;
-  private lastCheckpoint = { step: -1, at: 0 };
-  private commits: Promise<void> = Promise.resolve();
-  private closed: Promise<void> | undefined;
-  private subscription: Subscription | undefined;
-
-  constructor(
-    private readonly exe: Executable,
-    private readonly source: Source<Batch>,
-    private readonly opts: TrainOptions,
-    private readonly out: Subscriber<StepEvent>,
-    private readonly snapshots$: Subject<Snapshot>,
-  ) {
-    this.queue = new BoundedQueue(opts.queueLimit ?? 4, opts.policy ?? 'block');
-    this.seed = opts.seed ?? 0;
-    this.resumable = isResumable(source) ? source : undefined;
-  }
-
-  async start(): Promise<void> {
-    try {
-      const position = this.resume();
-      this.started = performance.now();
-      this.lastCheckpoint = { step: this.stepNo, at: Date.now() };
-      if (this.opts.snapshots) this.publish();
-      if (this.maxedOut()) return await this.finish();
-      this.connect(position);
-      await this.loop();
-    } catch (e) {
-      this.fail(e);
-    }
-  }
-
-  /** The subscriber left: stop reading and training, write nothing more. */
-  stop(): void {
-    if (this.state === 'stopped') return;
-    this.state = 'stopped';
-    this.disconnect();
-    void this.close().catch(() => undefined);
-  }
-
-  private get running(): boolean {
-    return this.state === 'running';
-  }
-
-  private resume(): StreamPosition {
-    let position: StreamPosition = { index: 0 };
-    let info: StartInfo = { step: 0, position, skipped: [] };
-    const ck = this.opts.checkpoint;
-    if (ck && ck.resume !== false) {
-      const c = loadLatest(ck.dir);
-      if (c) {
-        restoreCheckpoint(this.exe, c);
-        this.stepNo = c.step;
-        this.seed = c.rng.seed;
-        position = c.position;
-        info = { step: c.step, position, checkpoint: c.path, skipped: c.skipped };
-      }
-    }
-    this.opts.onStart?.(info);
-    return position;
-  }
-
-  /** Opens the source at `position`: a plain source is replayed and its first items skipped. */
-  private connect(position: StreamPosition): void {
-    const src = this.source;
-    let opened: SourceLike<Batch>;
-    if (this.resumable) opened = this.resumable.open(position);
-    else if (typeof src === 'function') opened = src(position);
-    else opened = src as SourceLike<Batch>;
-    if (this.resumable || typeof src === 'function') this.nextIndex = position.index;
-    else this.skipUntil = position.index;
-    this.lastToken = position.token;
-    if (isPull(opened)) {
-      void this.pump(pullIterator(opened));
-      return;
-    }
-    this.subscription = opened.pipe(takeUntil(this.stop$)).subscribe({
-      next: (b) => this.push(b),
-      error: (e) => this.fail(e),
-      complete: () => this.ended(),
-    });
-  }
-
-  private disconnect(): void {
-    this.stop$.next();
-    this.subscription?.unsubscribe();
-    this.wake?.();
-    this.room?.();
-  }
-
-  /** Reads a pull source only while the queue has room, whatever the policy. */
-  private async pump(it: AsyncIterator<Batch> | Iterator<Batch>): Promise<void> {
-    try {
-      while (this.running) {
-        while (this.queue.full && this.running) await new Promise<void>((r) => (this.room = r));
-        if (!this.running) break;
-        const r = await it.next();
-        if (r.done) return this.ended();
-        if (this.running) this.receive(r.value);
-      }
-      await it.return?.();
-    } catch (e) {
-      if (this.running) this.fail(e); // once finishing or stopped, a read cut short by closing is expected
-    }
-  }
-
-  /** A pushed batch. Under 'block' a full queue makes the trainer step here, inside the producer's call. */
-  private push(batch: Batch): void {
-    try {
-      while (this.running && this.queue.policy === 'block' && this.queue.full) this.trainOne();
-      if (this.running) this.receive(batch);
-    } catch (e) {
-      this.fail(e);
-    }
-  }
-
-  private receive(batch: Batch): void {
-    if (this.nextIndex < this.skipUntil) {
-      this.nextIndex++;
-      this.lastToken = tokenOf(batch) ?? this.lastToken;
-      return;
-    }
-    const item: Item = { batch, index: this.nextIndex++, prevToken: this.lastToken };
-    this.lastToken = tokenOf(batch) ?? this.lastToken;
-    this.queue.offer(item);
-    this.wake?.();
-  }
-
-  private ended(): void {
-    this.sourceDone = true;
-    this.wake?.();
-  }
-
-  private async loop(): Promise<void> {
-    while (this.running) {
-      if (this.queue.length === 0) {
-        if (this.sourceDone) break;
-        await new Promise<void>((r) => (this.wake = r));
-        this.wake = undefined;
-        continue;
-      }
-      this.trainOne();
-      await immediate();
-    }
-    if (this.state !== 'stopped') await this.finish();
-  }
-
-  private maxedOut(): boolean {
-    return this.opts.maxSteps !== undefined && this.stepNo >= this.opts.maxSteps;
-  }
-
-  private position(): StreamPosition {
-    const head = this.queue.peek();
-    const [index, token] = head ? [head.index, head.prevToken] : [this.nextIndex, this.lastToken];
-    return token === undefined ? { index } : { index, token };
-  }
-
-  /** One training step on the queue's head, then evaluation, snapshot and checkpoint when due. */
-  private trainOne(): void {
-    const item = this.queue.take()!;
-    this.room?.();
-    const stepNo = this.stepNo + 1;
-    const { opts, exe } = this;
-    const feeds = opts.prepare ? opts.prepare(item.batch, { step: stepNo, seed: stepSeed(this.seed, stepNo) }) : item.batch;
-    const lossName = opts.loss ?? 'loss';
-    const res = exe.runSync(feeds, [lossName, ...(opts.metrics ?? [])]);
-    this.stepNo = stepNo;
-    this.samples += batchSizeOf(item.batch);
-    const metrics: Record<string, number> = {};
-    for (const m of opts.metrics ?? []) metrics[m] = mean(res[m]!.data);
-    const due = (every: number | undefined) => every !== undefined && every > 0 && stepNo % every === 0;
-    const evalResult = opts.eval && due(opts.eval.every) ? evaluate(exe, opts.eval.data, opts.eval, stepNo) : undefined;
-    const snapshot = opts.snapshots && due(opts.snapshots.every) ? this.publish() : undefined;
-    const ck = opts.checkpoint;
-    const timeUp = ck?.everySeconds !== undefined && Date.now() - this.lastCheckpoint.at >= ck.everySeconds * 1000;
-    const checkpoint = ck && (due(ck.every) || timeUp) ? this.checkpoint() : undefined;
-    const elapsed = (performance.now() - this.started) / 1000;
-    const q = this.queue;
-    const event: StepEvent = {
-      step: stepNo,
-      loss: res[lossName]!.data[0]!,
-      metrics,
-      samplesPerSec: elapsed > 0 ? this.samples / elapsed : 0,
-      queueDepth: q.length,
-      received: q.received,
-      trained: q.taken,
-      dropped: q.dropped,
-      position: this.position(),
-      ...(evalResult && { eval: evalResult }),
-      ...(checkpoint && { checkpoint }),
-      ...(snapshot !== undefined && { snapshot }),
-    };
-    if (this.maxedOut()) {
-      this.state = 'finishing';
-      this.disconnect();
-    }
-    this.out.next(event);
-  }
-
-  private publish(): number {
-    const v = this.version++;
-    this.lastSnapshot = this.stepNo;
-    this.snapshots$.next(takeSnapshot(this.exe, v, this.stepNo, this.opts.snapshots?.include));
-    return v;
-  }
-
-  private checkpoint(): string {
-    const ck = this.opts.checkpoint!;
-    const position = this.position();
-    const state = { step: this.stepNo, position, rng: { seed: this.seed, counter: this.stepNo }, variables: this.exe.variables() };
-    const path = writeCheckpoint(ck.dir, state, { keep: ck.keep });
-    this.lastCheckpoint = { step: this.stepNo, at: Date.now() };
-    const resumable = this.resumable;
-    if (resumable?.commit) {
-      this.commits = this.commits.then(() => resumable.commit!(position));
-      this.commits.catch((e: unknown) => this.fail(e));
-    }
-    return path;
-  }
-
-  /** The source is exhausted or maxSteps reached: final checkpoint and snapshot, then complete. */
-  private async finish(): Promise<void> {
-    try {
-      this.state = 'finishing';
-      this.disconnect();
-      const ck = this.opts.checkpoint;
-      if (ck && ck.final !== false && this.lastCheckpoint.step !== this.stepNo) this.checkpoint();
-      if (this.opts.snapshots && this.lastSnapshot !== this.stepNo) this.publish();
-      await this.close();
-      if (this.state !== 'finishing') return;
-      this.state = 'stopped';
-      this.snapshots$.complete();
-      this.out.complete();
-    } catch (e) {
-      this.fail(e);
-    }
-  }
-
-  /** Waits for outstanding commits, then closes a resumable source (once). */
-  private close(): Promise<void> {
-    this.closed ??= this.commits.finally(async () => {
-      await this.resumable?.close?.();
-    });
-    return this.closed;
-  }
-
-  private fail(e: unknown): void {
-    if (this.state === 'stopped') return;
-    this.state = 'stopped';
-    this.disconnect();
-    void this.close().catch(() => undefined);
-    this.snapshots$.error(e);
-    this.out.error(e);
-  }
-}
-
-function mean(a: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]!;
-  return a.length ? s / a.length : NaN;
 }
