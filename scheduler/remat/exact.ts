@@ -1,371 +1,214 @@
-// Optimal rematerialization for small graphs: the Checkmate MILP (Jain et al., MLSys 2020) in
-// its n-stage form (stage t evaluates node t, recomputing any earlier nodes it wants first, in
-// id order), written as CPLEX LP text and solved by HiGHS. The solution is turned into a
-// schedule and replayed by `simulate`; the solver's own memory claim is never trusted. Graphs
-// of more than a few hundred nodes make models HiGHS cannot solve in useful time.
+// Optimal rematerialization for small graphs: solves the Checkmate MILP of milp.ts with HiGHS
+// (WebAssembly) under a time limit, reads the schedule out of the solution and replays it with
+// `simulate`; the solver's own memory claim is never trusted. The MILP fixes the order in which
+// nodes are first evaluated; we give it the order of the heuristic's plan, whose schedule then
+// also serves as the starting incumbent. Graphs beyond a few hundred nodes are too big for it.
 
 import loadHighs, { type Highs } from 'highs';
-import { adjacency, type Adjacency, type CostGraph } from './cost-graph.js';
-import { BudgetError, type RematPlan } from './plan-types.js';
-import { memoryLowerBound, scheduleFromSequence, simulate, totalCompute } from './schedule.js';
+import { adjacency, topologicallyOrdered, type Adjacency, type CostGraph } from './cost-graph.js';
+import { makeContext, minimumHeuristicBudget, profile, solveHeuristicSequence, defaultTimeLimit, type HeuristicOptions } from './heuristic.js';
+import { buildMilp, milpToLp, sequenceFromSolution, stageStart } from './milp.js';
+import { budgetError, type RematPlan, type RematStats } from './plan-types.js';
+import { memoryLowerBound, plainSchedule, scheduleFromSequence, simulate, totalCompute } from './schedule.js';
 
 export interface ExactOptions {
-  /** Wall-clock limit of the MILP solve (default 60 s). */
+  /** Wall-clock limit for the whole solve, heuristic start included (default 60 s). */
   timeLimitMs?: number;
-  /** A feasible evaluation sequence to start from (e.g. the heuristic's); used when it has stage form. */
-  start?: readonly number[];
   /** Relative MIP gap at which HiGHS stops and calls the result optimal (default 1e-6). */
   mipRelGap?: number;
+  /** Options of the heuristic run that supplies the order and the start (default: a fifth of the time). */
+  heuristic?: HeuristicOptions;
+  /**
+   * 'heuristic' (default): the MILP keeps the order in which the heuristic's plan first
+   * evaluates nodes. 'graph': the graph's own id order, as in the Checkmate paper; the
+   * heuristic then only serves as a fallback.
+   */
+  order?: 'heuristic' | 'graph';
 }
 
-let highsInstance: Promise<Highs> | undefined;
-/** The HiGHS runtime, loaded once per process. */
-export function highs(): Promise<Highs> {
-  return (highsInstance ??= loadHighs());
-}
+// Loaded once, when the module is first imported, so that every solve is synchronous.
+const HIGHS: Highs = await loadHighs();
 
-/**
- * Variables (all indices are node ids, stages t = 0..n-1):
- *   r_t_i  binary   node i < t is recomputed in stage t (node t itself always is)
- *   s_t_i  [0,1]    node i < t is resident when stage t starts (integral at any optimum)
- *   f_t_i_k [0,1]   i is released right after k (k = i or a successor of i) in stage t
- *   u_t_k  <= B     memory right after k is evaluated in stage t, before releases
- * s and f need no integrality: with r integral their largest feasible values are 0/1 and the
- * solver gains nothing from smaller ones (a fractional s can always be rounded down).
- * Memory: u_t_0 = sum_i m_i s_t_i + m_0 r_t_0; u_t_k = u_t_(k-1) + m_k r_t_k - sum_i m_i f_t_i_(k-1).
- * f_t_i_k <= r_t_k, <= 1 - s_(t+1)_i, <= 1 - r_t_j for successors j of i with k < j <= t.
- * Dependencies: r_t_j <= r_t_i + s_t_i for each edge i -> j, j <= t (r_t_t = 1).
- * Checkpoints persist only if present or computed: s_(t+1)_i <= s_t_i + r_t_i.
- */
-export interface MilpRow {
-  terms: [number, string][];
-  sense: '<=' | '>=' | '=';
-  rhs: number;
-}
-
-export interface Milp {
-  rows: MilpRow[];
-  objective: [number, string][];
-  binaries: string[];
-  /** Continuous columns with their upper bounds (lower bounds are 0). */
-  continuous: [string, number][];
-  /** Memory unit in bytes: coefficients are bytes / unit (rounded up when not exact). */
-  unit: number;
-  exactUnits: boolean;
-  hasR: (t: number, i: number) => boolean;
-  hasS: (t: number, i: number) => boolean;
-  /** f columns with the columns bounding them: f <= r (or 1), f <= 1 - x for x in `off`. */
-  frees: { name: string; on: string | null; off: string[] }[];
-}
-
-export function buildMilp(graph: CostGraph, budget: number, adj: Adjacency = adjacency(graph), tighten = true): Milp {
-  const n = graph.nodes.length;
-  const { preds, succs } = adj;
-  const base = totalCompute(graph) || 1;
-  const lastSucc = succs.map((s) => (s.length ? s[s.length - 1]! : -1));
-  const hasR = (t: number, i: number) => i < t && succs[i]!.length > 0;
-  // A value is worth keeping into stage t if a successor still runs for the first time at or
-  // after t, or if a successor can be recomputed then (any successor that is not a sink).
-  const feedsRecompute = succs.map((s) => s.some((j) => succs[j]!.length > 0));
-  const hasS = (t: number, i: number) => t < n && i < t && (lastSucc[i]! >= t || feedsRecompute[i]!);
-  const isSucc = succs.map((s) => new Set(s));
-
-  const { unit, exactUnits, m, B } = memoryUnits(graph, budget);
-  const r = (t: number, i: number) => `r${t}_${i}`;
-  const s = (t: number, i: number) => `s${t}_${i}`;
-  const u = (t: number, k: number) => `u${t}_${k}`;
-
-  const rows: MilpRow[] = [];
-  const continuous: [string, number][] = [];
-  const binaries: string[] = [];
-  const objective: [number, string][] = [];
-  const frees: Milp['frees'] = [];
-  const row = (terms: [number, string][], sense: MilpRow['sense'], rhs: number) => rows.push({ terms, sense, rhs });
-  const rTerm = (coef: number, t: number, i: number): [number, string][] => (hasR(t, i) ? [[coef, r(t, i)]] : []);
-  const sTerm = (coef: number, t: number, i: number): [number, string][] => (hasS(t, i) ? [[coef, s(t, i)]] : []);
-
-  for (let t = 0; t < n; t++) {
-    for (let i = 0; i < t; i++) {
-      if (hasR(t, i)) {
-        binaries.push(r(t, i));
-        if (graph.nodes[i]!.compute > 0) objective.push([graph.nodes[i]!.compute / base, r(t, i)]);
-      }
-      if (hasS(t, i)) continuous.push([s(t, i), 1]);
-    }
-    // Dependencies.
-    for (let j = 0; j <= t; j++) {
-      if (j < t && !hasR(t, j)) continue;
-      for (const i of preds[j]!) {
-        if (j === t) row([...rTerm(1, t, i), ...sTerm(1, t, i)], '>=', 1);
-        else row([[1, r(t, j)], ...rTerm(-1, t, i), ...sTerm(-1, t, i)], '<=', 0);
-      }
-    }
-    // Checkpoints come from the previous stage (node t-1 itself always can be kept).
-    for (let i = 0; i < t - 1; i++)
-      if (hasS(t, i)) row([[1, s(t, i)], ...sTerm(-1, t - 1, i), ...rTerm(-1, t - 1, i)], '<=', 0);
-    // Dominance cuts: a recomputation or checkpoint of i in stage t is only worth its cost or
-    // memory if a successor of i is evaluated in stage t or i is carried into stage t+1.
-    if (tighten)
-      for (let i = 0; i < t; i++) {
-        if (isSucc[i]!.has(t)) continue;
-        const uses: [number, string][] = [];
-        for (const j of succs[i]!) if (j < t) uses.push(...rTerm(-1, t, j));
-        uses.push(...sTerm(-1, t + 1, i));
-        if (hasR(t, i)) row([[1, r(t, i)], ...uses], '<=', 0);
-        if (hasS(t, i)) row([[1, s(t, i)], ...uses], '<=', 0);
-      }
-    // Releases and memory.
-    const freed: [number, string][][] = Array.from({ length: t + 1 }, () => []);
-    for (let i = 0; i <= t; i++) {
-      if (i < t && !hasR(t, i) && !hasS(t, i)) continue;
-      for (const k of [i, ...succs[i]!]) {
-        if (k > t) break;
-        if (k === i && i < t && !hasR(t, i)) continue;
-        if (k < t && !hasR(t, k)) continue;
-        if (k < t && isSucc[i]!.has(t)) continue; // node t reads i later in this stage
-        const fv = `f${t}_${i}_${k}`;
-        continuous.push([fv, 1]);
-        const off: string[] = [];
-        if (k < t) row([[1, fv], [-1, r(t, k)]], '<=', 0);
-        if (hasS(t + 1, i)) {
-          row([[1, fv], [1, s(t + 1, i)]], '<=', 1);
-          off.push(s(t + 1, i));
-        }
-        for (const j of succs[i]!)
-          if (j > k && j < t && hasR(t, j)) {
-            row([[1, fv], [1, r(t, j)]], '<=', 1);
-            off.push(r(t, j));
-          }
-        frees.push({ name: fv, on: k < t ? r(t, k) : null, off });
-        freed[k]!.push([m[i]!, fv]);
-      }
-    }
-    for (let k = 0; k <= t; k++) {
-      continuous.push([u(t, k), B]);
-      const terms: [number, string][] = [[1, u(t, k)]];
-      if (k === 0) for (let i = 0; i < t; i++) terms.push(...sTerm(-m[i]!, t, i));
-      if (k > 0) terms.push([-1, u(t, k - 1)], ...freed[k - 1]!);
-      if (k < t) terms.push(...rTerm(-m[k]!, t, k));
-      row(terms, '=', k === t ? m[k]! : 0);
-    }
-  }
-  return { rows, objective, binaries, continuous, unit, exactUnits, hasR, hasS, frees };
-}
-
-/** The model as CPLEX LP text, the input format HiGHS reads. */
-export function milpToLp(milp: Milp): string {
-  const expr = (terms: [number, string][]) => {
-    const parts = terms.map(([c, v]) => `${c < 0 ? '-' : '+'} ${fmt(Math.abs(c))} ${v}`);
-    const lines: string[] = [];
-    for (let i = 0; i < parts.length; i += 12) lines.push(parts.slice(i, i + 12).join(' '));
-    return lines.join('\n  ');
-  };
-  const list = (vs: string[]) => {
-    const out: string[] = [];
-    for (let i = 0; i < vs.length; i += 20) out.push(' ' + vs.slice(i, i + 20).join(' '));
-    return out;
-  };
-  const anyCol = milp.binaries[0] ?? milp.continuous[0]?.[0];
-  const objective = milp.objective.length ? expr(milp.objective) : anyCol ? `0 ${anyCol}` : '';
-  return [
-    'Minimize',
-    ` obj: ${objective}`,
-    'Subject To',
-    ...milp.rows.map((rw, i) => ` c${i}: ${expr(rw.terms)} ${rw.sense} ${rw.rhs}`),
-    'Bounds',
-    ...milp.continuous.map(([v, ub]) => ` 0 <= ${v} <= ${ub}`),
-    ...(milp.binaries.length ? ['Binary', ...list(milp.binaries)] : []),
-    'End',
-    '',
-  ].join('\n');
-}
-
-/**
- * Integer memory units keep HiGHS's tolerances from admitting a plan a few bytes over budget.
- * With a common divisor that leaves budgets under 1e7 units the model is exact; otherwise a
- * unit of budget / 1e6 is used, sizes rounded up, which only ever makes the model stricter.
- */
-function memoryUnits(graph: CostGraph, budget: number) {
-  const bytes = graph.nodes.map((v) => v.bytes);
-  let g = 0;
-  const integral = bytes.every((b) => Number.isSafeInteger(b));
-  if (integral) for (const b of bytes) g = gcd(g, b);
-  if (integral && g > 0 && budget / g <= 1e7) {
-    return { unit: g, exactUnits: true, m: bytes.map((b) => b / g), B: Math.floor(budget / g) };
-  }
-  const unit = budget / 1e6;
-  return { unit, exactUnits: false, m: bytes.map((b) => Math.ceil(b / unit - 1e-9)), B: 1e6 };
-}
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
-
-function fmt(x: number): string {
-  return Number.isInteger(x) ? String(x) : x.toPrecision(12);
-}
-
-/** Evaluation sequence of a MILP solution: per stage, the recomputed nodes in id order, then t. */
-function sequenceFromSolution(n: number, value: (name: string) => number, hasR: Milp['hasR']): number[] {
-  const seq: number[] = [];
-  for (let t = 0; t < n; t++) {
-    for (let i = 0; i < t; i++) if (hasR(t, i) && value(`r${t}_${i}`) > 0.5) seq.push(i);
-    seq.push(t);
-  }
-  return seq;
-}
-
-/**
- * Values of every MILP column for a stage-form sequence (each stage: distinct earlier nodes in
- * increasing id order, then the stage's node), or null when the sequence is not in that form or
- * the values break a row (the model's memory accounting is never below the simulated one, so
- * this only happens for sequences over budget).
- */
-export function stageStart(graph: CostGraph, seq: readonly number[], milp: Milp, adj: Adjacency): Map<string, number> | null {
-  const n = graph.nodes.length;
-  const values = new Map<string, number>();
-  const stageOf: number[] = [];
-  let t = 0;
-  let prev = -1;
-  for (const v of seq) {
-    if (t >= n) return null;
-    stageOf.push(t);
-    if (v === t) {
-      t++;
-      prev = -1;
-    } else if (v < t && v > prev && milp.hasR(t, v)) {
-      values.set(`r${t}_${v}`, 1);
-      prev = v;
-    } else return null;
-  }
-  if (t !== n) return null;
-  // A copy made in stage a and last read in stage b is resident at the start of stages a+1..b.
-  const copyAt = new Int32Array(n).fill(-1);
-  const lastReadStage = seq.map((_, j) => stageOf[j]!);
-  seq.forEach((v, j) => {
-    for (const p of adj.preds[v]!) lastReadStage[copyAt[p]!] = stageOf[j]!;
-    copyAt[v] = j;
-  });
-  for (let j = 0; j < seq.length; j++)
-    for (let st = stageOf[j]! + 1; st <= lastReadStage[j]!; st++) {
-      if (!milp.hasS(st, seq[j]!)) return null;
-      values.set(`s${st}_${seq[j]}`, 1);
-    }
-  const val = (name: string) => values.get(name) ?? 0;
-  for (const b of milp.binaries) values.set(b, val(b));
-  for (const [c] of milp.continuous) if (c[0] === 's') values.set(c, val(c));
-  for (const fr of milp.frees) values.set(fr.name, Math.min(fr.on ? val(fr.on) : 1, ...fr.off.map((x) => 1 - val(x))));
-  // Memory rows define each u from columns already known (they are emitted in order).
-  for (const rw of milp.rows) {
-    const [c0, v0] = rw.terms[0]!;
-    if (rw.sense === '=' && v0[0] === 'u' && c0 === 1) {
-      const rest = rw.terms.slice(1).reduce((acc, [c, v]) => acc + c * val(v), 0);
-      values.set(v0, rw.rhs - rest);
-    }
-  }
-  const ub = new Map(milp.continuous);
-  for (const [c, bound] of ub) if (val(c) > bound + 1e-9) return null;
-  for (const rw of milp.rows) {
-    const lhs = rw.terms.reduce((acc, [c, v]) => acc + c * val(v), 0);
-    if (rw.sense === '<=' ? lhs > rw.rhs + 1e-9 : rw.sense === '>=' ? lhs < rw.rhs - 1e-9 : Math.abs(lhs - rw.rhs) > 1e-6) return null;
-  }
-  return values;
-}
-
-export interface ExactResult {
-  plan: RematPlan | null;
+export interface MilpResult {
+  /** Best sequence found (verified), in the graph's ids; null when there is no incumbent. */
+  seq: number[] | null;
+  /** HiGHS model status in words, e.g. "optimal", "timeLimit", "infeasible". */
   status: string;
-  /** Lower bound on the total cost proved by the solver (sum of compute + recomputation). */
+  optimal: boolean;
+  /** Lower bound on total cost (sum of compute plus recomputation) proved by HiGHS. */
   costLowerBound?: number;
+  /** Whether HiGHS accepted the starting sequence. */
+  started: boolean;
 }
 
 /**
- * Solves the Checkmate MILP for `budget` bytes. Returns the best schedule found (verified by
- * simulation) with `optimal` and `gap`, or a null plan when HiGHS found no feasible incumbent
- * within the time limit. Throws BudgetError when the budget is below the lower bound or the
- * model is proved infeasible.
+ * Solves the MILP for `graph` in its own id order, optionally starting from a stage-form
+ * sequence. The returned sequence has been replayed and is within budget.
  */
-export async function solveExactDetailed(graph: CostGraph, budget: number, options: ExactOptions = {}): Promise<ExactResult> {
+export function solveMilp(
+  graph: CostGraph,
+  budget: number,
+  options: { timeLimitMs: number; mipRelGap?: number; start?: readonly number[] },
+  adj: Adjacency = adjacency(graph),
+): MilpResult {
   const t0 = performance.now();
-  const adj = adjacency(graph);
-  const n = graph.nodes.length;
-  const lower = memoryLowerBound(graph, adj);
-  if (budget < lower) throw new BudgetError(budget, lower, lower, 'a node and its inputs alone exceed it');
-  const milp = buildMilp(graph, budget, adj, (options as { tighten?: boolean }).tighten ?? true);
-  const h = await highs();
+  const milp = buildMilp(graph, budget, adj);
+  const h = HIGHS;
   const model = h.createModel({ format: 'lp', data: milpToLp(milp) });
   try {
     model.options.set({
       output_flag: false,
-      time_limit: Math.max(0.1, (options.timeLimitMs ?? 60_000) / 1000 - (performance.now() - t0) / 1000),
+      time_limit: Math.max(0.05, (options.timeLimitMs - (performance.now() - t0)) / 1000),
       mip_rel_gap: options.mipRelGap ?? 1e-6,
     });
-    if (options.start) {
-      const start = stageStart(graph, options.start, milp, adj);
-      if (start) {
-        const numCols = model.getDimensions().numCols;
-        const indices: number[] = [];
-        const vals: number[] = [];
-        for (let c = 0; c < numCols; c++) {
-          const v = start.get(model.getColName(c));
-          if (v !== undefined) {
-            indices.push(c);
-            vals.push(v);
-          }
+    const numCols = model.getDimensions().numCols;
+    const names = Array.from({ length: numCols }, (_, c) => model.getColName(c));
+    let started = false;
+    const start = options.start ? stageStart(graph, options.start, milp, adj) : null;
+    if (start) {
+      const indices: number[] = [];
+      const values: number[] = [];
+      names.forEach((name, c) => {
+        const v = start.get(name);
+        if (v !== undefined) {
+          indices.push(c);
+          values.push(v);
         }
-        try {
-          model.setSolution({ indices, values: vals });
-        } catch {
-          // A start HiGHS rejects only costs us the warm start.
-        }
+      });
+      try {
+        model.setSolution({ indices, values });
+        started = true;
+      } catch {
+        // A start HiGHS rejects only costs the warm start.
       }
     }
     const run = model.run();
     const status = statusName(h, run.modelStatus);
-    if (run.modelStatus === h.constants.modelStatus.infeasible)
-      return { plan: null, status: 'Infeasible' };
-    const hasPrimal = Number(model.info.get('primal_solution_status')) === 2;
-    if (!hasPrimal) return { plan: null, status };
-    const sol = model.getSolution().colValue;
-    const col = new Map<string, number>();
-    const numCols = model.getDimensions().numCols;
-    for (let c = 0; c < numCols; c++) {
-      const name = model.getColName(c);
-      if (name[0] === 'r') col.set(name, sol[c]!);
-    }
-    const seq = sequenceFromSolution(n, (name) => col.get(name) ?? 0, milp.hasR);
-    const schedule = scheduleFromSequence(graph, seq, adj);
-    const sim = simulate(graph, schedule, adj);
-    if (!sim.valid || sim.peak > budget) return { plan: null, status: `${status}; solution rejected: ${sim.error ?? `peak ${sim.peak} > budget ${budget}`}` };
-    const base = totalCompute(graph);
-    const dualBound = Number(model.info.get('mip_dual_bound'));
-    const costLowerBound = Number.isFinite(dualBound) ? base * (1 + dualBound) : undefined;
     const optimal = run.modelStatus === h.constants.modelStatus.optimal;
-    const gap = costLowerBound !== undefined && sim.cost > 0 ? Math.max(0, (sim.cost - costLowerBound) / sim.cost) : undefined;
-    return {
-      plan: {
-        schedule,
-        stats: {
-          peak: sim.peak,
-          cost: sim.cost,
-          overhead: sim.overhead,
-          solveMs: performance.now() - t0,
-          optimal,
-          ...(gap !== undefined ? { gap: optimal ? Math.min(gap, options.mipRelGap ?? 1e-6) : gap } : {}),
-          solver: 'exact',
-          status,
-        },
-      },
-      status,
-      ...(costLowerBound !== undefined ? { costLowerBound } : {}),
-    };
+    const dual = Number(model.info.get('mip_dual_bound'));
+    const base = totalCompute(graph);
+    const bound = Number.isFinite(dual) ? { costLowerBound: base + dual * (base || 1) } : {};
+    if (Number(model.info.get('primal_solution_status')) !== 2) return { seq: null, status, optimal: false, started, ...bound };
+    const sol = model.getSolution().colValue;
+    const value = new Map<string, number>();
+    names.forEach((name, c) => name[0] === 'r' && value.set(name, sol[c]!));
+    const seq = sequenceFromSolution(graph.nodes.length, (name) => value.get(name) ?? 0, milp.hasR);
+    const sim = simulate(graph, scheduleFromSequence(graph, seq, adj), adj);
+    if (!sim.valid || sim.peak > budget)
+      return { seq: null, status: `${status}; solution rejected: ${sim.error ?? `peak ${sim.peak} > budget ${budget}`}`, optimal: false, started, ...bound };
+    return { seq, status, optimal, started, ...bound };
   } finally {
     model.dispose();
   }
 }
 
+/**
+ * Rematerialization plan of least compute for `budget` bytes: the heuristic's plan fixes the
+ * order in which nodes are first evaluated, and the MILP then picks the recomputations
+ * optimally for that order, starting from the heuristic's schedule. `optimal` means HiGHS
+ * proved optimality for that order and the stage formulation; `gap` is relative to its bound.
+ * When HiGHS finds nothing better, or times out without an incumbent, the heuristic's plan is
+ * returned (solver "heuristic"). Throws BudgetError when no plan is found and the budget is
+ * provably or by search infeasible, RematSearchError when nothing was found in time.
+ */
+export function solveExact(graph: CostGraph, budget: number, options: ExactOptions = {}): RematPlan {
+  const t0 = performance.now();
+  const limit = options.timeLimitMs ?? 60_000;
+  const ctx = makeContext(graph);
+  const lower = memoryLowerBound(graph, ctx.adj);
+  if (budget < lower) throw budgetError(budget, minimumHeuristicBudget(ctx, t0 + limit), lower, 'one node with its inputs alone exceeds it');
+  const plain = graph.nodes.map((_, i) => i);
+  if (profile(ctx, plain).peak <= budget) return plainPlan(graph, t0);
+  const heuristicMs = Math.min(defaultTimeLimit(ctx.n), 0.2 * limit);
+  const heuristic = solveHeuristicSequence(ctx, budget, options.heuristic ?? { timeLimitMs: heuristicMs });
+  if (heuristic && profile(ctx, heuristic).cost <= totalCompute(graph)) {
+    // Nothing computed twice (or only free nodes): no plan can cost less.
+    return finish(graph, heuristic, budget, t0, { optimal: true, gap: 0, solver: 'heuristic', status: 'no recomputation needed' });
+  }
+  // Relabel so that the heuristic's first evaluations are in id order.
+  const order = heuristic && options.order !== 'graph' ? firstEvaluationOrder(heuristic, ctx.n) : graph.nodes.map((_, i) => i);
+  const relabeled = topologicallyOrdered(graph.nodes, graph.edges, order);
+  const toNew = new Int32Array(ctx.n);
+  order.forEach((old, i) => (toNew[old] = i));
+  const start = heuristic ? toStageForm(heuristic.map((v) => toNew[v]!)) : undefined;
+  const relAdj = adjacency(relabeled);
+  const startOk = start && profile(makeContext(relabeled, relAdj), start).peak <= budget ? start : undefined;
+  const milp = solveMilp(
+    relabeled,
+    budget,
+    { timeLimitMs: Math.max(50, limit - (performance.now() - t0)), ...(options.mipRelGap ? { mipRelGap: options.mipRelGap } : {}), ...(startOk ? { start: startOk } : {}) },
+    relAdj,
+  );
+  const milpSeq = milp.seq ? milp.seq.map((v) => order[v]!) : null;
+  const cost = (seq: number[] | null) => (seq ? profile(ctx, seq).cost : Infinity);
+  const useMilp = milpSeq !== null && cost(milpSeq) <= cost(heuristic);
+  let seq = useMilp ? milpSeq : heuristic;
+  if (!seq) {
+    const min = minimumHeuristicBudget(ctx, t0 + limit + 30_000);
+    if (min.budget > budget) throw budgetError(budget, min, lower, `the MILP found no plan either (status ${milp.status})`);
+    seq = min.seq;
+  }
+  const sim = simulate(graph, scheduleFromSequence(graph, seq, ctx.adj), ctx.adj);
+  const gap = milp.costLowerBound !== undefined && sim.cost > 0 ? Math.max(0, (sim.cost - milp.costLowerBound) / sim.cost) : undefined;
+  const optimal = useMilp && milp.optimal;
+  return finish(graph, seq, budget, t0, {
+    optimal,
+    ...(gap !== undefined ? { gap: optimal ? Math.min(gap, options.mipRelGap ?? 1e-6) : gap } : {}),
+    solver: useMilp ? 'exact' : 'heuristic',
+    status: milp.status + (milp.started ? '' : '; no warm start'),
+  });
+}
+
+/** The plan of a sequence, replayed and checked against the budget. */
+function finish(graph: CostGraph, seq: readonly number[], budget: number, t0: number, extra: Omit<RematStats, 'peak' | 'cost' | 'overhead' | 'solveMs'>): RematPlan {
+  const schedule = scheduleFromSequence(graph, seq);
+  const sim = simulate(graph, schedule);
+  if (!sim.valid || sim.peak > budget) throw new Error(`internal: exact solver produced an invalid plan: ${sim.error ?? `peak ${sim.peak} > ${budget}`}`);
+  return { schedule, stats: { peak: sim.peak, cost: sim.cost, overhead: sim.overhead, solveMs: performance.now() - t0, ...extra } };
+}
+
+/** The schedule without recomputation, which is optimal whenever it fits. */
+export function plainPlan(graph: CostGraph, t0: number): RematPlan {
+  const schedule = plainSchedule(graph);
+  const sim = simulate(graph, schedule);
+  return {
+    schedule,
+    stats: { peak: sim.peak, cost: sim.cost, overhead: sim.overhead, solveMs: performance.now() - t0, optimal: true, gap: 0, solver: 'plain', status: 'fits without recomputation' },
+  };
+}
+
+/** Nodes in the order of their first evaluation in `seq` (a topological order for a valid plan). */
+export function firstEvaluationOrder(seq: readonly number[], n: number): number[] {
+  const seen = new Uint8Array(n);
+  const order: number[] = [];
+  for (const v of seq)
+    if (!seen[v]) {
+      seen[v] = 1;
+      order.push(v);
+    }
+  return order;
+}
+
+/**
+ * The stage form of a sequence whose first evaluations are 0, 1, 2, ...: the recomputations
+ * before each first evaluation sorted by id without repeats; trailing ones (read by nobody)
+ * dropped. The result may use more memory than the input.
+ */
+export function toStageForm(seq: readonly number[]): number[] {
+  const out: number[] = [];
+  let pending = new Set<number>();
+  let next = 0;
+  for (const v of seq) {
+    if (v === next) {
+      out.push(...[...pending].sort((a, b) => a - b), v);
+      pending = new Set();
+      next++;
+    } else pending.add(v);
+  }
+  return out;
+}
+
 function statusName(h: Highs, code: number): string {
-  const names = Object.entries(h.constants.modelStatus).find(([, v]) => v === code);
-  return names ? names[0] : `status ${code}`;
+  const entry = Object.entries(h.constants.modelStatus).find(([, v]) => v === code);
+  return entry ? entry[0] : `status ${code}`;
 }

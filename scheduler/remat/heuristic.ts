@@ -6,14 +6,19 @@
 // avoid, and a perturbation search refines the best. Not optimal; exact.ts is.
 
 import { adjacency, type Adjacency, type CostGraph } from './cost-graph.js';
-import { scheduleFromSequence, simulate } from './schedule.js';
-import type { RematPlan } from './plan-types.js';
+import { scheduleFromSequence, simulate, totalCompute } from './schedule.js';
+import { budgetError, type RematPlan } from './plan-types.js';
 import { improve, prune, repair } from './search.js';
 
 export interface HeuristicOptions {
-  /** Wall-clock allowance for the refinement search after the greedy passes (default scales with n). */
+  /** Wall-clock allowance for the refinement search after the first plan (default scales with n). */
   timeLimitMs?: number;
-  /** Seed of the refinement search, for reproducible plans. */
+  /**
+   * Refinement rounds instead of (or within) a time allowance: with `timeLimitMs: Infinity`
+   * the plan depends on the graph, budget and seed only.
+   */
+  iterations?: number;
+  /** Seed of the refinement search. */
   seed?: number;
 }
 
@@ -310,7 +315,7 @@ const VARIANTS: Variant[] = [
   { alpha: 1, beta: 1, depth: 0, commit: true },
 ];
 
-interface Candidate {
+export interface Candidate {
   seq: number[];
   cost: number;
 }
@@ -334,37 +339,47 @@ export function rng(seed: number): () => number {
 }
 
 /**
- * Plans a schedule whose peak (papers' model) is at most `budget`, or returns null when this
- * heuristic cannot meet the budget. For a budget at or above the plain peak it returns the
- * plain schedule. Otherwise the cheapest of the greedy variants and of peak shaving from the
- * plain order, refined by ruin-and-recreate until the time allowance is spent.
+ * A first plan within `budget`, or null: peak shaving from the plain order, then the greedy
+ * variants. Deterministic, so that the smallest budget it meets is a well-defined number.
  */
-export function solveHeuristicSequence(ctx: Context, budget: number, options: HeuristicOptions = {}): number[] | null {
-  const t0 = performance.now();
+export function construct(ctx: Context, budget: number, deadline = Infinity): Candidate | null {
   const plain = Array.from({ length: ctx.n }, (_, i) => i);
-  if (profile(ctx, plain).peak <= budget) return plain;
+  if (profile(ctx, plain).peak <= budget) return { seq: plain, cost: profile(ctx, plain).cost };
   let best: Candidate | null = null;
   const consider = (c: Candidate | null) => {
     if (c && (!best || c.cost < best.cost)) best = c;
   };
-  const limit = options.timeLimitMs ?? Math.min(5000, Math.max(300, 4 * ctx.n));
-  const random = rng(options.seed ?? 1);
-  const shaved = repair(ctx, plain, budget, t0 + 0.6 * limit);
+  const shaved = repair(ctx, plain, budget, deadline);
   if (shaved) {
     const seq = prune(ctx, shaved, budget);
     consider({ seq, cost: profile(ctx, seq).cost });
   }
-  // The greedy is weaker than shaving on large graphs but finds other plans; on small ones
-  // it is cheap, so all its variants run, and then with perturbed per-node biases (mostly on
-  // the nodes the best plan recomputes).
+  // The greedy is weaker than shaving on large graphs but finds other plans, and plans where
+  // shaving gets stuck; on small graphs it is cheap, so all variants run.
   const variants = ctx.n <= 300 || !best ? VARIANTS : VARIANTS.slice(0, 1);
   for (const v of variants) consider(runVariant(ctx, budget, v));
+  return best;
+}
+
+/**
+ * Plans a schedule whose peak (papers' model) is at most `budget`, or returns null when this
+ * heuristic cannot meet the budget. For a budget at or above the plain peak it returns the
+ * plain schedule. Otherwise `construct`'s plan, refined until the time allowance is spent:
+ * first by the greedy under perturbed per-node eviction biases (mostly on the nodes the best
+ * plan recomputes), then by ruin-and-recreate.
+ */
+export function solveHeuristicSequence(ctx: Context, budget: number, options: HeuristicOptions = {}): number[] | null {
+  const t0 = performance.now();
+  const limit = options.timeLimitMs ?? defaultTimeLimit(ctx.n);
+  let best = construct(ctx, budget, t0 + 10 * limit + 10_000);
+  if (!best || best.cost <= totalCompute(ctx.graph)) return best?.seq ?? null;
+  const random = rng(options.seed ?? 1);
   let bias = new Float64Array(ctx.n).fill(1);
   let variant = VARIANTS[0]!;
-  while (performance.now() - t0 < 0.3 * limit) {
-    const b0 = best as Candidate | null;
+  const rounds = options.iterations ?? Infinity;
+  for (let round = 0; round < 0.3 * rounds && performance.now() - t0 < 0.3 * limit; round++) {
     const trial = bias.slice();
-    const recomputed = b0 ? recomputedNodes(ctx, b0.seq) : [];
+    const recomputed = recomputedNodes(ctx, best.seq);
     const kicks = 1 + Math.floor(random() * 3);
     for (let k = 0; k < kicks; k++) {
       const u = recomputed.length && random() < 0.7 ? recomputed[Math.floor(random() * recomputed.length)]! : Math.floor(random() * ctx.n);
@@ -372,15 +387,61 @@ export function solveHeuristicSequence(ctx: Context, budget: number, options: He
     }
     const v = random() < 0.25 ? VARIANTS[Math.floor(random() * VARIANTS.length)]! : variant;
     const c = runVariant(ctx, budget, { ...v, bias: trial });
-    if (c && (!b0 || c.cost <= b0.cost)) {
+    if (c && c.cost <= best.cost) {
       best = c;
       bias = trial;
       variant = v;
     }
   }
-  const found = best as Candidate | null;
-  if (!found) return null;
-  return improve(ctx, found.seq, budget, t0 + limit, random);
+  return improve(ctx, best.seq, budget, t0 + limit, random, Math.ceil(0.7 * rounds));
+}
+
+/** Default refinement time: about 4 ms per node, between 0.3 s and 5 s. */
+export function defaultTimeLimit(n: number): number {
+  return Math.min(5000, Math.max(300, 4 * n));
+}
+
+/**
+ * The smallest budget `construct` meets, by bisection between the lower bound (output plus
+ * inputs of the largest node) and the plain peak; with its plan. `construct` is not monotone
+ * in the budget in general, so this is the boundary the bisection finds: met at `budget`,
+ * missed at `budget - 1` (or `budget` is the lower bound, which nothing beats).
+ */
+export function minimumHeuristicBudget(ctx: Context, deadline = Infinity): { budget: number; seq: number[]; exact: boolean } {
+  const plain = Array.from({ length: ctx.n }, (_, i) => i);
+  let hi = profile(ctx, plain).peak;
+  let hiSeq = plain;
+  const missed: number[] = [memoryLowerBoundOf(ctx) - 1]; // nothing is feasible below the bound
+  let lo = missed[0]!;
+  let exact = true;
+  while (hi - lo > 1) {
+    if (performance.now() > deadline) {
+      exact = false;
+      break;
+    }
+    const mid = Math.floor((lo + hi) / 2);
+    const c = construct(ctx, mid);
+    if (c) {
+      // The plan found may beat `mid`, even budgets already missed: resume below its peak.
+      hi = profile(ctx, c.seq).peak;
+      hiSeq = c.seq;
+      lo = Math.max(...missed.filter((m) => m < hi));
+    } else {
+      missed.push(mid);
+      lo = mid;
+    }
+  }
+  return { budget: hi, seq: hiSeq, exact };
+}
+
+function memoryLowerBoundOf(ctx: Context): number {
+  let bound = 0;
+  for (let v = 0; v < ctx.n; v++) {
+    let s = ctx.bytes[v]!;
+    for (const p of ctx.adj.preds[v]!) s += ctx.bytes[p]!;
+    bound = Math.max(bound, s);
+  }
+  return bound;
 }
 
 function recomputedNodes(ctx: Context, seq: readonly number[]): number[] {
@@ -393,11 +454,24 @@ function recomputedNodes(ctx: Context, seq: readonly number[]): number[] {
   return [...out];
 }
 
-export function solveHeuristic(graph: CostGraph, budget: number, options: HeuristicOptions = {}): RematPlan | null {
+/**
+ * Rematerialization plan for `budget` bytes from the heuristic (see the module header).
+ * Throws BudgetError, stating the smallest budget it meets, when it cannot meet `budget`.
+ *
+ * @example
+ *   const plan = solveHeuristic(graph, Math.ceil(0.8 * baselinePeak(graph)));
+ *   plan.stats.overhead; // extra compute, e.g. 0.02 for 2%
+ */
+export function solveHeuristic(graph: CostGraph, budget: number, options: HeuristicOptions = {}): RematPlan {
   const t0 = performance.now();
   const ctx = makeContext(graph);
-  const seq = solveHeuristicSequence(ctx, budget, options);
-  if (!seq) return null;
+  const lower = memoryLowerBoundOf(ctx);
+  let seq = budget >= lower ? solveHeuristicSequence(ctx, budget, options) : null;
+  if (!seq) {
+    const min = minimumHeuristicBudget(ctx, t0 + 10 * (options.timeLimitMs ?? defaultTimeLimit(ctx.n)) + 10_000);
+    if (min.budget > budget) throw budgetError(budget, min, lower);
+    seq = min.seq;
+  }
   const schedule = scheduleFromSequence(graph, seq, ctx.adj);
   const sim = simulate(graph, schedule, ctx.adj);
   if (!sim.valid || sim.peak > budget) throw new Error(`internal: heuristic produced an invalid plan: ${sim.error ?? `peak ${sim.peak} > ${budget}`}`);

@@ -47,3 +47,9 @@ export class BudgetError extends RheoError {
     );
   }
 }
+
+/** A BudgetError from the result of a minimum-budget search. */
+export function budgetError(budget: number, min: { budget: number; exact: boolean }, lowerBound: number, detail = ''): BudgetError {
+  const how = min.exact ? '' : 'the search for the smallest budget ran out of time; the number is an upper estimate';
+  return new BudgetError(budget, min.budget, lowerBound, [detail, how].filter(Boolean).join('; '));
+}

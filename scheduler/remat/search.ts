@@ -266,14 +266,15 @@ export function prune(ctx: Context, seq: number[], budget: number): number[] {
 
 /**
  * Ruin and recreate: drop a few recomputations (or add one at random), repair the excess,
- * prune, and keep the result when it costs no more. Runs until `deadline` (performance.now()).
+ * prune, and keep the result when it costs no more. Runs until `deadline` (performance.now())
+ * or for `rounds` rounds.
  */
-export function improve(ctx: Context, start: number[], budget: number, deadline: number, random: () => number): number[] {
+export function improve(ctx: Context, start: number[], budget: number, deadline: number, random: () => number, rounds = Infinity): number[] {
   let cur = start;
   let curCost = analyze(ctx, cur, budget).cost;
   let best = cur;
   let bestCost = curCost;
-  while (performance.now() < deadline) {
+  for (let round = 0; round < rounds && performance.now() < deadline; round++) {
     const repeats: number[] = [];
     const seen = new Uint8Array(ctx.n);
     cur.forEach((v, j) => {

@@ -1,0 +1,14 @@
+// Rematerialization planning over an abstract cost graph (see plan.ts for the entry point).
+
+export { CostGraphError, loadNetworkxGraph, validateCostGraph, topologicallyOrdered, adjacency } from './cost-graph.js';
+export type { CostGraph, CostNode, Adjacency } from './cost-graph.js';
+export { simulate, scheduleFromSequence, plainSchedule, baselinePeak, memoryLowerBound, totalCompute, sequenceOf } from './schedule.js';
+export type { RematSchedule, RematStep, SimulationResult } from './schedule.js';
+export { BudgetError } from './plan-types.js';
+export type { RematPlan, RematStats } from './plan-types.js';
+export { solveHeuristic } from './heuristic.js';
+export type { HeuristicOptions } from './heuristic.js';
+export { solveExact } from './exact.js';
+export type { ExactOptions } from './exact.js';
+export { planRematerialization, minimumBudget } from './planner.js';
+export type { PlannerOptions, RematResult, MinimumBudget } from './planner.js';

@@ -1,0 +1,69 @@
+// The entry point of rematerialization planning: picks the exact MILP for small graphs and the
+// heuristic for large ones, keeps whichever plan is cheaper, and reports the smallest feasible
+// budget when the requested one cannot be met. Executing a plan is the executor's business.
+
+import { adjacency, validateCostGraph, type CostGraph } from './cost-graph.js';
+import { solveExact } from './exact.js';
+import { defaultTimeLimit, makeContext, minimumHeuristicBudget, solveHeuristic } from './heuristic.js';
+import type { RematPlan } from './plan-types.js';
+import { baselinePeak, memoryLowerBound } from './schedule.js';
+
+export interface PlannerOptions {
+  /** 'auto' (default): exact up to `exactMaxNodes` nodes, heuristic beyond. */
+  solver?: 'auto' | 'exact' | 'heuristic';
+  /**
+   * Wall-clock allowance. The MILP's limit (default 60 s); the heuristic's refinement time is
+   * min(this, about 4 ms per node, 5 s).
+   */
+  timeLimitMs?: number;
+  /** Largest graph 'auto' gives to the MILP (default 300 nodes). */
+  exactMaxNodes?: number;
+}
+
+export interface RematResult {
+  plan: RematPlan;
+  /** Peak of the plain schedule (every node once, in id order). */
+  baseline: number;
+  /** No schedule fits in less: the largest output-plus-inputs of a single node. */
+  lowerBound: number;
+}
+
+/**
+ * Plans which values to recompute so that evaluating `graph` never holds more than `budget`
+ * bytes (papers' model: the output being computed plus every earlier output still to be read).
+ * The plan's schedule has been replayed by `simulate`: it is valid and its peak is within the
+ * budget. Synchronous; the exact solver blocks for up to `timeLimitMs`. Throws BudgetError
+ * (with `minimumFeasible`) when the budget cannot be met.
+ *
+ * @example
+ *   const { plan, baseline } = planRematerialization(graph, 8e9, { timeLimitMs: 10_000 });
+ *   console.log(plan.stats.peak / baseline, plan.stats.overhead, plan.stats.solver);
+ */
+export function planRematerialization(graph: CostGraph, budget: number, options: PlannerOptions = {}): RematResult {
+  validateCostGraph(graph);
+  const adj = adjacency(graph);
+  const solver = options.solver ?? 'auto';
+  const n = graph.nodes.length;
+  const useExact = solver === 'exact' || (solver === 'auto' && n <= (options.exactMaxNodes ?? 300));
+  const plan = useExact
+    ? solveExact(graph, budget, options.timeLimitMs !== undefined ? { timeLimitMs: options.timeLimitMs } : {})
+    : solveHeuristic(graph, budget, { timeLimitMs: Math.min(defaultTimeLimit(n), options.timeLimitMs ?? Infinity) });
+  return { plan, baseline: baselinePeak(graph, adj), lowerBound: memoryLowerBound(graph, adj) };
+}
+
+export interface MinimumBudget {
+  /** No schedule at all fits in less: the largest output-plus-inputs of a single node. */
+  lowerBound: number;
+  /** The smallest budget the heuristic meets (bisection; see minimumHeuristicBudget). */
+  minimumFeasible: number;
+  /** False when the bisection ran out of time and `minimumFeasible` is only an upper estimate. */
+  exact: boolean;
+}
+
+/** The range in which the smallest feasible budget of `graph` lies, as far as this planner knows. */
+export function minimumBudget(graph: CostGraph, timeLimitMs = 60_000): MinimumBudget {
+  validateCostGraph(graph);
+  const adj = adjacency(graph);
+  const min = minimumHeuristicBudget(makeContext(graph, adj), performance.now() + timeLimitMs);
+  return { lowerBound: memoryLowerBound(graph, adj), minimumFeasible: min.budget, exact: min.exact };
+}
