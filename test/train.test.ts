@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { Observable, Subject, from, lastValueFrom, toArray } from 'rxjs';
+import { Observable, Subject, concat, from, lastValueFrom, take, throwError, toArray } from 'rxjs';
 import { FeedError, compile, tensor, type HostTensor } from '../index.js';
 import { mlpGraph } from '../examples/mlp-model.js';
 import {
@@ -236,6 +236,28 @@ describe('sources and operators', () => {
       }),
       { numRuns: 60, ...fcSeed },
     );
+  });
+
+  it('unsubscribing stops the run and releases a pull source; a source error ends the run with that error', async () => {
+    let released = false;
+    let pulled = 0;
+    async function* endless() {
+      try {
+        for (let i = 0; ; i++) {
+          pulled++;
+          yield idBatch(i);
+        }
+      } finally {
+        released = true;
+      }
+    }
+    const events = await lastValueFrom(train(makeStep(1), endless(), { queueLimit: 2 }).pipe(take(3), toArray()));
+    expect(events.map((e) => e.step)).toEqual([1, 2, 3]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(released).toBe(true);
+    expect(pulled).toBeLessThanOrEqual(3 + 2 + 1);
+    const failing = concat(from([idBatch(0), idBatch(1)]), throwError(() => new Error('producer failed')));
+    await expect(lastValueFrom(train(makeStep(1), failing))).rejects.toThrow('producer failed');
   });
 
   it('a pull pipeline reads its source only as far as the trainer asks', async () => {
