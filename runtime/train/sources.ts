@@ -32,7 +32,8 @@ export interface ResumableSource<T> {
 export type Source<T> = SourceLike<T> | ResumableSource<T> | ((from: StreamPosition) => SourceLike<T>);
 
 export function isResumable<T>(s: Source<T>): s is ResumableSource<T> {
-  return typeof s === 'object' && s !== null && !isObservable(s) && typeof (s as ResumableSource<T>).open === 'function';
+  // An iterable with an `open` method (a file stream has one) is a plain source, not a resumable one.
+  return typeof s === 'object' && s !== null && !isObservable(s) && !(Symbol.asyncIterator in s) && !(Symbol.iterator in s) && typeof (s as ResumableSource<T>).open === 'function';
 }
 
 export function isPull<T>(s: SourceLike<T>): s is AsyncIterable<T> | Iterable<T> {
