@@ -18,7 +18,7 @@ const SIZES = [784, 256, 256, 10];
 const BATCH = 128;
 const STEPS = QUICK ? 12 : 60;
 const ROUNDS = QUICK ? 5 : 9;
-const CKPT_EVERY = STEPS / 4;
+const CKPT_EVERY = QUICK ? 6 : 20;
 
 const exe = compile(grad(mlpGraph(SIZES), 'loss'), { optimizer: adam(1e-3), seed: 0 });
 const sample = (_i: number, rng: () => number): Batch => {
