@@ -1,8 +1,7 @@
-// Redis Streams as a resumable training source: entries are read through a consumer group,
-// grouped into batches (each tagged with its last entry ID, which checkpoints record), and
-// acknowledged (XACK) only once a checkpoint covering them is durable, so a trainer that crashes
-// and resumes neither loses an entry nor trains on one twice. One consumer per stream and group;
-// it does not balance entries over several consumers, whose interleaving would not replay.
+// Redis Streams as a resumable training source: entries read through a consumer group, batched
+// (each batch tagged with its last entry ID, which checkpoints record) and acknowledged (XACK) only
+// once a covering checkpoint is durable: a crashed trainer neither loses nor repeats an entry.
+// One consumer per stream and group; it does not balance entries over several consumers.
 
 import { Redis } from 'ioredis';
 import { allocArray, type HostTensor } from '../tensor.js';
