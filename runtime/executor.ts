@@ -11,6 +11,8 @@ import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
 import { bytesPerElement, numel, type DType } from '../graphs/types.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
+import { rematerializePlan } from '../scheduler/remat-plan.js';
+import type { PlannerOptions } from '../scheduler/remat/planner.js';
 import { bindDims, concreteShape, concreteShapes } from '../scheduler/specialize.js';
 import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
 import { interpretKernel } from './interpreter.js';
@@ -67,6 +69,26 @@ export interface CompileOptions {
   readonly fuse?: boolean;
   /** outputs `run` returns by default (default: all but gradients when training) */
   readonly outputs?: readonly string[];
+  /**
+   * Bytes a run may hold in all — params, state, constants, fed inputs and computed values — as
+   * a number or a string such as '256 MB'. Values are recomputed instead of kept where that is
+   * cheapest; a budget no plan can meet is a BudgetError naming the smallest feasible one.
+   * CPU backend only.
+   */
+  readonly memoryBudget?: number | string;
+  /** how rematerialization is solved (default: exact MILP up to 300 kernels, else heuristic) */
+  readonly remat?: PlannerOptions;
+}
+
+/** '256 MB', '1.5 GiB', '4096' -> bytes */
+export function parseBytes(v: number | string): number {
+  if (typeof v === 'number') return v;
+  const m = /^\s*([\d.]+)\s*([kmg]?i?b?)?\s*$/i.exec(v);
+  if (!m) throw new RangeError(`memory budget '${v}' is not a number of bytes such as '256 MB'`);
+  const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
+  const scale: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3 };
+  if (!(unit in scale)) throw new RangeError(`memory budget '${v}' has an unknown unit`);
+  return Math.floor(Number(m[1]) * scale[unit]!);
 }
 
 export interface RunStats {
@@ -75,6 +97,11 @@ export interface RunStats {
   plansMade: number;
   /** largest arena allocated for intermediates, bytes */
   peakArenaBytes: number;
+  /**
+   * Under a memory budget: the largest total of computed values held at once in the last run,
+   * as the instrumented allocator counted it (compare with `plan.remat.peakBytes`).
+   */
+  measuredPeakBytes: number;
 }
 
 interface CpuPrepared {
@@ -97,12 +124,15 @@ interface Store {
 export class Executable {
   readonly graph: Graph;
   readonly defaultOutputs: readonly string[];
-  readonly stats: RunStats = { runs: 0, kernelLaunches: 0, plansMade: 0, peakArenaBytes: 0 };
+  readonly stats: RunStats = { runs: 0, kernelLaunches: 0, plansMade: 0, peakArenaBytes: 0, measuredPeakBytes: 0 };
+  private readonly budget: number | undefined;
+  private readonly rematOptions: PlannerOptions;
   private readonly opts: CompileOptions;
   private readonly fuse: boolean;
   private readonly f64: boolean;
   private readonly store: Store;
   private readonly plans = new Map<string, Plan>();
+  private readonly plansByFeeds = new Map<string, Plan>();
   private readonly cpu = new Map<Plan, CpuPrepared>();
 
   /** `shared`: the params/state/const store of another executable over the same node ids. */
@@ -112,6 +142,8 @@ export class Executable {
     validateGraph(g);
     this.graph = g;
     this.fuse = opts.fuse !== false;
+    this.budget = opts.memoryBudget === undefined ? undefined : parseBytes(opts.memoryBudget);
+    this.rematOptions = { timeLimitMs: 5000, ...opts.remat };
     this.f64 = opts.precision === 'f64';
     const requested = opts.backend ?? 'cpu';
     if (this.f64 && requested === 'webgpu') throw new BackendError('webgpu', "precision 'f64' needs the CPU");
@@ -189,6 +221,10 @@ export class Executable {
   }
 
   private prepare(feedShapes: ReadonlyMap<string, readonly number[]>, outputs: readonly string[], withUpdates = true): Plan {
+    // feeds of shapes seen before: the plan without binding the dims again
+    const seen = JSON.stringify([[...feedShapes].sort((a, b) => (a[0] < b[0] ? -1 : 1)), outputs, withUpdates]);
+    const known = this.plansByFeeds.get(seen);
+    if (known) return known;
     for (const o of outputs) if (this.graph.outputs[o] === undefined) throw new GraphError(`run: graph '${this.graph.name}' has no output '${o}'`);
     const roots = [...outputs.map((o) => this.graph.outputs[o]!), ...(withUpdates ? this.graph.updates.map((u) => u.value) : [])];
     const needed = new Set(ancestors(this.graph, roots));
@@ -197,15 +233,42 @@ export class Executable {
     let plan = this.plans.get(key);
     if (!plan) {
       plan = planGraph(this.graph, concreteShapes(this.graph, bindings, needed), { outputs, fuse: this.fuse, withUpdates });
+      if (this.budget !== undefined) {
+        if (this.store.gpu || this.store.info.backend === 'pending') {
+          throw new BackendError(this.store.info.requested, 'memoryBudget is supported on the CPU backend only');
+        }
+        plan = rematerializePlan(plan, this.budget, this.fixedBytes(plan, feedShapes), this.rematOptions);
+      }
       this.plans.set(key, plan);
       this.stats.plansMade++;
       this.stats.peakArenaBytes = Math.max(this.stats.peakArenaBytes, plan.memory.arenaBytes);
     }
+    this.plansByFeeds.set(seen, plan);
     return plan;
+  }
+
+  /** Bytes a run holds outside the planner's reach: params, state, constants and the feeds. */
+  private fixedBytes(plan: Plan, feedShapes: ReadonlyMap<string, readonly number[]>): number {
+    let bytes = 0;
+    for (const a of this.store.host.values()) bytes += a.byteLength;
+    for (const n of this.graph.nodes) {
+      const s = n.op === 'input' ? feedShapes.get(n.name!) : undefined;
+      if (s && plan.buffers.has(n.id)) bytes += numel(s) * (this.f64 && n.dtype === 'f32' ? 8 : bytesPerElement(n.dtype === 'f16' ? 'f32' : n.dtype));
+    }
+    return bytes;
   }
 
   /** Kernel functions and arena views of a plan on the CPU, made on its first CPU run. */
   private cpuParts(plan: Plan): CpuPrepared {
+    if ((plan as Partial<RematPlanned>).remat) {
+      let p = this.cpu.get(plan);
+      if (!p) {
+        const ref = this.store.info.backend === 'reference';
+        p = { fns: plan.steps.map((s) => (ref ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel))), views: new Map() };
+        this.cpu.set(plan, p);
+      }
+      return p;
+    }
     let p = this.cpu.get(plan);
     if (!p) {
       const ref = this.store.info.backend === 'reference';
@@ -277,23 +340,39 @@ export class Executable {
       const d = fed.get(n.name!)!.data;
       bufs.set(n.id, this.f64 && d instanceof Float32Array ? Float64Array.from(d) : d);
     }
-    for (const [id, v] of views) bufs.set(id, v);
-    for (const id of Object.values(plan.outputs)) {
-      const b = plan.buffers.get(id)!;
-      if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements, this.f64));
+    const remat = (plan as Partial<RematPlanned>).remat;
+    if (remat) {
+      // Under a budget every computed value comes from an instrumented pool and goes back to it
+      // after its last read, as the remat plan says; outputs are handed over at the end.
+      const pool = new CountingPool(this.f64);
+      plan.steps.forEach((s, i) => {
+        const b = plan.buffers.get(s.node)!;
+        const target = update ? remat.inPlace.get(s.node) : undefined;
+        const out = target !== undefined ? persistent.get(target)! : pool.alloc(b.dtype as DType, b.elements);
+        bufs.set(s.node, out);
+        fns[i]!(s.inputs.map((j) => bufs.get(j)!), out);
+        for (const f of remat.frees[i]!) pool.free(bufs.get(f)!);
+      });
+      this.stats.measuredPeakBytes = pool.peakBytes;
+    } else {
+      for (const [id, v] of views) bufs.set(id, v);
+      for (const id of Object.values(plan.outputs)) {
+        const b = plan.buffers.get(id)!;
+        if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements, this.f64));
+      }
+      plan.steps.forEach((s, i) => {
+        fns[i]!(s.inputs.map((j) => bufs.get(j)!), bufs.get(s.node)!);
+      });
     }
-    plan.steps.forEach((s, i) => {
-      fns[i]!(s.inputs.map((j) => bufs.get(j)!), bufs.get(s.node)!);
-    });
     const result: Outputs = {};
     for (const [name, id] of Object.entries(plan.outputs)) {
       const b = plan.buffers.get(id)!;
       const src = bufs.get(id)!;
-      const data = b.role === 'output' ? src : (src.slice() as CpuArray);
+      const data = b.role === 'output' && !remat ? src : (src.slice() as CpuArray);
       result[name] = { dtype: g.nodes[id]!.dtype, shape: plan.shapes[id]!, data };
     }
     for (const u of update ? g.updates : []) {
-      if (u.value === u.target) continue;
+      if (u.value === u.target || remat?.inPlace.has(u.value)) continue;
       persistent.get(u.target)!.set(bufs.get(u.value)!);
     }
     this.stats.runs++;
@@ -410,4 +489,33 @@ export async function compileAsync(graph: Graph, opts: CompileOptions = {}): Pro
   const exe = new Executable(graph, opts);
   await exe.ready();
   return exe;
+}
+
+type RematPlanned = ReturnType<typeof rematerializePlan>;
+
+/**
+ * The allocator used under a memory budget: typed arrays recycled by (dtype, length), counting
+ * the bytes handed out and not yet returned, and the peak of that count.
+ */
+class CountingPool {
+  private readonly free_ = new Map<string, CpuArray[]>();
+  liveBytes = 0;
+  peakBytes = 0;
+  constructor(private readonly f64: boolean) {}
+
+  alloc(dtype: DType, elements: number): CpuArray {
+    const key = `${dtype === 'i32' ? 'Int32Array' : dtype === 'bool' ? 'Uint8Array' : this.f64 ? 'Float64Array' : 'Float32Array'}:${elements}`;
+    const a = this.free_.get(key)?.pop() ?? allocArray(dtype, elements, this.f64);
+    this.liveBytes += a.byteLength;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    return a;
+  }
+
+  free(a: CpuArray): void {
+    this.liveBytes -= a.byteLength;
+    const key = `${a.constructor.name}:${a.length}`;
+    const list = this.free_.get(key) ?? [];
+    list.push(a);
+    this.free_.set(key, list);
+  }
 }

@@ -1,0 +1,169 @@
+// Rematerialization of an execution plan: the plan's kernel steps become a cost graph (compute
+// estimated from each kernel, bytes of each computed value), the planner in scheduler/remat/
+// chooses which values to recompute instead of keeping, and the result is a plan whose steps
+// may repeat kernels and that releases each value after its last read. Recomputed values are
+// bit-identical: kernels are deterministic and dropout draws from (seed, index).
+
+import { bytesPerElement } from '../graphs/types.js';
+import { linearize, outVars, type Kernel } from '../ops/kernel-ir.js';
+import type { Plan, Step } from './plan.js';
+import type { CostGraph } from './remat/cost-graph.js';
+import { BudgetError } from './remat/plan-types.js';
+import { planRematerialization, type PlannerOptions } from './remat/planner.js';
+
+export interface RematInfo {
+  /** node ids released after each step */
+  readonly frees: readonly (readonly number[])[];
+  /**
+   * update value node -> the param/state node it is computed into, in place: the kernel reads
+   * its target only at the element it writes, and nothing later reads the old value
+   */
+  readonly inPlace: ReadonlyMap<number, number>;
+  /** planned peak of computed values, bytes (the pool's peak) */
+  readonly peakBytes: number;
+  /** the peak of the same plan without recomputation */
+  readonly baselineBytes: number;
+  /** bytes outside the planner's reach: params, state, constants and fed inputs */
+  readonly fixedBytes: number;
+  readonly budgetBytes: number;
+  /** estimated extra compute, fraction of the plain plan's */
+  readonly overhead: number;
+  readonly solver: string;
+}
+
+/** Rough cost of a kernel in scalar operations: enough to rank recomputations. */
+export function kernelCost(k: Kernel): number {
+  const numel = k.out.shape.reduce((a, b) => a * b, 1);
+  if (k.kind === 'matmul') return 2 * k.m * k.n * k.k * k.batch.reduce((a, b) => a * b, 1) + numel;
+  if (k.kind === 'scatterAdd') return numel + k.rows * k.inner;
+  let work = 0;
+  const walk = (e: unknown, mult: number): void => {
+    if (!e || typeof e !== 'object') return;
+    const x = e as { k?: string; vars?: { size: number }[]; body?: unknown };
+    if (x.k === 'reduce') {
+      walk(x.body, mult * x.vars!.reduce((a, v) => a * v.size, 1));
+      return;
+    }
+    if (x.k) work += mult;
+    for (const v of Object.values(x)) if (v && typeof v === 'object') walk(v, mult);
+  };
+  walk(k.expr, 1);
+  return numel * Math.max(1, work);
+}
+
+function valueBytes(plan: Plan, node: number): number {
+  const b = plan.buffers.get(node)!;
+  return b.elements * bytesPerElement(b.dtype === 'f16' ? 'f32' : (b.dtype as 'f32' | 'i32' | 'bool'));
+}
+
+/**
+ * The plan as a cost graph: node i is step i; a final zero-cost node reads every output and
+ * update value, so those stay resident (or are recomputed) until the run ends.
+ */
+export function planCostGraph(plan: Plan, inPlace: ReadonlyMap<number, number> = new Map()): CostGraph {
+  const stepOf = new Map(plan.steps.map((s, i) => [s.node, i]));
+  const nodes = plan.steps.map((s, i) => ({ id: i, name: s.kernel.name, compute: kernelCost(s.kernel), bytes: inPlace.has(s.node) ? 0 : valueBytes(plan, s.node) }));
+  const edges: [number, number][] = [];
+  plan.steps.forEach((s, i) => {
+    for (const j of new Set(s.inputs)) {
+      const p = stepOf.get(j);
+      if (p !== undefined) edges.push([p, i]);
+    }
+  });
+  const end = nodes.length;
+  nodes.push({ id: end, name: 'end of run', compute: 0, bytes: 0 });
+  const kept = new Set([...Object.values(plan.outputs), ...plan.graph.updates.map((u) => u.value).filter((v) => !inPlace.has(v))]);
+  for (const id of kept) {
+    const p = stepOf.get(id);
+    if (p !== undefined) edges.push([p, end]);
+  }
+  return { nodes, edges };
+}
+
+/**
+ * A plan that fits `budgetBytes` in all (fixed bytes plus the peak of computed values), or a
+ * BudgetError stating the smallest budget the planner can meet.
+ */
+export function rematerializePlan(plan: Plan, budgetBytes: number, fixedBytes: number, opts: PlannerOptions = {}): Plan & { remat: RematInfo } {
+  let inPlace = inPlaceCandidates(plan);
+  for (;;) {
+    const r = planWith(plan, budgetBytes, fixedBytes, opts, inPlace);
+    const unsafe = [...inPlace.keys()].filter((v) => !inPlaceSafe(r.steps, v, inPlace.get(v)!));
+    if (!unsafe.length) return r;
+    inPlace = new Map([...inPlace].filter(([v]) => !unsafe.includes(v)));
+  }
+}
+
+/** Update values whose kernel reads the target only at the element it writes. */
+function inPlaceCandidates(plan: Plan): Map<number, number> {
+  const out = new Map<number, number>();
+  const stepOf = new Map(plan.steps.map((s) => [s.node, s]));
+  for (const u of plan.graph.updates) {
+    const s = stepOf.get(u.value);
+    if (!s || s.kernel.kind !== 'map' || Object.values(plan.outputs).includes(u.value)) continue;
+    const j = s.inputs.indexOf(u.target);
+    if (j >= 0 && !loadsOnlyAtOutputIndex(s.kernel.expr, j, s.kernel.out.shape)) continue;
+    out.set(u.value, u.target);
+  }
+  return out;
+}
+
+function loadsOnlyAtOutputIndex(e: unknown, buf: number, shape: readonly number[]): boolean {
+  const want = JSON.stringify(linearize(outVars(shape.length), shape));
+  let ok = true;
+  const walk = (x: unknown): void => {
+    if (!ok || !x || typeof x !== 'object') return;
+    const n = x as { k?: string; buf?: number; at?: unknown };
+    if (n.k === 'load' && n.buf === buf && JSON.stringify(n.at) !== want) ok = false;
+    if (n.k === 'loadIndex' && n.buf === buf) ok = false;
+    for (const v of Object.values(n)) walk(v);
+  };
+  walk(e);
+  return ok;
+}
+
+/** Computed once, and no later step reads the target's old value. */
+function inPlaceSafe(steps: readonly Step[], value: number, target: number): boolean {
+  const at = steps.map((s, i) => (s.node === value ? i : -1)).filter((i) => i >= 0);
+  if (at.length !== 1) return false;
+  return !steps.slice(at[0]! + 1).some((s) => s.inputs.includes(target));
+}
+
+function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, opts: PlannerOptions, inPlace: ReadonlyMap<number, number>): Plan & { remat: RematInfo } {
+  const cg = planCostGraph(plan, inPlace);
+  let result;
+  try {
+    result = planRematerialization(cg, budgetBytes - fixedBytes, opts);
+  } catch (e) {
+    if (e instanceof BudgetError) {
+      throw new BudgetError(budgetBytes, e.minimumFeasible + fixedBytes, e.lowerBound + fixedBytes,
+        `${fixedBytes} bytes are params, state, constants and inputs; the rest is the peak of computed values`);
+    }
+    throw e;
+  }
+  const end = plan.steps.length;
+  const steps: Step[] = [];
+  const frees: number[][] = [];
+  for (const s of result.plan.schedule.steps) {
+    if (s.node === end) continue;
+    steps.push(plan.steps[s.node]!);
+    frees.push(s.free.filter((v) => v !== end).map((v) => plan.steps[v]!.node));
+  }
+  // the final copies of outputs and update values are freed by the end node's step, which is
+  // dropped: the executor hands them over after the run
+  return {
+    ...plan,
+    steps,
+    kernelCount: steps.length,
+    remat: {
+      frees,
+      inPlace,
+      peakBytes: result.plan.stats.peak,
+      baselineBytes: result.baseline,
+      fixedBytes,
+      budgetBytes,
+      overhead: result.plan.stats.overhead,
+      solver: result.plan.stats.solver,
+    },
+  };
+}
