@@ -351,7 +351,8 @@ export class Executable {
         const out = target !== undefined ? persistent.get(target)! : pool.alloc(b.dtype as DType, b.elements);
         bufs.set(s.node, out);
         fns[i]!(s.inputs.map((j) => bufs.get(j)!), out);
-        for (const f of remat.frees[i]!) pool.free(bufs.get(f)!);
+        // values computed in place live in their param/state buffer, which is not the pool's
+        for (const f of remat.frees[i]!) if (!(update && remat.inPlace.has(f))) pool.free(bufs.get(f)!);
       });
       this.stats.measuredPeakBytes = pool.peakBytes;
     } else {
