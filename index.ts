@@ -21,3 +21,25 @@ export { reactive } from './runtime/reactive.js';
 export type { ReactiveRun, ReactiveResult } from './runtime/reactive.js';
 export { tensor, toNested } from './runtime/tensor.js';
 export type { HostTensor } from './runtime/tensor.js';
+
+// Streaming online training: trainer, sources, operators, snapshots, checkpoints. The Redis
+// Streams source is a separate entry ('rheo/redis') so importing rheo does not load a client.
+export { train, stepSeed } from './runtime/train/trainer.js';
+export type { TrainOptions, CheckpointOptions, StepEvent, TrainRun } from './runtime/train/trainer.js';
+export { BoundedQueue, POLICIES } from './runtime/train/queue.js';
+export type { BackpressurePolicy } from './runtime/train/queue.js';
+export { fromReadable, simulated, pullPipe, withToken, tokenOf, batchSizeOf } from './runtime/train/sources.js';
+export type { Batch as TrainBatch, Source, SourceLike, ResumableSource } from './runtime/train/sources.js';
+export { shuffleWindow, batchOf, stack } from './runtime/train/operators.js';
+export { takeSnapshot, predictWith } from './runtime/train/snapshots.js';
+export type { Snapshot, Prediction } from './runtime/train/snapshots.js';
+export { evaluate, accuracy } from './runtime/train/evaluate.js';
+export type { EvalOptions, EvalResult } from './runtime/train/evaluate.js';
+export { CheckpointError, encodeSafetensors, decodeSafetensors } from './runtime/train/safetensors.js';
+export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, restoreCheckpoint } from './runtime/train/checkpoint.js';
+export type { Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js';
+
+// Memory budgets
+export { BudgetError } from './scheduler/remat/plan-types.js';
+export { planRematerialization } from './scheduler/remat/planner.js';
+export type { PlannerOptions } from './scheduler/remat/planner.js';
