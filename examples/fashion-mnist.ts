@@ -2,15 +2,18 @@
 //
 //   npx tsx examples/fashion-mnist.ts [--data DIR] [--epochs 10] [--batch 128] [--lr 1e-3]
 //                                     [--hidden 256,256] [--seed 0] [--plot out/fashion-mnist.svg]
-//                                     [--smoke]
+//                                     [--backend auto|webgpu|cpu] [--smoke]
 //
 // Data: the IDX files in --data, else Debian's dataset-fashion-mnist, else the subset shipped
 // in data/fashion-mnist-subset (the run says which). --smoke trains briefly on a small slice.
+// --backend auto (the default) trains on WebGPU when an adapter is found, else on the CPU; the
+// run says which and why.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { adam, compile, grad, tensor } from '../index.js';
+import { adam, grad, tensor } from '../index.js';
+import { compileAsync } from '../runtime/executor.js';
 import { mlpGraph } from './mlp-model.js';
 import { batches, loadFashionMnist, NUM_CLASSES, PIXELS } from '../runtime/data/fashion-mnist.js';
 import { createProgress } from '../runtime/progress.js';
@@ -25,7 +28,7 @@ const { values: args } = parseArgs({
     hidden: { type: 'string', default: '256,256' },
     seed: { type: 'string', default: '0' },
     plot: { type: 'string', default: 'out/fashion-mnist.svg' },
-    backend: { type: 'string', default: 'cpu' },
+    backend: { type: 'string', default: 'auto' },
     smoke: { type: 'boolean', default: false },
     quiet: { type: 'boolean', default: false },
   },
@@ -36,8 +39,9 @@ const epochs = smoke ? 1 : Number(args.epochs);
 const batchSize = Number(args.batch);
 const seed = Number(args.seed);
 const sizes = [PIXELS, ...args.hidden!.split(',').map(Number), NUM_CLASSES];
-if (args.backend !== 'cpu') {
-  console.log(`backend '${args.backend}' is not available in this build; using the CPU backend`);
+if (!['auto', 'webgpu', 'cpu'].includes(args.backend!)) {
+  console.error(`--backend must be auto, webgpu or cpu (got '${args.backend}')`);
+  process.exit(2);
 }
 
 const data = loadFashionMnist(args.data ? { dir: args.data } : {});
@@ -45,10 +49,13 @@ const source = { dir: `${data.dir}`, debian: `Debian's dataset-fashion-mnist (${
 const train = smoke ? slice(data.train, 1024) : data.train;
 const test = smoke ? slice(data.test, 500) : data.test;
 console.log(`data: ${source}`);
-console.log(`train ${train.count} images, test ${test.count} images; MLP ${sizes.join('-')}, Adam lr ${args.lr}, batch ${batchSize}, ${epochs} epochs, backend cpu`);
 
 const model = mlpGraph(sizes, 'fashion-mnist-mlp');
-const step = compile(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed });
+const step = await compileAsync(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed, backend: args.backend as 'auto' });
+const info = step.backendInfo;
+const backendText = info.backend === 'webgpu' ? `webgpu on ${info.adapter}` : `cpu${info.reason ? ` (${info.reason})` : ''}`;
+console.log(`train ${train.count} images, test ${test.count} images; MLP ${sizes.join('-')}, Adam lr ${args.lr}, batch ${batchSize}, ${epochs} epochs`);
+console.log(`backend: ${backendText}`);
 const plan = step.plan({ x: [batchSize, PIXELS], y: [batchSize, NUM_CLASSES] });
 console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion), intermediate arena ${(plan.memory.arenaBytes / 1e6).toFixed(2)} MB`);
 
@@ -57,10 +64,10 @@ function slice(s: typeof data.train, n: number): typeof data.train {
   return { images: s.images.subarray(0, c * PIXELS), labels: s.labels.subarray(0, c), count: c };
 }
 
-function accuracy(split: typeof data.test): number {
+async function accuracy(split: typeof data.test): Promise<number> {
   let correct = 0;
   for (const b of batches(split.images, split.labels, 1000)) {
-    const out = step.runSync({ x: tensor(b.x, [b.size, PIXELS]) }, ['logits'], { update: false });
+    const out = await step.run({ x: tensor(b.x, [b.size, PIXELS]) }, ['logits'], { update: false });
     const logits = out.logits!.data;
     for (let i = 0; i < b.size; i++) {
       let best = 0;
@@ -82,17 +89,24 @@ for (let epoch = 1; epoch <= epochs; epoch++) {
   const t0 = performance.now();
   let sum = 0;
   let n = 0;
-  for (const b of batches(train.images, train.labels, batchSize, { shuffle: true, seed: seed * 1000 + epoch, dropLast: true })) {
-    const loss = step.runSync({ x: tensor(b.x, [batchSize, PIXELS]), y: tensor(b.y, [batchSize, NUM_CLASSES]) }).loss!.data[0]!;
+  // Steps are started before the previous step's loss is back, so that a device never idles
+  // while the host waits for a read-back; updates still apply in step order.
+  const inFlight: Promise<number>[] = [];
+  const record = (loss: number) => {
     sum += loss;
     n++;
     stepNo++;
     ema = Number.isNaN(ema) ? loss : 0.98 * ema + 0.02 * loss;
     if (stepNo % 10 === 0) lossCurve.push([stepNo / steps, ema]);
     bar.update(n, { loss: sum / n, 'img/s': Math.round((n * batchSize) / ((performance.now() - t0) / 1000)) });
+  };
+  for (const b of batches(train.images, train.labels, batchSize, { shuffle: true, seed: seed * 1000 + epoch, dropLast: true })) {
+    inFlight.push(step.run({ x: tensor(b.x, [batchSize, PIXELS]), y: tensor(b.y, [batchSize, NUM_CLASSES]) }).then((o) => o.loss!.data[0]!));
+    if (inFlight.length > 1) record(await inFlight.shift()!);
   }
+  for (const p of inFlight.splice(0)) record(await p);
   bar.stop();
-  const acc = accuracy(test);
+  const acc = await accuracy(test);
   accCurve.push([epoch, acc]);
   console.log(`epoch ${epoch}: train loss ${(sum / n).toFixed(4)}, test accuracy ${(acc * 100).toFixed(2)}%, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

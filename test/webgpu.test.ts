@@ -431,6 +431,21 @@ describe('WebGPU backend', () => {
       });
     }
 
+    it('register matmuls read transposed operands (xᵀ·dy, dy·Wᵀ) as vec4s and match the interpreter', async () => {
+      const layouts: [boolean, boolean][] = [[false, false], [true, false], [false, true], [true, true]];
+      for (const [m, n, k] of [[12, 8, 16], [20, 12, 6], [4, 4, 1], [36, 16, 20]]) {
+        for (const [aT, bT] of layouts) {
+          const c = { batch: [2], m: m!, n: n!, k: k!, epilogue: 'bias', seed: m! * 7 + k! };
+          const la = { transposed: aT, broadcast: [false], gap: 1, offset: 4 }, lb = { transposed: bT, broadcast: [true], gap: 1, offset: 0 };
+          const { kernel, arrays } = buildMatmul(c, la, lb);
+          const code = be.render(kernel).passes[0]!.code;
+          if (aT && m! % 4 === 0) expect(code, 'A read along m').toContain('ag0');
+          if (bT && k! % 4 === 0 && k! >= 4) expect(code, 'B read along k').toContain('bc40');
+          expectMatch(kernel, await runOn(be, kernel, arrays), reference(kernel, arrays), 1e-4, 2e-6 * k! + 1e-6);
+        }
+      }
+    });
+
     it('tuneMatmul times each matmul variant and keeps the faster', async () => {
       const tuned = new WebGpuBackend(gpu!, {});
       const rates = await tuned.tuneMatmul(128);

@@ -85,6 +85,9 @@ export class WebGpuBackend {
   readonly loopLimit: number;
   private readonly device: GPUDevice;
   private readonly pipelines = new Map<string, Compiled>();
+  private byKernel = new WeakMap<Kernel, { variant: MatmulVariant; compiled: Compiled }>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new Map<GPUBuffer, number>();
   private readonly layouts = new Map<number, [GPUBindGroupLayout, GPUPipelineLayout]>();
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly readback = new Map<number, GPUBuffer[]>();
@@ -265,11 +268,7 @@ export class WebGpuBackend {
     const c = this.pipeline(kernel);
     if (c.error) throw c.error;
     if (c.rendered.passes.length === 0) return;
-    const [bgl] = this.layout(kernel.inputs.length);
-    const bind = this.device.createBindGroup({
-      layout: bgl,
-      entries: [...inputs, out].map((t, i) => ({ binding: i, resource: { buffer: t.buffer } })),
-    });
+    const bind = this.bindGroup([...inputs, out]);
     if (!this.pass) {
       this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
@@ -317,7 +316,39 @@ export class WebGpuBackend {
     return l;
   }
 
+  /**
+   * Bind groups by the buffers they bind: pooled buffers come back in the same order run after
+   * run, so a plan run again mostly finds its bind groups made.
+   */
+  private bindGroup(ts: readonly WebGpuTensor[]): GPUBindGroup {
+    let key = `${ts.length}`;
+    for (const t of ts) {
+      let id = this.bufferIds.get(t.buffer);
+      if (id === undefined) this.bufferIds.set(t.buffer, (id = this.bufferIds.size));
+      key += `,${id}`;
+    }
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      if (this.bindGroups.size >= 4096) this.bindGroups.clear();
+      bg = this.device.createBindGroup({
+        layout: this.layout(ts.length - 1)[0],
+        entries: ts.map((t, i) => ({ binding: i, resource: { buffer: t.buffer } })),
+      });
+      this.bindGroups.set(key, bg);
+    }
+    return bg;
+  }
+
   private pipeline(kernel: Kernel): Compiled {
+    // the signature is a JSON text of the whole kernel: remember it per kernel object
+    const known = this.byKernel.get(kernel);
+    if (known && known.variant === this.matmulVariant) return known.compiled;
+    const compiled = this.pipelineBySignature(kernel);
+    this.byKernel.set(kernel, { variant: this.matmulVariant, compiled });
+    return compiled;
+  }
+
+  private pipelineBySignature(kernel: Kernel): Compiled {
     const key = kernel.kind === 'matmul' ? `${this.matmulVariant}:${kernelSignature(kernel)}` : kernelSignature(kernel);
     const hit = this.pipelines.get(key);
     if (hit) return hit;
@@ -480,6 +511,9 @@ export class WebGpuBackend {
     this.free.clear();
     this.readback.clear();
     this.pipelines.clear();
+    this.byKernel = new WeakMap();
+    this.bindGroups.clear();
+    this.bufferIds.clear();
     if (this.ownsDevice) this.gpu.destroy();
   }
 }

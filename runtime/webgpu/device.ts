@@ -23,7 +23,7 @@ export interface WebGpuAdapterInfo {
   readonly description: string;
   /** 'core' or 'compatibility' */
   readonly featureLevel: string;
-  /** which Dawn backend or 'browser' */
+  /** which Dawn backend, or 'navigator.gpu' (a browser's, or one a Node program installed) */
   readonly backend: string;
   /** true for software adapters (llvmpipe, SwiftShader, lavapipe): they want other kernels */
   readonly isCpu: boolean;
@@ -107,12 +107,43 @@ export async function acquireWebGpu(): Promise<WebGpuDevice | null> {
   return null;
 }
 
+/**
+ * The `GPU` object `acquireWebGpu` would use here (in Node: Dawn with the backend it would pick),
+ * with `requestAdapter` adding the options that backend needs (compatibility mode on OpenGL ES):
+ * a `navigator.gpu` for libraries that look for one there. Null when there is no adapter.
+ *
+ * ```ts
+ * const gpu = await navigatorGpu();
+ * if (gpu) (globalThis as { navigator?: object }).navigator = { gpu };
+ * ```
+ */
+export async function navigatorGpu(): Promise<GPU | null> {
+  const reasons: string[] = [];
+  for (const c of await candidates(reasons)) {
+    const adapter = await c.gpu.requestAdapter(c.options).catch(() => null);
+    if (!adapter) continue;
+    const gpu = c.gpu;
+    return {
+      requestAdapter: (o?: GPURequestAdapterOptions) => gpu.requestAdapter({ ...o, ...c.options }),
+      getPreferredCanvasFormat: () => gpu.getPreferredCanvasFormat(),
+      get wgslLanguageFeatures() {
+        return gpu.wgslLanguageFeatures;
+      },
+      get __brand() {
+        return 'GPU' as const;
+      },
+    } as GPU;
+  }
+  lastAcquireFailure = reasons.join('; ') || 'no WebGPU adapter';
+  return null;
+}
+
 async function candidates(reasons: string[]): Promise<AdapterCandidate[]> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) {
     return [
-      { backend: 'browser', gpu: nav.gpu, options: { powerPreference: 'high-performance' } },
-      { backend: 'browser', gpu: nav.gpu, options: { featureLevel: 'compatibility' } },
+      { backend: 'navigator.gpu', gpu: nav.gpu, options: { powerPreference: 'high-performance' } },
+      { backend: 'navigator.gpu', gpu: nav.gpu, options: { featureLevel: 'compatibility' } },
     ];
   }
   const proc = (globalThis as { process?: NodeJS.Process }).process;

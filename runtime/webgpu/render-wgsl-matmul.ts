@@ -26,10 +26,22 @@ function vec4Along(k: MatmulKernel, op: MatmulOperand, rows: number, cols: numbe
   );
 }
 
+/** Transposed view of an operand: its rows become columns (for vec4 reads along the other axis). */
+const swapped = (op: MatmulOperand): MatmulOperand => ({ ...op, rowStride: op.colStride, colStride: op.rowStride });
+
+/**
+ * How the register kernel reads an operand: 'scalar', or vec4s along one of its axes. A: 'k' reads
+ * A[row, k..k+3] (row-major A), 'm' reads A[row..row+3, k] (A stored transposed, as in xᵀ·dy).
+ * B: 'n' reads B[k, col..col+3] (row-major B), 'k' reads B[k..k+3, col] (B stored transposed, as
+ * in dy·Wᵀ).
+ */
+type AMode = 'k' | 'm' | 'scalar';
+type BMode = 'n' | 'k' | 'scalar';
+
 interface Parts {
   readonly vec4: Set<number>;
-  readonly aVec4: boolean;
-  readonly bVec4: boolean;
+  readonly aMode: AMode;
+  readonly bMode: BMode;
   readonly prelude: string;
   /** statements computing `bt` (linear batch), `aBase`, `bBase`, batch vars `i0`.. */
   readonly batchDecode: (bt: string) => string;
@@ -45,11 +57,11 @@ function parts(k: MatmulKernel, allowVec4: boolean): Parts {
   const nb = k.batch.length;
   const batches = k.batch.reduce((a, b) => a * b, 1);
   // an input used as a vec4 operand is bound as array<vec4<f32>> everywhere in the shader
-  const aVec4 = allowVec4 && vec4Along(k, k.a, k.m, k.k);
-  const bVec4 = allowVec4 && vec4Along(k, k.b, k.k, k.n);
+  const aMode: AMode = !allowVec4 ? 'scalar' : vec4Along(k, k.a, k.m, k.k) ? 'k' : vec4Along(k, swapped(k.a), k.k, k.m) ? 'm' : 'scalar';
+  const bMode: BMode = !allowVec4 ? 'scalar' : vec4Along(k, k.b, k.k, k.n) ? 'n' : vec4Along(k, swapped(k.b), k.n, k.k) ? 'k' : 'scalar';
   const vec4 = new Set<number>();
-  if (aVec4) vec4.add(k.a.buf);
-  if (bVec4) vec4.add(k.b.buf);
+  if (aMode !== 'scalar') vec4.add(k.a.buf);
+  if (bMode !== 'scalar') vec4.add(k.b.buf);
 
   const em = new ExprEmitter(k.inputs, vec4);
   em.acc = 'acc';
@@ -83,7 +95,7 @@ function parts(k: MatmulKernel, allowVec4: boolean): Parts {
   const store = (acc: string, row: string, col: string) =>
     `out[oBase + ${row} * ${k.n}i + ${col}] = epilogue(${[acc, ...bv, row, col].join(', ')});`;
   const epilogueLoops = k.epilogue ? loopIterations(k.epilogue) : 0;
-  return { vec4, aVec4, bVec4, prelude, batchDecode, batches, epilogue, epilogueLoops, store };
+  return { vec4, aMode, bMode, prelude, batchDecode, batches, epilogue, epilogueLoops, store };
 }
 
 /** Workgroups: x over column blocks, y (spilling into z) over (batch, row block) pairs. */
@@ -115,33 +127,59 @@ function renderRegister(k: MatmulKernel, maxPerDim: number): RenderedKernel {
   const workgroups = dispatch(Math.ceil(N / BN), yBlocks, P.batches, maxPerDim);
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
   const L: string[] = [];
-  const A = (r: number, kk: string) => P.vec4.has(a.buf)
-    ? `in${a.buf}[(ar${r} + ${kk} * ${a.colStride}i) >> 2u][(ar${r} + ${kk} * ${a.colStride}i) & 3i]`
-    : convert(`in${a.buf}[ar${r} + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
-  const B = (kk: string) => P.bVec4
+  // Index setup. Row and column indices are clamped, so edge tiles read valid addresses; their
+  // results outside the output are never stored.
+  if (P.aMode === 'm') {
+    for (let h = 0; h < TM / 4; h++) L.push(`let ag${h}: i32 = (aBase + min(row0 + ${4 * h}i, ${M - 4}i)) >> 2u;`);
+  } else {
+    for (const r of rows) L.push(`let ar${r}: i32 = aBase + min(row0 + ${r}i, ${M - 1}i) * ${a.rowStride}i;`);
+    if (P.aMode === 'k') for (const r of rows) L.push(`let ar4${r}: i32 = ar${r} >> 2u;`);
+  }
+  if (P.bMode === 'n') L.push(`let bc: i32 = (bBase + min(col0, ${N - 4}i)) >> 2u;`);
+  else for (const j of cols) L.push(`let bc${j}: i32 = bBase + min(col0 + ${j}i, ${N - 1}i) * ${b.colStride}i;`);
+  if (P.bMode === 'k') for (const j of cols) L.push(`let bc4${j}: i32 = bc${j} >> 2u;`);
+  for (const r of rows) L.push(`var acc${r} = vec4<f32>(0.0f);`);
+
+  // One k: A(r) is A[row0 + r, k] as a scalar, Bk is B[k, col0..col0+3] as a vec4.
+  const aScalar = (r: number, kk: string) => P.aMode === 'm'
+    ? `in${a.buf}[ag${r >> 2} + ${kk} * ${K === 1 ? 0 : a.colStride / 4}i][${r & 3}]`
+    : P.vec4.has(a.buf)
+      ? `in${a.buf}[(ar${r} + ${kk} * ${a.colStride}i) >> 2u][(ar${r} + ${kk} * ${a.colStride}i) & 3i]`
+      : convert(`in${a.buf}[ar${r} + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
+  const bRow = (kk: string) => P.bMode === 'n'
     ? `in${b.buf}[bc + ${kk} * ${K === 1 ? 0 : b.rowStride / 4}i]`
     : `vec4<f32>(${cols.map((j) => scalarB(k, `bc${j} + ${kk} * ${b.rowStride}i`, P.vec4)).join(', ')})`;
-  for (const r of rows) L.push(`let ar${r}: i32 = aBase + min(row0 + ${r}i, ${M - 1}i) * ${a.rowStride}i;`);
-  if (P.bVec4) L.push(`let bc: i32 = (bBase + min(col0, ${N - 4}i)) >> 2u;`);
-  else for (const j of cols) L.push(`let bc${j}: i32 = bBase + min(col0 + ${j}i, ${N - 1}i) * ${b.colStride}i;`);
-  for (const r of rows) L.push(`var acc${r} = vec4<f32>(0.0f);`);
-  let kStart = '0i';
-  if (P.aVec4) {
-    const K4 = K - (K % 4);
-    kStart = `${K4}i`;
-    for (const r of rows) L.push(`let ar4${r}: i32 = ar${r} >> 2u;`);
+
+  // Four k at a time: vec4 reads along k are taken apart, vec4 reads along m or n used whole.
+  const K4 = K - (K % 4);
+  if (K4 > 0 && P.aMode !== 'scalar' && (P.aMode === 'k' || P.bMode !== 'scalar')) {
     L.push(`for (var kk: i32 = 0i; kk < ${K4}i; kk = kk + 4i) {`);
-    for (let q = 0; q < 4; q++) L.push(`  let b${q} = ${B(`(kk + ${q}i)`)};`);
-    for (const r of rows) {
-      L.push(`  let a${r} = in${a.buf}[ar4${r} + (kk >> 2u)];`);
-      L.push(`  acc${r} = acc${r} + a${r}.x * b0 + a${r}.y * b1 + a${r}.z * b2 + a${r}.w * b3;`);
+    if (P.bMode === 'k') {
+      for (const j of cols) L.push(`  let bt${j} = in${b.buf}[bc4${j} + (kk >> 2u)];`);
+      for (let q = 0; q < 4; q++) L.push(`  let b${q} = vec4<f32>(${cols.map((j) => `bt${j}[${q}]`).join(', ')});`);
+    } else {
+      for (let q = 0; q < 4; q++) L.push(`  let b${q} = ${bRow(`(kk + ${q}i)`)};`);
+    }
+    if (P.aMode === 'k') {
+      for (const r of rows) {
+        L.push(`  let a${r} = in${a.buf}[ar4${r} + (kk >> 2u)];`);
+        L.push(`  acc${r} = acc${r} + a${r}.x * b0 + a${r}.y * b1 + a${r}.z * b2 + a${r}.w * b3;`);
+      }
+    } else {
+      for (let q = 0; q < 4; q++) {
+        for (let h = 0; h < TM / 4; h++) L.push(`  let a${h}${q} = in${a.buf}[ag${h} + (kk + ${q}i) * ${a.colStride / 4}i];`);
+      }
+      for (const r of rows) {
+        L.push(`  acc${r} = acc${r} + ${[0, 1, 2, 3].map((q) => `a${r >> 2}${q}[${r & 3}] * b${q}`).join(' + ')};`);
+      }
     }
     L.push('}');
   }
-  if (!P.aVec4 || K % 4 !== 0) {
-    L.push(`for (var kk: i32 = ${kStart}; kk < ${K}i; kk = kk + 1i) {`);
-    L.push(`  let bk = ${B('kk')};`);
-    for (const r of rows) L.push(`  acc${r} = acc${r} + ${A(r, 'kk')} * bk;`);
+  const kStart = K4 > 0 && P.aMode !== 'scalar' && (P.aMode === 'k' || P.bMode !== 'scalar') ? K4 : 0;
+  if (kStart < K) {
+    L.push(`for (var kk: i32 = ${kStart}i; kk < ${K}i; kk = kk + 1i) {`);
+    L.push(`  let bk = ${bRow('kk')};`);
+    for (const r of rows) L.push(`  acc${r} = acc${r} + ${aScalar(r, 'kk')} * bk;`);
     L.push('}');
   }
   for (const r of rows) {
@@ -170,7 +208,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
     bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
-    loopIterations: Math.ceil(K / 4) + 3 + TM * TN * P.epilogueLoops,
+    loopIterations: (kStart > 0 ? K4 / 4 : 0) + (K - kStart) + 3 + TM * TN * P.epilogueLoops,
   };
 }
 
