@@ -317,20 +317,46 @@ export async function runAgainstPeers<P extends PeerLike>(
   peerCase: (peer: P) => Promise<CaseOrSkip> | CaseOrSkip,
   options: RunOptions = {},
 ): Promise<RunResult> {
-  // `ours` is the timed function itself, unless it was wrapped with `caseFactory`.
-  const ourResult = await timeCase(() => (isFactory(ours) ? ours() : ours), options);
-  const ourValue = typeof ourResult === 'string' ? null : metricValue(metric, ourResult.medianMs);
-  const base = { bench, case: caseName, metric: metric.name, unit: metric.unit, value: ourValue };
-  const notes: string[] = options.note !== undefined ? [options.note] : [];
-  if (typeof ourResult === 'string') notes.push(`ours: ${ourResult}`);
-  progress(
-    `${bench}/${caseName}: ours ${typeof ourResult === 'string' ? ourResult : fmt(ourValue, metric.unit)}`,
-  );
+  const { note, ...measureOptions } = options;
+  const [r] = await runCasesAgainstPeers(bench, [{ case: caseName, ours, note }], metric, peers, peerCase, measureOptions);
+  return r!;
+}
 
-  const result: RunResult = { ours: ourResult, peers: {} };
+/** One of our implementations of a problem (e.g. on one backend), for `runCasesAgainstPeers`. */
+export interface OurCase {
+  /** the "case" field of its records */
+  case: string;
+  ours: CaseOrSkip | CaseFactory;
+  /** the "note" field of its records (e.g. which backend) */
+  note?: string;
+}
+
+/**
+ * Like `runAgainstPeers` for several implementations of ours (e.g. one per backend) of the same
+ * problem: each is measured, each peer is measured once, and every (ours, peer) pair is one record.
+ */
+export async function runCasesAgainstPeers<P extends PeerLike>(
+  bench: string,
+  cases: readonly OurCase[],
+  metric: MetricSpec,
+  peers: readonly P[],
+  peerCase: (peer: P) => Promise<CaseOrSkip> | CaseOrSkip,
+  options: MeasureOptions = {},
+): Promise<RunResult[]> {
+  const mine = [];
+  for (const c of cases) {
+    // `ours` is the timed function itself, unless it was wrapped with `caseFactory`.
+    const result = await timeCase(() => (isFactory(c.ours) ? c.ours() : c.ours), options);
+    const value = typeof result === 'string' ? null : metricValue(metric, result.medianMs);
+    const notes: string[] = c.note !== undefined ? [c.note] : [];
+    if (typeof result === 'string') notes.push(`ours: ${result}`);
+    progress(`${bench}/${c.case}: ours ${typeof result === 'string' ? result : fmt(value, metric.unit)}`);
+    mine.push({ c, result, value, notes, base: { bench, case: c.case, metric: metric.name, unit: metric.unit, value } });
+  }
+  const results: RunResult[] = mine.map((m) => ({ ours: m.result, peers: {} }));
   if (peers.length === 0) {
-    emit({ ...base, peer: null, peer_value: null, ratio: null, ...noteField(notes) });
-    return result;
+    for (const m of mine) emit({ ...m.base, peer: null, peer_value: null, ratio: null, ...noteField(m.notes) });
+    return results;
   }
   for (const peer of peers) {
     let r: Measurement | string;
@@ -340,23 +366,25 @@ export async function runAgainstPeers<P extends PeerLike>(
     } catch (e) {
       r = `setup failed: ${errorText(e)}`;
     }
-    result.peers[peer.name] = r;
+    results.forEach((x) => (x.peers[peer.name] = r));
     if (typeof r === 'string') {
-      progress(`${bench}/${caseName}: ${peer.name} skipped (${r})`);
-      emitPeerSkipped(base, peer.name, [...notes, r].join('; '));
+      progress(`${bench}: ${peer.name} skipped (${r})`);
+      for (const m of mine) emitPeerSkipped(m.base, peer.name, [...m.notes, r].join('; '));
       continue;
     }
     const peerValue = metricValue(metric, r.medianMs);
-    progress(`${bench}/${caseName}: ${peer.name} ${fmt(peerValue, metric.unit)}`);
-    emit({
-      ...base,
-      peer: peer.name,
-      peer_value: peerValue,
-      ratio: ourValue === null ? null : metricRatio(metric, ourValue, peerValue),
-      ...noteField(notes),
-    });
+    progress(`${bench}: ${peer.name} ${fmt(peerValue, metric.unit)}`);
+    for (const m of mine) {
+      emit({
+        ...m.base,
+        peer: peer.name,
+        peer_value: peerValue,
+        ratio: m.value === null ? null : metricRatio(metric, m.value, peerValue),
+        ...noteField(m.notes),
+      });
+    }
   }
-  return result;
+  return results;
 }
 
 const FACTORY: unique symbol = Symbol('case factory');

@@ -1,22 +1,37 @@
-// f32 matmul GFLOP/s at 256³ and 1024³: rheo's generated CPU kernel against TensorFlow.js (cpu,
-// wasm) and jax-js (wasm), same operands, same process, result read back every run.
-// Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s / ours (lower is better).
+// f32 matmul GFLOP/s at 256³ and 1024³: rheo's generated kernels on the CPU and on WebGPU against
+// TensorFlow.js (cpu, wasm, webgpu) and jax-js (wasm, webgpu), same operands, same process, same
+// Dawn adapter for every WebGPU case; operands stay where they are made (rheo: as params), and
+// every run reads the result back. Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
+// ours (lower is better).
 
-import { compile, f32, graph, tensor } from '../index.js';
-import { caseFactory, gflopsMetric, runAgainstPeers } from './harness.js';
-import { matmulData, matmulFlops, selectedPeers } from './peers.js';
+import { f32, graph } from '../index.js';
+import { compileAsync } from '../runtime/executor.js';
+import { caseFactory, gflopsMetric, runCasesAgainstPeers } from './harness.js';
+import { installNavigatorGpu, matmulData, matmulFlops, selectedPeers } from './peers.js';
+
+const gpuOk = await installNavigatorGpu();
 
 for (const n of [256, 1024]) {
   const { a, b } = matmulData(n);
-  const exe = compile(graph(`matmul${n}`, (g) => ({ c: g.matmul(g.input('a', f32(n, n)), g.input('b', f32(n, n))) })));
-  const feeds = { a: tensor(a, [n, n]), b: tensor(b, [n, n]) };
-  await runAgainstPeers(
+  const make = async (backend: 'cpu' | 'webgpu') => {
+    const exe = await compileAsync(graph(`matmul${n}`, (g) => ({ c: g.matmul(g.param('a', f32(n, n)), g.param('b', f32(n, n))) })), { backend });
+    exe.setVariables({ 'param:a': a, 'param:b': b });
+    return exe;
+  };
+  const cpu = await make('cpu');
+  const gpu = gpuOk ? await make('webgpu') : null;
+  await runCasesAgainstPeers(
     'matmul',
-    `f32_n${n}`,
+    [
+      { case: `f32_n${n}`, note: 'cpu backend: generated JavaScript, one thread', ours: () => cpu.runSync({}).c!.data },
+      {
+        case: `f32_n${n}/webgpu`,
+        note: gpu ? `webgpu backend on ${gpu.backendInfo.adapter}` : 'webgpu backend',
+        ours: gpu ? caseFactory(async () => async () => (await gpu.run({})).c!.data) : 'no WebGPU adapter',
+      },
+    ],
     gflopsMetric(matmulFlops(n)),
-    caseFactory(async () => () => exe.runSync(feeds).c!.data),
     selectedPeers(),
     (p) => p.matmul(n),
-    { note: 'cpu backend: generated JavaScript, one thread' },
   );
 }

@@ -1,31 +1,50 @@
-// One training step of an MLP 784-256-256-10, batch 128, softmax cross-entropy, Adam: rheo
-// against TensorFlow.js (cpu, wasm) and jax-js (wasm), same data and initial weights, same
-// process. Prints JSON lines (bench/harness.ts); `--quick` keeps it under a minute.
+// One training step of an MLP 784-256-256-10, batch 128, softmax cross-entropy, Adam: rheo on
+// the CPU and on WebGPU against TensorFlow.js (cpu, wasm, webgpu) and jax-js (wasm, webgpu), same
+// data and initial weights, same process, same Dawn adapter for every WebGPU case. Each timed step
+// reads its loss back. Prints JSON lines (bench/harness.ts); `--quick` keeps it under a minute.
 
-import { adam, compile, grad, tensor } from '../index.js';
+import { adam, grad, tensor } from '../index.js';
+import { compileAsync, type Executable } from '../runtime/executor.js';
 import { mlpGraph } from '../examples/mlp-model.js';
-import { caseFactory, runAgainstPeers, timeMetric } from './harness.js';
-import { MLP, mlpData, selectedPeers } from './peers.js';
+import { caseFactory, runCasesAgainstPeers, timeMetric, type OurCase } from './harness.js';
+import { MLP, installNavigatorGpu, mlpData, selectedPeers } from './peers.js';
 
 const data = mlpData();
-const exe = compile(grad(mlpGraph(MLP.sizes), 'loss'), { optimizer: adam(MLP.lr, { beta1: MLP.beta1, beta2: MLP.beta2, eps: MLP.eps }) });
-const vars: Record<string, Float32Array> = {};
-data.layers.forEach((l, i) => {
-  vars[`param:w${i}`] = l.w;
-  vars[`param:b${i}`] = l.b;
-});
-exe.setVariables(vars);
 const x = tensor(data.x, [MLP.batch, MLP.sizes[0]]);
 const y = tensor(data.y, [MLP.batch, MLP.sizes[3]]);
-const plan = exe.plan({ x: x.shape, y: y.shape });
-const note = `cpu backend, ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion), arena ${(plan.memory.arenaBytes / 1e6).toFixed(2)} MB`;
 
-await runAgainstPeers(
-  'mlp-train-step',
-  'mlp784-256-256-10_b128_adam',
-  timeMetric('ms_per_step'),
-  caseFactory(async () => () => exe.runSync({ x, y }).loss!.data[0]!),
-  selectedPeers(),
-  (p) => p.mlpStep(),
-  { note },
-);
+async function step(backend: 'cpu' | 'webgpu'): Promise<Executable> {
+  const exe = await compileAsync(grad(mlpGraph(MLP.sizes), 'loss'), {
+    backend, optimizer: adam(MLP.lr, { beta1: MLP.beta1, beta2: MLP.beta2, eps: MLP.eps }),
+  });
+  const vars: Record<string, Float32Array> = {};
+  data.layers.forEach((l, i) => {
+    vars[`param:w${i}`] = l.w;
+    vars[`param:b${i}`] = l.b;
+  });
+  exe.setVariables(vars);
+  return exe;
+}
+
+function describe(exe: Executable): string {
+  const plan = exe.plan({ x: x.shape, y: y.shape });
+  const info = exe.backendInfo;
+  const where = info.backend === 'webgpu' ? `webgpu backend on ${info.adapter}` : 'cpu backend';
+  return `${where}, ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion)`;
+}
+
+const gpuOk = await installNavigatorGpu();
+const cpu = await step('cpu');
+const cases: OurCase[] = [
+  { case: 'mlp784-256-256-10_b128_adam', note: describe(cpu), ours: () => cpu.runSync({ x, y }).loss!.data[0]! },
+];
+let webgpuNote = 'webgpu backend: no adapter';
+if (gpuOk) {
+  const gpu = await step('webgpu');
+  webgpuNote = describe(gpu);
+  cases.push({ case: 'mlp784-256-256-10_b128_adam/webgpu', note: webgpuNote, ours: caseFactory(async () => async () => (await gpu.run({ x, y })).loss!.data[0]!) });
+} else {
+  cases.push({ case: 'mlp784-256-256-10_b128_adam/webgpu', note: webgpuNote, ours: 'no WebGPU adapter' });
+}
+
+await runCasesAgainstPeers('mlp-train-step', cases, timeMetric('ms_per_step'), selectedPeers(), (p) => p.mlpStep());

@@ -1,12 +1,19 @@
 /**
  * The libraries rheo's benchmarks compare against, made to run in Node (see shared PEERS.md):
  *
- *   tfjs-cpu     @tensorflow/tfjs 4.22.0, backend 'cpu' (plain JavaScript kernels)
- *   tfjs-wasm    @tensorflow/tfjs 4.22.0 + @tensorflow/tfjs-backend-wasm, backend 'wasm'
- *                (XNNPACK, SIMD; single-threaded in Node by design)
- *   jax-js-wasm  @jax-js/jax 0.1.25, device 'wasm' (single-threaded in Node: no global Worker)
+ *   tfjs-cpu       @tensorflow/tfjs 4.22.0, backend 'cpu' (plain JavaScript kernels)
+ *   tfjs-wasm      @tensorflow/tfjs 4.22.0 + @tensorflow/tfjs-backend-wasm, backend 'wasm'
+ *                  (XNNPACK, SIMD; single-threaded in Node by design)
+ *   tfjs-webgpu    @tensorflow/tfjs 4.22.0 + @tensorflow/tfjs-backend-webgpu, backend 'webgpu'
+ *   jax-js-wasm    @jax-js/jax 0.1.25, device 'wasm' (single-threaded in Node: no global Worker)
+ *   jax-js-webgpu  @jax-js/jax 0.1.25, device 'webgpu'
  *
- * Each peer implements two cases, built once and then timed by the harness:
+ * The WebGPU peers get the `navigator.gpu` that `installNavigatorGpu()` sets up: the Dawn instance
+ * and adapter kind rheo itself would use (on a machine without a GPU, llvmpipe through OpenGL ES,
+ * with every requestAdapter made in compatibility mode). Benches call it before anything acquires
+ * a device, so that rheo's WebGPU cases and the peers share that instance.
+ *
+ * Each peer implements these cases, built once and then timed by the harness:
  *
  *   mlpStep()  one full training step of an MLP 784-256-256-10 (ReLU, He-normal weights, zero
  *              biases), batch 128, softmax cross-entropy on one-hot labels, Adam (lr 1e-3, betas
@@ -14,6 +21,8 @@
  *              JavaScript. Input data and initial weights come from `mlpData()` (seeded), so every
  *              peer — and rheo — starts from identical numbers and reports the same first loss.
  *   matmul(n)  C = A·B for square f32 n×n matrices (fixed random A, B), C read back.
+ *   chain(x)   y = relu(x·a + b)·c + d over CHAIN.n f32 elements (a, b, c, d scalars), y read
+ *              back; x is taken from host memory on every call ('host') or made once ('resident').
  *
  * A case is returned as a function (see `CaseFn` in harness.ts) or, when a peer cannot run it, as
  * a string that says why. Functions carry a `dispose()` that frees what the case allocated.
@@ -24,8 +33,12 @@
 import type * as TF from '@tensorflow/tfjs';
 import type * as JAX from '@jax-js/jax';
 import { type CaseOrSkip, type PeerLike, debug, peerFilter } from './harness.js';
+import { navigatorGpu } from '../runtime/webgpu/device.js';
 
-export type PeerName = 'tfjs-cpu' | 'tfjs-wasm' | 'jax-js-wasm';
+export type PeerName = 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu' | 'jax-js-wasm' | 'jax-js-webgpu';
+
+/** Where the chain case's input lives: copied from host memory on every call, or made once. */
+export type ChainInput = 'host' | 'resident';
 
 export interface Peer extends PeerLike {
   name: PeerName;
@@ -37,6 +50,8 @@ export interface Peer extends PeerLike {
   mlpStep(): Promise<CaseOrSkip<number>>;
   /** An n×n f32 matmul; the returned function resolves to C read back (row-major). */
   matmul(n: number): Promise<CaseOrSkip<ArrayLike<number>>>;
+  /** The elementwise chain; the returned function resolves to y read back. */
+  chain(input: ChainInput): Promise<CaseOrSkip<ArrayLike<number>>>;
 }
 
 // =============================================================================================
@@ -53,6 +68,39 @@ export const MLP = {
   eps: 1e-8,
   seed: 1234,
 } as const;
+
+/** The elementwise-chain case: y = relu(x·a + b)·c + d. */
+export const CHAIN = { n: 1 << 20, a: 1.5, b: -0.25, c: 0.75, d: 0.125 } as const;
+
+/** The chain's input, uniform in [-1, 1), the same on every call. */
+export function chainData(): Float32Array {
+  const u = seededUniform(77);
+  return Float32Array.from({ length: CHAIN.n }, () => 2 * u() - 1);
+}
+
+/** y of the chain for x, in float64 then rounded: for checking results. */
+export function chainReference(x: Float32Array): Float32Array {
+  const { a, b, c, d } = CHAIN;
+  return x.map((v) => Math.max(v * a + b, 0) * c + d);
+}
+
+let navigatorGpuInstalled: Promise<boolean> | undefined;
+
+/**
+ * Makes `navigator.gpu` the WebGPU implementation rheo would use (see the header), once per
+ * process; resolves to false when there is none. rheo's own WebGPU cases then share it.
+ */
+export function installNavigatorGpu(): Promise<boolean> {
+  navigatorGpuInstalled ??= (async () => {
+    const g = globalThis as { navigator?: { gpu?: GPU } };
+    if (g.navigator?.gpu) return true;
+    const gpu = await navigatorGpu();
+    if (!gpu) return false;
+    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu }, configurable: true, writable: true });
+    return true;
+  })();
+  return navigatorGpuInstalled;
+}
 
 /** Floating-point operations of one n×n×n matmul (multiply and add counted separately). */
 export const matmulFlops = (n: number): number => 2 * n * n * n;
@@ -145,11 +193,11 @@ export function matmulData(n: number): { a: Float32Array; b: Float32Array } {
 }
 
 // =============================================================================================
-// TensorFlow.js (tfjs-cpu, tfjs-wasm)
+// TensorFlow.js (tfjs-cpu, tfjs-wasm, tfjs-webgpu)
 // =============================================================================================
 //
 // `@tensorflow/tfjs` (the full bundle) is needed: `tfjs-core` plus a backend registers no
-// gradients. Both peers share one `tf` module and its global backend, so every timed call first
+// gradients. The peers share one `tf` module and its global backend, so every timed call first
 // makes sure its own backend is the active one (a string comparison when it already is).
 
 let tfModule: Promise<typeof TF> | undefined;
@@ -166,7 +214,19 @@ function loadTf(): Promise<typeof TF> {
   return tfModule;
 }
 
-function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm', backend: 'cpu' | 'wasm'): Peer {
+let tfWebgpu: Promise<void> | undefined;
+
+/** Registers TF.js's 'webgpu' backend, on the `navigator.gpu` of `installNavigatorGpu`. */
+function loadTfWebgpu(): Promise<void> {
+  tfWebgpu ??= (async () => {
+    if (!(await installNavigatorGpu())) throw new Error('no WebGPU adapter');
+    await loadTf();
+    await import('@tensorflow/tfjs-backend-webgpu');
+  })();
+  return tfWebgpu;
+}
+
+function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu', backend: 'cpu' | 'wasm' | 'webgpu'): Peer {
   let tf!: typeof TF;
 
   async function useBackend(): Promise<void> {
@@ -181,6 +241,7 @@ function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm', backend: 'cpu' | 'wasm'): Peer
     description: `@tensorflow/tfjs 4.22.0, backend '${backend}'${backend === 'wasm' ? ' (SIMD, 1 thread)' : ''}`,
 
     async setup() {
+      if (backend === 'webgpu') await loadTfWebgpu();
       tf = await loadTf();
       await useBackend();
       debug(`${name}: backend ${tf.getBackend()}`);
@@ -245,6 +306,21 @@ function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm', backend: 'cpu' | 'wasm'): Peer
       };
       return Object.assign(run, { dispose: () => tf.dispose([a, b]) });
     },
+
+    async chain(input: ChainInput) {
+      await useBackend();
+      const xs = chainData();
+      const [a, b, c, d] = [CHAIN.a, CHAIN.b, CHAIN.c, CHAIN.d].map((v) => tf.scalar(v));
+      const resident = input === 'resident' ? tf.tensor1d(xs) : null;
+      const run = async (): Promise<ArrayLike<number>> => {
+        await useBackend();
+        const y = tf.tidy(() => tf.add(tf.mul(tf.relu(tf.add(tf.mul(resident ?? tf.tensor1d(xs), a!), b!)), c!), d!));
+        const out = await y.data();
+        y.dispose();
+        return out;
+      };
+      return Object.assign(run, { dispose: () => tf.dispose([a!, b!, c!, d!, ...(resident ? [resident] : [])]) });
+    },
   };
 }
 
@@ -254,8 +330,11 @@ export const tfjsCpu: Peer = tfjsPeer('tfjs-cpu', 'cpu');
 /** TensorFlow.js on its WebAssembly backend (XNNPACK with SIMD, one thread in Node). */
 export const tfjsWasm: Peer = tfjsPeer('tfjs-wasm', 'wasm');
 
+/** TensorFlow.js on its WebGPU backend. */
+export const tfjsWebgpu: Peer = tfjsPeer('tfjs-webgpu', 'webgpu');
+
 // =============================================================================================
-// jax-js (jax-js-wasm)
+// jax-js (jax-js-wasm, jax-js-webgpu)
 // =============================================================================================
 //
 // Memory model: jax-js arrays are reference-counted with move semantics. Passing an array to any
@@ -263,7 +342,9 @@ export const tfjsWasm: Peer = tfjsPeer('tfjs-wasm', 'wasm');
 // adds one. Inside the traced functions below every array is used exactly once, or `.ref`'d for
 // each use but the last. `await arr.data()` consumes `arr`.
 //
-// `init()` with no arguments probes navigator.gpu and fails in Node: `init('cpu', 'wasm')`.
+// `init()` with no arguments probes navigator.gpu and fails in Node: `init('cpu', 'wasm')`, and
+// `init('webgpu')` once `installNavigatorGpu()` has set navigator.gpu. Arrays are made on the
+// default device, so each case sets its device as default whenever it makes arrays.
 
 type JaxArray = JAX.Array;
 type MlpParams = { w: JaxArray[]; b: JaxArray[] };
@@ -291,25 +372,61 @@ function loadJax(): Promise<typeof JAX> {
   return jaxModule;
 }
 
-function jaxWasmPeer(): Peer {
+let jaxWebgpuModule: Promise<typeof JAX> | undefined;
+
+function loadJaxWebgpu(): Promise<typeof JAX> {
+  jaxWebgpuModule ??= (async () => {
+    if (!(await installNavigatorGpu())) throw new Error('no WebGPU adapter');
+    const jax = await loadJax();
+    const devices = await jax.init('webgpu');
+    if (!devices.includes('webgpu')) throw new Error(`jax-js webgpu device unavailable (got ${devices.join(', ')})`);
+    return jax;
+  })();
+  return jaxWebgpuModule;
+}
+
+function jaxPeer(name: 'jax-js-wasm' | 'jax-js-webgpu', device: 'wasm' | 'webgpu'): Peer {
   let jax!: typeof JAX;
 
   return {
-    name: 'jax-js-wasm',
-    description: "@jax-js/jax 0.1.25, device 'wasm' (1 thread)",
+    name,
+    description: `@jax-js/jax 0.1.25, device '${device}'${device === 'wasm' ? ' (1 thread)' : ''}`,
 
     async setup() {
-      jax = await loadJax();
-      debug(`jax-js-wasm: default device ${jax.defaultDevice()}`);
+      jax = device === 'webgpu' ? await loadJaxWebgpu() : await loadJax();
+      jax.defaultDevice(device);
+      debug(`${name}: default device ${jax.defaultDevice()}`);
     },
 
     async mlpStep() {
       const mode: JaxMlpMode = process.env.JAX_MLP_MODE === 'split' ? 'split' : 'fused';
-      return jaxMlpStep(jax, mode);
+      return jaxMlpStep(jax, mode, device);
+    },
+
+    async chain(input: ChainInput) {
+      const { numpy: np, nn } = jax;
+      jax.defaultDevice(device);
+      const xs = chainData();
+      const { a, b, c, d } = CHAIN;
+      const f = jax.jit((x: JaxArray) => nn.relu(x.mul(a).add(b)).mul(c).add(d));
+      const resident = input === 'resident' ? np.array(xs) : null;
+      if (resident) await jax.blockUntilReady(resident);
+      const run = async (): Promise<ArrayLike<number>> => {
+        jax.defaultDevice(device);
+        const y = f(resident ? resident.ref : np.array(xs));
+        return y.data(); // consumes y
+      };
+      return Object.assign(run, {
+        dispose() {
+          resident?.dispose();
+          f.dispose();
+        },
+      });
     },
 
     async matmul(n: number) {
       const np = jax.numpy;
+      jax.defaultDevice(device);
       const { a: ad, b: bd } = matmulData(n);
       const a = np.array(ad).reshape([n, n]);
       const b = np.array(bd).reshape([n, n]);
@@ -333,8 +450,9 @@ function jaxWasmPeer(): Peer {
 }
 
 /** Builds the jax-js MLP step (exported for the smoke check, which tries both modes). */
-export async function jaxMlpStep(jax: typeof JAX, mode: JaxMlpMode): Promise<CaseOrSkip<number>> {
+export async function jaxMlpStep(jax: typeof JAX, mode: JaxMlpMode, device: 'wasm' | 'webgpu' = 'wasm'): Promise<CaseOrSkip<number>> {
   const { numpy: np, nn, jit, valueAndGrad, tree } = jax;
+  jax.defaultDevice(device);
   const data = mlpData();
   const { batch, sizes, lr, beta1, beta2, eps } = MLP;
   const classes = sizes[sizes.length - 1]!;
@@ -427,6 +545,7 @@ export async function jaxMlpStep(jax: typeof JAX, mode: JaxMlpMode): Promise<Cas
   }
 
   const step = async (): Promise<number> => {
+    jax.defaultDevice(device);
     const l = run();
     return (await l.data())[0]!; // consumes l
   };
@@ -439,14 +558,17 @@ export async function jaxMlpStep(jax: typeof JAX, mode: JaxMlpMode): Promise<Cas
 }
 
 /** jax-js on its WebAssembly device. */
-export const jaxWasm: Peer = jaxWasmPeer();
+export const jaxWasm: Peer = jaxPeer('jax-js-wasm', 'wasm');
+
+/** jax-js on its WebGPU device. */
+export const jaxWebgpu: Peer = jaxPeer('jax-js-webgpu', 'webgpu');
 
 // =============================================================================================
 // Selection
 // =============================================================================================
 
 /** Every peer, in the order benches report them. */
-export const ALL_PEERS: readonly Peer[] = [tfjsCpu, tfjsWasm, jaxWasm];
+export const ALL_PEERS: readonly Peer[] = [tfjsCpu, tfjsWasm, tfjsWebgpu, jaxWasm, jaxWebgpu];
 
 /**
  * The peers chosen on the command line with `--peers=a,b` (all of them without the flag). An

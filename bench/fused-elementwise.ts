@@ -1,0 +1,51 @@
+// A fused elementwise chain, y = relu(x·a + b)·c + d over 1M f32 elements (a, b, c, d scalars):
+// milliseconds per evaluation including reading y back, rheo on the CPU and on WebGPU (one fused
+// kernel) against TensorFlow.js (cpu, wasm, webgpu) and jax-js (wasm, webgpu, jit). Two cases:
+// 'host', where x comes from host memory on every evaluation (rheo: a fed input), and 'resident',
+// where x is made once (rheo: a param). Same process, same Dawn adapter for every WebGPU case.
+// Prints JSON lines (bench/harness.ts); `--quick` keeps it under a minute.
+
+import { f32, graph, type Graph } from '../index.js';
+import { compileAsync, type Executable } from '../runtime/executor.js';
+import { caseFactory, runCasesAgainstPeers, timeMetric, type CaseOrSkip } from './harness.js';
+import { CHAIN, chainData, chainReference, installNavigatorGpu, selectedPeers, type ChainInput } from './peers.js';
+
+const { n, a, b, c, d } = CHAIN;
+const x = chainData();
+const want = chainReference(x);
+
+function chain(input: ChainInput): Graph {
+  return graph('chain', (g) => {
+    const v = input === 'host' ? g.input('x', f32(n)) : g.param('x', f32(n));
+    return { y: g.add(g.mul(g.relu(g.add(g.mul(v, a), b)), c), d) };
+  });
+}
+
+/** Our evaluation, checked once against the float64 reference before it is timed. */
+async function ours(backend: 'cpu' | 'webgpu', input: ChainInput): Promise<{ fn: CaseOrSkip; note: string }> {
+  const exe: Executable = await compileAsync(chain(input), { backend });
+  if (input === 'resident') exe.setVariables({ 'param:x': x });
+  const feeds: Record<string, Float32Array> = input === 'host' ? { x } : {};
+  const fn = async () => (await exe.run(feeds)).y!.data;
+  const got = await fn();
+  for (let i = 0; i < n; i += 997) if (Math.abs(got[i]! - want[i]!) > 1e-5) throw new Error(`${backend}: y[${i}] = ${got[i]}, expected ${want[i]}`);
+  const plan = exe.plan(input === 'host' ? { x: [n] } : {});
+  const where = backend === 'webgpu' ? `webgpu backend on ${exe.backendInfo.adapter}` : 'cpu backend';
+  return { fn, note: `${where}, ${plan.kernelCount} kernel (${plan.unfusedKernelCount} ops before fusion)` };
+}
+
+const gpuOk = await installNavigatorGpu();
+for (const input of ['host', 'resident'] as const) {
+  const cpu = await ours('cpu', input);
+  const gpu = gpuOk ? await ours('webgpu', input) : { fn: 'no WebGPU adapter', note: 'webgpu backend' };
+  await runCasesAgainstPeers(
+    'fused-elementwise',
+    [
+      { case: `relu_chain_1M_${input}`, note: cpu.note, ours: caseFactory(() => cpu.fn) },
+      { case: `relu_chain_1M_${input}/webgpu`, note: gpu.note, ours: caseFactory(() => gpu.fn) },
+    ],
+    timeMetric('ms_per_eval'),
+    selectedPeers(),
+    (p) => p.chain(input),
+  );
+}
