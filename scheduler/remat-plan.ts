@@ -7,9 +7,20 @@
 import { bytesPerElement } from '../graphs/types.js';
 import { linearize, outVars, type Kernel } from '../ops/kernel-ir.js';
 import type { Plan, Step } from './plan.js';
+import { chenSchedule } from './remat/chen.js';
 import type { CostGraph } from './remat/cost-graph.js';
 import { BudgetError } from './remat/plan-types.js';
 import { planRematerialization, type PlannerOptions } from './remat/planner.js';
+import { baselinePeak, memoryLowerBound, simulate } from './remat/schedule.js';
+
+export interface RematOptions extends PlannerOptions {
+  /**
+   * 'planner' (default): the schedule planRematerialization finds for the budget. 'chen': Chen's
+   * √n checkpointing of the forward pass (remat/chen.ts), whatever the budget; a BudgetError
+   * when its peak does not fit.
+   */
+  schedule?: 'planner' | 'chen';
+}
 
 export interface RematInfo {
   /** node ids released after each step */
@@ -84,7 +95,7 @@ export function planCostGraph(plan: Plan, inPlace: ReadonlyMap<number, number> =
  * A plan that fits `budgetBytes` in all (fixed bytes plus the peak of computed values), or a
  * BudgetError stating the smallest budget the planner can meet.
  */
-export function rematerializePlan(plan: Plan, budgetBytes: number, fixedBytes: number, opts: PlannerOptions = {}): Plan & { remat: RematInfo } {
+export function rematerializePlan(plan: Plan, budgetBytes: number, fixedBytes: number, opts: RematOptions = {}): Plan & { remat: RematInfo } {
   let inPlace = inPlaceCandidates(plan);
   for (;;) {
     const r = planWith(plan, budgetBytes, fixedBytes, opts, inPlace);
@@ -129,11 +140,40 @@ function inPlaceSafe(steps: readonly Step[], value: number, target: number): boo
   return !steps.slice(at[0]! + 1).some((s) => s.inputs.includes(target));
 }
 
-function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, opts: PlannerOptions, inPlace: ReadonlyMap<number, number>): Plan & { remat: RematInfo } {
+/**
+ * Steps of the forward pass: those the outputs other than gradients depend on (with an optimizer
+ * the plan's outputs are the forward ones). Every step when no output is a gradient.
+ */
+export function forwardSteps(plan: Plan): number[] {
+  const stepOf = new Map(plan.steps.map((s, i) => [s.node, i]));
+  const stack = Object.entries(plan.outputs).filter(([name]) => !name.startsWith('grad/')).map(([, id]) => id);
+  const seen = new Set<number>();
+  while (stack.length) {
+    const id = stack.pop()!;
+    const i = stepOf.get(id);
+    if (i === undefined || seen.has(i)) continue;
+    seen.add(i);
+    stack.push(...plan.steps[i]!.inputs);
+  }
+  return [...seen].sort((a, b) => a - b);
+}
+
+/** Chen's schedule of the plan's cost graph, in the planner's result shape. */
+function chenResult(plan: Plan, cg: CostGraph, budget: number) {
+  const t0 = performance.now();
+  const { schedule } = chenSchedule(cg, { forward: forwardSteps(plan) });
+  const sim = simulate(cg, schedule);
+  const lowerBound = memoryLowerBound(cg);
+  if (sim.peak > budget) throw new BudgetError(budget, sim.peak, lowerBound, "Chen's √n schedule peaks there");
+  const stats = { peak: sim.peak, cost: sim.cost, overhead: sim.overhead, solveMs: performance.now() - t0, solver: 'chen-sqrt-n' };
+  return { plan: { schedule, stats }, baseline: baselinePeak(cg), lowerBound };
+}
+
+function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, opts: RematOptions, inPlace: ReadonlyMap<number, number>): Plan & { remat: RematInfo } {
   const cg = planCostGraph(plan, inPlace);
   let result;
   try {
-    result = planRematerialization(cg, budgetBytes - fixedBytes, opts);
+    result = opts.schedule === 'chen' ? chenResult(plan, cg, budgetBytes - fixedBytes) : planRematerialization(cg, budgetBytes - fixedBytes, opts);
   } catch (e) {
     if (e instanceof BudgetError) {
       throw new BudgetError(budgetBytes, e.minimumFeasible + fixedBytes, e.lowerBound + fixedBytes,
