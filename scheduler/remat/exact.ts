@@ -26,8 +26,17 @@ export interface ExactOptions {
   order?: 'heuristic' | 'graph';
 }
 
-// Loaded once, when the module is first imported, so that every solve is synchronous.
-const HIGHS: Highs = await loadHighs();
+// Loaded once, when the module is first imported, so that every solve is synchronous. An
+// aborted solve (out of WebAssembly memory) leaves the instance unusable: a fresh one loads in
+// the background and MILP solves fall back to the heuristic until it is ready.
+let HIGHS: Highs | null = await loadHighs();
+function reloadHighs(): void {
+  HIGHS = null;
+  void loadHighs().then((h) => (HIGHS = h));
+}
+
+/** Models above this many nonzeros exhaust the 2 GB of the WebAssembly build (ResNet-50 does). */
+export const MAX_MILP_NONZEROS = 2_000_000;
 
 export interface MilpResult {
   /** Best sequence found (verified), in the graph's ids; null when there is no incumbent. */
@@ -53,9 +62,14 @@ export function solveMilp(
 ): MilpResult {
   const t0 = performance.now();
   const milp = buildMilp(graph, budget, adj);
+  const nonzeros = milp.rows.reduce((sum, row) => sum + row.terms.length, 0);
+  if (nonzeros > MAX_MILP_NONZEROS) return { seq: null, status: `model too large (${nonzeros} nonzeros)`, optimal: false, started: false };
   const h = HIGHS;
-  const model = h.createModel({ format: 'lp', data: milpToLp(milp) });
+  if (!h) return { seq: null, status: 'solver reloading after an abort', optimal: false, started: false };
+  let created: ReturnType<Highs['createModel']> | null = null;
   try {
+    const model = h.createModel({ format: 'lp', data: milpToLp(milp) });
+    created = model;
     model.options.set({
       output_flag: false,
       time_limit: Math.max(0.05, (options.timeLimitMs - (performance.now() - t0)) / 1000),
@@ -97,8 +111,12 @@ export function solveMilp(
     if (!sim.valid || sim.peak > budget)
       return { seq: null, status: `${status}; solution rejected: ${sim.error ?? `peak ${sim.peak} > budget ${budget}`}`, optimal: false, started, ...bound };
     return { seq, status, optimal, started, ...bound };
+  } catch (e) {
+    if (!(e instanceof Error && e.name === 'RuntimeError')) throw e;
+    reloadHighs();
+    return { seq: null, status: `solver aborted (${e.message.split('.')[0]})`, optimal: false, started: false };
   } finally {
-    model.dispose();
+    if (HIGHS === h) created?.dispose();
   }
 }
 
@@ -119,7 +137,7 @@ export function solveExact(graph: CostGraph, budget: number, options: ExactOptio
   if (budget < lower) throw budgetError(budget, minimumHeuristicBudget(ctx, t0 + limit), lower, 'one node with its inputs alone exceeds it');
   const plain = graph.nodes.map((_, i) => i);
   if (profile(ctx, plain).peak <= budget) return plainPlan(graph, t0);
-  const heuristicMs = Math.min(defaultTimeLimit(ctx.n), 0.2 * limit);
+  const heuristicMs = Math.min(Math.max(defaultTimeLimit(ctx.n), 5000), 0.25 * limit);
   const heuristic = solveHeuristicSequence(ctx, budget, options.heuristic ?? { timeLimitMs: heuristicMs });
   if (heuristic && profile(ctx, heuristic).cost <= totalCompute(graph)) {
     // Nothing computed twice (or only free nodes): no plan can cost less.

@@ -396,9 +396,9 @@ export function solveHeuristicSequence(ctx: Context, budget: number, options: He
   return improve(ctx, best.seq, budget, t0 + limit, random, Math.ceil(0.7 * rounds));
 }
 
-/** Default refinement time: about 4 ms per node, between 0.3 s and 5 s. */
+/** Default refinement time: about 4 ms per node, between 1 s and 5 s. */
 export function defaultTimeLimit(n: number): number {
-  return Math.min(5000, Math.max(300, 4 * n));
+  return Math.min(5000, Math.max(1000, 4 * n));
 }
 
 /**

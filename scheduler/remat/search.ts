@@ -141,10 +141,11 @@ function insertionDelta(ctx: Context, seq: readonly number[], a: Analysis, r: nu
 }
 
 /**
- * Inserts recomputations until the peak fits the budget: at the step of largest excess, some
- * value resident there but not read there is rebuilt just before its next read, alone or
- * together with the inputs whose copies would otherwise have to live longer. Picks the
- * insertion with the best excess removed per unit of compute. Null when no insertion helps.
+ * Edits the sequence until the peak fits the budget: at the step of largest excess, some value
+ * resident there but not read there is evaluated later, just before its next read, either by
+ * moving its evaluation there (free, when nothing reads it earlier) or by rebuilding it there,
+ * alone or with the inputs whose copies would otherwise have to live longer. Picks the edit
+ * with the most excess removed per unit of compute. Null when no edit helps.
  */
 export function repair(ctx: Context, seq: number[], budget: number, deadline = Infinity, maxSteps = 4 * ctx.n + 100): number[] | null {
   const { adj, compute } = ctx;
@@ -156,12 +157,21 @@ export function repair(ctx: Context, seq: number[], budget: number, deadline = I
     let j = 0;
     for (let k = 1; k < cur.length; k++) if (a.memory[k]! > a.memory[j]!) j = k;
     const readsAtJ = new Set(adj.preds[cur[j]!]);
-    let best: { r: number; chain: number[] } | null = null;
+    let best: { r: number; chain: number[]; from?: number } | null = null;
     let bestScore = 0;
     for (let c = 0; c < j; c++) {
       const v = cur[c]!;
       if (a.end[c]! <= j || readsAtJ.has(v)) continue;
       const r = a.reads[c]!.find((x) => x > j)!;
+      if (a.reads[c]![0] === r) {
+        // Nothing reads this copy before r: evaluate it just before r instead, at no cost.
+        const trial = [...cur.slice(0, c), ...cur.slice(c + 1, r), v, ...cur.slice(r)];
+        const gain = a.overflow - analyze(ctx, trial, budget).overflow;
+        if (gain > 0 && gain * 1e12 > bestScore) {
+          bestScore = gain * 1e12;
+          best = { r, chain: [v], from: c };
+        }
+      }
       let previous = 0;
       for (const depth of [0, 1, 3]) {
         const chain = rebuildChain(ctx, a, r, v, depth);
@@ -178,7 +188,10 @@ export function repair(ctx: Context, seq: number[], budget: number, deadline = I
       }
     }
     if (!best) return null;
-    cur = [...cur.slice(0, best.r), ...best.chain, ...cur.slice(best.r)];
+    const from = best.from;
+    const moved = from === undefined ? cur : cur.filter((_, k) => k !== from);
+    const at = from === undefined ? best.r : best.r - 1;
+    cur = [...moved.slice(0, at), ...best.chain, ...moved.slice(at)];
     a = analyze(ctx, cur, budget);
     if (scratch.length < cur.length) scratch = new Float64Array(2 * cur.length);
   }
