@@ -96,7 +96,9 @@ export function installNavigatorGpu(): Promise<boolean> {
     if (g.navigator?.gpu) return true;
     const gpu = await navigatorGpu();
     if (!gpu) return false;
-    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu }, configurable: true, writable: true });
+    // jax-js's WebGPU device reads navigator.userAgent (Node 20 has no navigator at all)
+    const nav = { userAgent: `Node.js/${process.versions.node}`, ...(g.navigator ?? {}), gpu };
+    Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
     return true;
   })();
   return navigatorGpuInstalled;

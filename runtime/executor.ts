@@ -305,9 +305,10 @@ export class Executable {
       if (syms.length > 1) throw new FeedError(name, 'has several symbolic dims; feed a tensor with an explicit shape', n.shape);
       const shape = n.shape.map((d) => (typeof d === 'number' ? d : data.length / known));
       if (!shape.every(Number.isInteger) || numel(shape) !== data.length) throw new FeedError(name, `${data.length} values do not fit the declared shape`, n.shape);
-      const arr = allocArray(n.dtype, data.length, this.f64);
-      if (arr.constructor === (data as object).constructor) out.set(name, { dtype: n.dtype, shape, data: data as CpuArray });
+      const type = n.dtype === 'i32' ? Int32Array : n.dtype === 'bool' ? Uint8Array : this.f64 ? Float64Array : Float32Array;
+      if (data instanceof type) out.set(name, { dtype: n.dtype, shape, data: data as CpuArray });
       else {
+        const arr = allocArray(n.dtype, data.length, this.f64);
         arr.set(Array.from(data));
         out.set(name, { dtype: n.dtype, shape, data: arr });
       }

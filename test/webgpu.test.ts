@@ -539,13 +539,34 @@ describe('WebGPU backend', () => {
     });
 
     it('splits dispatches of more than 65535 workgroups over two dimensions', async () => {
-      const n = 65535 * 64 + 1000;
+      // one element per invocation, 64 per workgroup: 65535 workgroups cover fewer elements than this
+      const narrow = new WebGpuBackend(gpu!, { workgroupSize: 64, vectorize: false });
+      const n = 65535 * 64 + 1001;
       const kernel: Kernel = { kind: 'map', name: 'iota', inputs: [], out: { dtype: 'i32', shape: [n] }, expr: { k: 'index', at: ivar('i0'), dtype: 'i32' } };
-      expect(be.render(kernel).passes[0]!.workgroups[1]).toBeGreaterThan(1);
-      const got = await runOn(be, kernel, []);
+      expect(narrow.render(kernel).passes[0]!.workgroups[1]).toBeGreaterThan(1);
+      const got = await runOn(narrow, kernel, []);
+      narrow.dispose();
       expect(got.length).toBe(n);
       for (let i = 0; i < n; i += 997) if (got[i] !== i) expect.fail(`element ${i} is ${got[i]}`);
       expect(got[n - 1]).toBe(n - 1);
+    });
+
+    it('map kernels compute four outputs per invocation where the last axis allows, with the same results', async () => {
+      const scalar = new WebGpuBackend(gpu!, { vectorize: false });
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 6 }), { maxLength: 2 }), fc.integer({ min: 1, max: 5 }), fc.integer(),
+          fc.constantFrom<DType>('f32', 'f32', 'i32', 'bool'), fc.integer({ min: 1, max: 4 }),
+          async (outer, quads, seed, dtype, depth) => {
+            const { kernel, arrays } = mapKernel(seed, [...outer, 4 * quads], dtype, depth);
+            const code = be.render(kernel).passes[0]?.code ?? '';
+            if (!JSON.stringify(kernel.expr).includes('"reduce"')) expect(code).toContain('out[quad]');
+            const got = await runOn(be, kernel, arrays);
+            expectMatch(kernel, got, reference(kernel, arrays));
+            expectMatch(kernel, got, await runOn(scalar, kernel, arrays), 1e-6, 1e-6);
+          }),
+        { numRuns: 150 },
+      );
+      scalar.dispose();
     });
 
     it('bool and i32 tensors round-trip through u32/i32 storage', async () => {

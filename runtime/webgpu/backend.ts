@@ -32,8 +32,10 @@ export interface WebGpuTensor {
 export interface WebGpuBackendOptions {
   /** matmul kernel: 'auto' picks 'register' on software adapters, 'workgroup' on GPUs */
   readonly matmul?: MatmulVariant | 'auto';
-  /** invocations per workgroup of map and scatter kernels (default 64) */
+  /** invocations per workgroup of map and scatter kernels (default 256, or the device's maximum if lower) */
   readonly workgroupSize?: number;
+  /** map kernels compute four outputs per invocation where they can (default true) */
+  readonly vectorize?: boolean;
   /** submit the open command buffer after this many dispatches, so the GPU starts early */
   readonly dispatchesPerSubmit?: number;
 }
@@ -256,7 +258,8 @@ export class WebGpuBackend {
   render(kernel: Kernel): RenderedKernel {
     return renderWgsl(kernel, {
       matmul: this.matmulVariant,
-      workgroupSize: this.opts.workgroupSize ?? 64,
+      workgroupSize: this.opts.workgroupSize ?? Math.min(256, this.gpu.limits.maxComputeInvocationsPerWorkgroup, this.gpu.limits.maxComputeWorkgroupSizeX),
+      vectorize: this.opts.vectorize,
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
     });
   }

@@ -117,6 +117,9 @@ export async function acquireWebGpu(): Promise<WebGpuDevice | null> {
  * if (gpu) (globalThis as { navigator?: object }).navigator = { gpu };
  * ```
  */
+/** Where a `navigatorGpu()` object keeps the options it adds (so that info can report them). */
+const ADDED_OPTIONS = Symbol('adapter options');
+
 export async function navigatorGpu(): Promise<GPU | null> {
   const reasons: string[] = [];
   for (const c of await candidates(reasons)) {
@@ -124,6 +127,7 @@ export async function navigatorGpu(): Promise<GPU | null> {
     if (!adapter) continue;
     const gpu = c.gpu;
     return {
+      [ADDED_OPTIONS]: c.options,
       requestAdapter: (o?: GPURequestAdapterOptions) => gpu.requestAdapter({ ...o, ...c.options }),
       getPreferredCanvasFormat: () => gpu.getPreferredCanvasFormat(),
       get wgslLanguageFeatures() {
@@ -141,9 +145,10 @@ export async function navigatorGpu(): Promise<GPU | null> {
 async function candidates(reasons: string[]): Promise<AdapterCandidate[]> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) {
+    const added = (nav.gpu as { [ADDED_OPTIONS]?: GPURequestAdapterOptions })[ADDED_OPTIONS] ?? {};
     return [
-      { backend: 'navigator.gpu', gpu: nav.gpu, options: { powerPreference: 'high-performance' } },
-      { backend: 'navigator.gpu', gpu: nav.gpu, options: { featureLevel: 'compatibility' } },
+      { backend: 'navigator.gpu', gpu: nav.gpu, options: { powerPreference: 'high-performance', ...added } },
+      { backend: 'navigator.gpu', gpu: nav.gpu, options: { featureLevel: 'compatibility', ...added } },
     ];
   }
   const proc = (globalThis as { process?: NodeJS.Process }).process;

@@ -10,6 +10,7 @@ import { RheoError } from '../../graphs/errors.js';
 import { numel } from '../../graphs/types.js';
 import { stridesOf, type Expr, type Kernel, type MapKernel, type ScatterAddKernel } from '../../ops/kernel-ir.js';
 import { renderMatmul, type MatmulVariant } from './render-wgsl-matmul.js';
+import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
 import {
   ExprEmitter, bindingTypes, convert, declareBindings, fromStorage, grid, literal, loopIterations, toStorage,
 } from './wgsl-expr.js';
@@ -39,6 +40,8 @@ export interface RenderOptions {
   readonly workgroupSize?: number;
   /** the device's maxComputeWorkgroupsPerDimension; default 65535 */
   readonly maxWorkgroupsPerDimension?: number;
+  /** map kernels compute four outputs per invocation where they can (render-wgsl-vec4.ts); default true */
+  readonly vectorize?: boolean;
 }
 
 export interface KernelPass {
@@ -60,7 +63,7 @@ export interface RenderedKernel {
 export function renderWgsl(kernel: Kernel, opts: RenderOptions = {}): RenderedKernel {
   const maxDim = opts.maxWorkgroupsPerDimension ?? 65535;
   switch (kernel.kind) {
-    case 'map': return renderMap(kernel, opts.workgroupSize ?? 64, maxDim);
+    case 'map': return renderMap(kernel, opts.workgroupSize ?? 64, maxDim, opts.vectorize !== false);
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim);
     case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim);
   }
@@ -79,9 +82,10 @@ function cooperative(expr: Expr, outputs: number): boolean {
   return work >= 4096 || (outputs <= 4096 && work >= 256);
 }
 
-function renderMap(k: MapKernel, wg: number, maxDim: number): RenderedKernel {
+function renderMap(k: MapKernel, wg: number, maxDim: number, vectorize: boolean): RenderedKernel {
   const total = numel(k.out.shape);
   const coop = cooperative(k.expr, total);
+  if (!coop && vectorize && vectorizable(k)) return renderMapVec4(k, wg, maxDim);
   const size = coop ? COOP_WG : wg;
   const workgroups = grid(coop ? total : Math.ceil(total / wg), maxDim);
   const em = new ExprEmitter(k.inputs);

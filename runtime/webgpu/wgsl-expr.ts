@@ -114,7 +114,27 @@ export class ExprEmitter {
     this.vars[this.vars.length - 1]!.set(name, wgsl);
   }
 
-  private fresh(prefix: string): string {
+  /**
+   * Run `f` with index variables rebound (e.g. an output index plus a lane offset) and values
+   * cached in a scope of its own; the `let`s it emits stay visible after it returns.
+   */
+  inScope<T>(vars: ReadonlyMap<string, string>, f: () => T): T {
+    this.vars.push(new Map(vars));
+    this.scopes.push(new Map());
+    try {
+      return f();
+    } finally {
+      this.vars.pop();
+      this.scopes.pop();
+    }
+  }
+
+  /** A runtime (non-const) copy of `x` when it is a literal: see `runtime`. */
+  nonConst(x: string, d: DType): string {
+    return this.runtime(x, d);
+  }
+
+  fresh(prefix: string): string {
     return `${prefix}${this.n++}`;
   }
 
