@@ -11,12 +11,17 @@ import type { Context } from './heuristic.js';
 export interface Analysis {
   memory: Float64Array;
   end: Int32Array;
-  /** Steps reading the copy made at step j, ascending. */
-  reads: number[][];
-  /** Steps evaluating each node, ascending. */
-  evals: number[][];
+  /** Steps reading the copy made at step j: readList[readStart[j] .. readStart[j+1]), ascending. */
+  readStart: Int32Array;
+  readList: Int32Array;
+  /** Steps evaluating node v: evalList[evalStart[v] .. evalStart[v+1]), ascending. */
+  evalStart: Int32Array;
+  evalList: Int32Array;
   /** Bytes of the copies whose last step is k (released right after step k). */
   released: Float64Array;
+  /** Max-segment tree over `memory` (leaves at size..2*size-1). */
+  tree: Float64Array;
+  size: number;
   cost: number;
   peak: number;
   overflow: number;
@@ -27,20 +32,39 @@ export function analyze(ctx: Context, seq: readonly number[], budget: number): A
   const L = seq.length;
   const copyAt = new Int32Array(n).fill(-1);
   const end = new Int32Array(L);
-  const reads: number[][] = new Array(L);
-  const evals: number[][] = Array.from({ length: n }, () => []);
+  const readCount = new Int32Array(L + 1);
+  const evalStart = new Int32Array(n + 1);
+  let events = 0;
   for (let j = 0; j < L; j++) {
     const v = seq[j]!;
     end[j] = j;
-    reads[j] = [];
+    evalStart[v + 1]++;
+    events += adj.preds[v]!.length;
+  }
+  const readEvents = new Int32Array(events); // [copy] per event, step order
+  const readSteps = new Int32Array(events);
+  events = 0;
+  for (let j = 0; j < L; j++) {
+    const v = seq[j]!;
     for (const p of adj.preds[v]!) {
       const c = copyAt[p]!;
       end[c] = j;
-      reads[c]!.push(j);
+      readCount[c + 1]++;
+      readEvents[events] = c;
+      readSteps[events++] = j;
     }
     copyAt[v] = j;
-    evals[v]!.push(j);
   }
+  const readStart = new Int32Array(L + 1);
+  for (let j = 0; j < L; j++) readStart[j + 1] = readStart[j]! + readCount[j + 1]!;
+  const fill = readStart.slice(0, L);
+  const readList = new Int32Array(events);
+  for (let e = 0; e < events; e++) readList[fill[readEvents[e]!]!++] = readSteps[e]!;
+  for (let v = 0; v < n; v++) evalStart[v + 1]! += evalStart[v]!;
+  const evalFill = evalStart.slice(0, n);
+  const evalList = new Int32Array(L);
+  for (let j = 0; j < L; j++) evalList[evalFill[seq[j]!]!++] = j;
+
   const diff = new Float64Array(L + 1);
   const released = new Float64Array(L);
   let cost = 0;
@@ -61,19 +85,85 @@ export function analyze(ctx: Context, seq: readonly number[], budget: number): A
     if (cur > peak) peak = cur;
     if (cur > budget) overflow += cur - budget;
   }
-  return { memory, end, reads, evals, released, cost, peak, overflow };
+  let size = 1;
+  while (size < L) size *= 2;
+  const tree = new Float64Array(2 * size).fill(-Infinity);
+  tree.set(memory, size);
+  for (let i = size - 1; i >= 1; i--) tree[i] = Math.max(tree[2 * i]!, tree[2 * i + 1]!);
+  return { memory, end, readStart, readList, evalStart, evalList, released, tree, size, cost, peak, overflow };
 }
 
-/** Last element of a sorted list below `bound`, or -1. */
-function lastBelow(list: readonly number[], bound: number): number {
-  let lo = 0;
-  let hi = list.length;
+/** Peak memory of a sequence (papers' model), without the rest of the analysis. */
+export function peakOf(ctx: Context, seq: readonly number[]): number {
+  const { n, adj, bytes } = ctx;
+  const L = seq.length;
+  const copyAt = new Int32Array(n).fill(-1);
+  const end = new Int32Array(L);
+  for (let j = 0; j < L; j++) {
+    end[j] = j;
+    for (const p of adj.preds[seq[j]!]!) end[copyAt[p]!] = j;
+    copyAt[seq[j]!] = j;
+  }
+  const diff = new Float64Array(L + 1);
+  for (let j = 0; j < L; j++) {
+    diff[j]! += bytes[seq[j]!]!;
+    diff[end[j]! + 1]! -= bytes[seq[j]!]!;
+  }
+  let cur = 0;
+  let peak = 0;
+  for (let j = 0; j < L; j++) {
+    cur += diff[j]!;
+    if (cur > peak) peak = cur;
+  }
+  return peak;
+}
+
+/** Last element of list[from..to) below `bound`, or -1 (the list is ascending). */
+function lastBelow(list: Int32Array, from: number, to: number, bound: number): number {
+  let lo = from;
+  let hi = to;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     if (list[mid]! < bound) lo = mid + 1;
     else hi = mid;
   }
-  return lo > 0 ? list[lo - 1]! : -1;
+  return lo > from ? list[lo - 1]! : -1;
+}
+
+/** First element of list[from..to) above `bound`, or -1. */
+function firstAbove(list: Int32Array, from: number, to: number, bound: number): number {
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]! <= bound) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < to ? list[lo]! : -1;
+}
+
+/** Latest evaluation of v before step r, or -1. */
+const copyBefore = (a: Analysis, v: number, r: number) => lastBelow(a.evalList, a.evalStart[v]!, a.evalStart[v + 1]!, r);
+/** Latest read of the copy made at c before step r, or -1. */
+const readBefore = (a: Analysis, c: number, r: number) => lastBelow(a.readList, a.readStart[c]!, a.readStart[c + 1]!, r);
+
+/**
+ * Change in excess over steps s..e when each step's memory grows by delta: visits only the
+ * parts of the segment tree where some step can be above budget before or after.
+ */
+function excessChange(a: Analysis, s: number, e: number, delta: number, budget: number): number {
+  if (delta === 0 || s > e) return 0;
+  return excessVisit(a, 1, 0, a.size - 1, s, e, delta, budget, budget - Math.max(delta, 0));
+}
+
+function excessVisit(a: Analysis, node: number, lo: number, hi: number, s: number, e: number, delta: number, budget: number, threshold: number): number {
+  if (hi < s || lo > e || a.tree[node]! <= threshold) return 0;
+  if (lo === hi) {
+    const m = a.memory[lo]!;
+    return Math.max(0, m + delta - budget) - Math.max(0, m - budget);
+  }
+  const mid = (lo + hi) >> 1;
+  return excessVisit(a, 2 * node, lo, mid, s, e, delta, budget, threshold) + excessVisit(a, 2 * node + 1, mid + 1, hi, s, e, delta, budget, threshold);
 }
 
 /**
@@ -82,61 +172,61 @@ function lastBelow(list: readonly number[], bound: number): number {
  * sequence. Old steps before r change by the copies that now end earlier (the chain's nodes
  * are rebuilt) or later (inputs read by the chain); steps from r on are unchanged.
  */
-function insertionDelta(ctx: Context, seq: readonly number[], a: Analysis, r: number, chain: readonly number[], budget: number, scratch: Float64Array): number {
+function insertionDelta(ctx: Context, a: Analysis, r: number, chain: readonly number[], budget: number): number {
   const { adj, bytes } = ctx;
-  const inChain = new Map<number, number>();
-  chain.forEach((x, i) => inChain.set(x, i));
-  let lo = r;
+  const k = chain.length;
   let cross = a.memory[r - 1]! - a.released[r - 1]!;
-  const touch = (from: number, delta: number) => {
-    for (let k = from; k < r; k++) scratch[k]! += delta;
-    if (from < lo) lo = from;
-  };
-  // The chain's own nodes: their current copies stop at their last read before r.
-  const liveAfter = new Uint8Array(chain.length);
-  chain.forEach((x, i) => {
-    const c = lastBelow(a.evals[x]!, r);
-    if (c >= 0 && a.end[c]! >= r) {
-      liveAfter[i] = 1;
-      const lastBefore = Math.max(c, lastBelow(a.reads[c]!, r));
-      touch(lastBefore + 1, -bytes[x]!);
-      cross -= bytes[x]!;
+  // Memory changes on old steps from..r-1, as [from, delta] pairs.
+  const changes: [number, number][] = [];
+  // The chain's own nodes: their current copies stop at their last read before r; the new
+  // copy is released after its last reader in the chain unless later steps read it.
+  const freeAt = new Float64Array(k);
+  const lastReader = new Int32Array(k);
+  for (let i = 0; i < k; i++) lastReader[i] = i;
+  for (let i = 0; i < k; i++) {
+    for (const p of adj.preds[chain[i]!]!) {
+      const at = chain.indexOf(p);
+      if (at >= 0 && at < i) lastReader[at] = i;
     }
-  });
-  // Inputs from outside the chain: extended up to the chain when their copy ends before r.
-  const lastChainRead = new Map<number, number>();
-  chain.forEach((x, i) => {
-    for (const p of adj.preds[x]!) if (!inChain.has(p) || inChain.get(p)! < i) lastChainRead.set(p, i);
-  });
-  const extended: [number, number][] = []; // [bytes, last chain step reading it]
-  for (const [p, last] of lastChainRead) {
-    if (inChain.has(p)) continue;
-    const c = lastBelow(a.evals[p]!, r);
-    if (a.end[c]! >= r) continue;
-    touch(a.end[c]! + 1, bytes[p]!);
-    cross += bytes[p]!;
-    extended.push([bytes[p]!, last]);
   }
+  for (let i = 0; i < k; i++) {
+    const x = chain[i]!;
+    const c = copyBefore(a, x, r);
+    if (c >= 0 && a.end[c]! >= r) {
+      changes.push([Math.max(c, readBefore(a, c, r)) + 1, -bytes[x]!]);
+      cross -= bytes[x]!;
+    } else freeAt[lastReader[i]!]! += bytes[x]!;
+  }
+  // Inputs from outside the chain: kept alive up to their last reader in the chain when their
+  // copy ends before r.
+  const seen = new Set<number>();
+  for (let i = k - 1; i >= 0; i--) {
+    for (const p of adj.preds[chain[i]!]!) {
+      if (seen.has(p) || chain.includes(p)) continue;
+      seen.add(p);
+      const c = copyBefore(a, p, r);
+      if (a.end[c]! >= r) continue;
+      changes.push([a.end[c]! + 1, bytes[p]!]);
+      cross += bytes[p]!;
+      freeAt[i]! += bytes[p]!;
+    }
+  }
+  changes.sort((x, y) => x[0] - y[0]);
   let delta = 0;
-  for (let k = lo; k < r; k++) {
-    const m = a.memory[k]!;
-    delta += Math.max(0, m + scratch[k]! - budget) - Math.max(0, m - budget);
-    scratch[k] = 0;
+  let cum = 0;
+  for (let i = 0; i < changes.length; i++) {
+    cum += changes[i]![1];
+    const next = i + 1 < changes.length ? changes[i + 1]![0] : r;
+    delta += excessChange(a, changes[i]![0], next - 1, cum, budget);
   }
-  // The new steps: what crosses into r, plus chain outputs so far, minus what the chain
-  // released already (extended inputs and chain values read by nobody after their last reader).
+  // The new steps: what crosses into r, plus the chain's outputs so far, minus what the chain
+  // has released.
   let held = cross;
-  const freeAt: number[] = new Array(chain.length).fill(0);
-  for (const [b, last] of extended) freeAt[last]! += b;
-  chain.forEach((x, i) => {
-    if (liveAfter[i]) return;
-    freeAt[Math.max(i, lastChainRead.get(x) ?? i)]! += bytes[x]!;
-  });
-  chain.forEach((x, i) => {
-    held += bytes[x]!;
+  for (let i = 0; i < k; i++) {
+    held += bytes[chain[i]!]!;
     delta += Math.max(0, held - budget);
     held -= freeAt[i]!;
-  });
+  }
   return delta;
 }
 
@@ -151,49 +241,54 @@ export function repair(ctx: Context, seq: number[], budget: number, deadline = I
   const { adj, compute } = ctx;
   let cur = seq;
   let a = analyze(ctx, cur, budget);
-  let scratch = new Float64Array(cur.length);
+  type Edit = { score: number; r: number; chain: number[]; from?: number };
+  const apply = (e: Edit) => {
+    const moved = e.from === undefined ? cur : cur.filter((_, k) => k !== e.from);
+    const at = e.from === undefined ? e.r : e.r - 1;
+    return [...moved.slice(0, at), ...e.chain, ...moved.slice(at)];
+  };
   for (let step = 0; a.overflow > 0; step++) {
     if (step >= maxSteps || performance.now() > deadline) return null;
     let j = 0;
     for (let k = 1; k < cur.length; k++) if (a.memory[k]! > a.memory[j]!) j = k;
     const readsAtJ = new Set(adj.preds[cur[j]!]);
-    let best: { r: number; chain: number[]; from?: number } | null = null;
-    let bestScore = 0;
+    const edits: Edit[] = [];
     for (let c = 0; c < j; c++) {
       const v = cur[c]!;
       if (a.end[c]! <= j || readsAtJ.has(v)) continue;
-      const r = a.reads[c]!.find((x) => x > j)!;
-      if (a.reads[c]![0] === r) {
+      const r = firstAbove(a.readList, a.readStart[c]!, a.readStart[c + 1]!, j);
+      if (a.readList[a.readStart[c]!] === r) {
         // Nothing reads this copy before r: evaluate it just before r instead, at no cost.
-        const trial = [...cur.slice(0, c), ...cur.slice(c + 1, r), v, ...cur.slice(r)];
-        const gain = a.overflow - analyze(ctx, trial, budget).overflow;
-        if (gain > 0 && gain * 1e12 > bestScore) {
-          bestScore = gain * 1e12;
-          best = { r, chain: [v], from: c };
-        }
+        // Scored as a rebuild at r that also drops step c; checked exactly before use.
+        const gain = Math.max(0, a.memory[c]! - budget) - insertionDelta(ctx, a, r, [v], budget);
+        if (gain > 0) edits.push({ score: gain * 1e12, r, chain: [v], from: c });
       }
       let previous = 0;
       for (const depth of [0, 1, 3]) {
         const chain = rebuildChain(ctx, a, r, v, depth);
         if (chain.length === previous) break;
         previous = chain.length;
-        const gain = -insertionDelta(ctx, cur, a, r, chain, budget, scratch);
+        const gain = -insertionDelta(ctx, a, r, chain, budget);
         if (gain <= 0) continue;
         const added = chain.reduce((s, x) => s + compute[x]!, 0);
-        const score = gain / (added + 1e-9);
-        if (score > bestScore) {
-          bestScore = score;
-          best = { r, chain };
-        }
+        edits.push({ score: gain / (added + 1e-9), r, chain });
       }
     }
-    if (!best) return null;
-    const from = best.from;
-    const moved = from === undefined ? cur : cur.filter((_, k) => k !== from);
-    const at = from === undefined ? best.r : best.r - 1;
-    cur = [...moved.slice(0, at), ...best.chain, ...moved.slice(at)];
-    a = analyze(ctx, cur, budget);
-    if (scratch.length < cur.length) scratch = new Float64Array(2 * cur.length);
+    edits.sort((x, y) => y.score - x.score);
+    let next: number[] | null = null;
+    let nextA: Analysis | null = null;
+    for (const e of edits) {
+      const trial = apply(e);
+      const ta = analyze(ctx, trial, budget);
+      if (ta.overflow < a.overflow) {
+        next = trial;
+        nextA = ta;
+        break;
+      }
+    }
+    if (!next || !nextA) return null;
+    cur = next;
+    a = nextA;
   }
   return cur;
 }
@@ -210,7 +305,7 @@ function rebuildChain(ctx: Context, a: Analysis, r: number, v: number, depth: nu
     if (d <= 0) return;
     for (const p of adj.preds[x]!) {
       if (want.has(p)) continue;
-      const c = lastBelow(a.evals[p]!, r);
+      const c = copyBefore(a, p, r);
       if (c >= 0 && a.end[c]! >= r) continue; // alive anyway
       want.add(p);
       visit(p, d - 1);
@@ -269,7 +364,7 @@ export function prune(ctx: Context, seq: number[], budget: number): number[] {
       if (compute[cur[j]!]! <= 0) continue;
       removed[j] = 1;
       const trial = cur.filter((_, i) => !removed[i]);
-      if (analyze(ctx, trial, budget).peak <= budget) changed = true;
+      if (peakOf(ctx, trial) <= budget) changed = true;
       else removed[j] = 0;
     }
     if (!changed) return cur;
