@@ -19,9 +19,10 @@
  * median step time over Chen's. Part of that overhead is not recomputation: under a budget every
  * value comes from the instrumented pool instead of the plan's arena; `pool_overhead_pct` is the
  * overhead of a run under an unlimited budget (no recomputation), and `compute_overhead_pct` the
- * plan's estimated extra compute. On a loaded machine the medians are noisy; `min_overhead_pct`
- * (fastest step with remat / fastest without − 1) is less sensitive to other processes, which
- * only ever add time. A table goes to stderr.
+ * plan's estimated extra compute. On a loaded machine wall-clock medians are noisy: also given
+ * are `min_overhead_pct` (fastest step with remat / fastest without − 1) and `cpu_overhead_pct`
+ * (median CPU time of the process per step, which other processes' load barely changes; it
+ * includes V8's helper threads). A table goes to stderr.
  *
  *   npx tsx bench/remat-training.ts [--quick]
  *
@@ -90,7 +91,10 @@ interface Run {
   requested: number;
   minFeasible: number | null;
   solveMs: number;
+  /** wall-clock ms of each timed step */
   times: number[];
+  /** CPU ms of the process during each timed step */
+  cpuTimes: number[];
   losses: number[];
   measuredPeak: number;
 }
@@ -108,7 +112,7 @@ function planAt(c: Case, label: string, budget: number, remat: RematOptions): Ru
     const exe = compile(c.graph, { optimizer: adam(LR), seed: SEED, memoryBudget: at, remat });
     try {
       const plan = exe.plan(shapes) as Planned;
-      return { label, exe, plan, budget: at, requested: budget, minFeasible, solveMs: performance.now() - t0, times: [], losses: [], measuredPeak: 0 };
+      return { label, exe, plan, budget: at, requested: budget, minFeasible, solveMs: performance.now() - t0, times: [], cpuTimes: [], losses: [], measuredPeak: 0 };
     } catch (e) {
       if (!(e instanceof BudgetError) || attempt === 4) throw e;
       minFeasible = e.minimumFeasible;
@@ -122,10 +126,15 @@ function train(c: Case, runs: Run[]): void {
   for (let step = 0; step < STEPS; step++) {
     for (let k = 0; k < runs.length; k++) {
       const r = runs[(k + step) % runs.length]!;
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       const loss = r.exe.runSync(c.feeds[step]!).loss!.data[0]!;
       const ms = performance.now() - t0;
-      if (step >= UNTIMED) r.times.push(ms);
+      const cpu = process.cpuUsage(c0);
+      if (step >= UNTIMED) {
+        r.times.push(ms);
+        r.cpuTimes.push((cpu.user + cpu.system) / 1000);
+      }
       r.losses.push(loss);
       if (r.plan) r.measuredPeak = Math.max(r.measuredPeak, r.exe.stats.measuredPeakBytes + r.plan.remat.fixedBytes);
     }
@@ -155,9 +164,11 @@ interface TableRow {
   measured: number;
   overhead: number;
   minOverhead: number;
+  cpu: number;
   /** estimated extra compute of the plan, % */
   compute: number;
   pool: number;
+  chenCpu: number;
   chenOverhead: number;
   chenPeak: number;
   solveMs: number;
@@ -170,7 +181,7 @@ function benchCase(c: Case, table: TableRow[]): void {
   const { fixedBytes, baselineBytes } = probe.remat;
   progress(`${c.name}: ${probe.steps.length} kernels, fixed ${fixedBytes} B, plain peak of computed values ${baselineBytes} B`);
 
-  const plain: Run = { label: 'plain', exe: compile(c.graph, { optimizer: adam(LR), seed: SEED }), budget: Infinity, requested: Infinity, minFeasible: null, solveMs: 0, times: [], losses: [], measuredPeak: 0 };
+  const plain: Run = { label: 'plain', exe: compile(c.graph, { optimizer: adam(LR), seed: SEED }), budget: Infinity, requested: Infinity, minFeasible: null, solveMs: 0, times: [], cpuTimes: [], losses: [], measuredPeak: 0 };
   const chen = planAt(c, 'chen-sqrt-n', UNLIMITED, CHEN);
   // the fractions of the plain peak, and Chen's own peak: the two methods at equal memory
   const chenPlanned = chen.plan!.remat.peakBytes + fixedBytes;
@@ -188,6 +199,7 @@ function benchCase(c: Case, table: TableRow[]): void {
   const plainMs = median(plain.times);
   const poolOverhead = pct(median(pool.times) / plainMs - 1);
   const minOverhead = (r: Run) => pct(Math.min(...r.times) / Math.min(...plain.times) - 1);
+  const cpuOverhead = (r: Run) => pct(median(r.cpuTimes) / median(plain.cpuTimes) - 1);
   const chenMs = median(chen.times);
   const chenOverhead = chenMs / plainMs - 1;
   const chenEqual = sameTraining(chen, plain);
@@ -201,6 +213,8 @@ function benchCase(c: Case, table: TableRow[]): void {
     kernels: r.plan!.steps.length,
     ms_per_step: round(median(r.times)),
     min_overhead_pct: minOverhead(r),
+    cpu_overhead_pct: cpuOverhead(r),
+    pool_cpu_overhead_pct: cpuOverhead(pool),
     plain_ms_per_step: round(plainMs),
     pool_overhead_pct: poolOverhead,
     steps: STEPS,
@@ -237,7 +251,7 @@ function benchCase(c: Case, table: TableRow[]): void {
       ...extras(r),
       ...(notes.length ? { note: notes.join('; ') } : {}),
     });
-    table.push({ graph: c.name, budget: r.label, planned, measured: r.measuredPeak, overhead: pct(ms / plainMs - 1), minOverhead: minOverhead(r), compute: pct(r.plan!.remat.overhead), pool: poolOverhead, chenOverhead: pct(chenOverhead), chenPeak: chenPlanned, solveMs: Math.round(r.solveMs), ok: equal && r.measuredPeak <= r.budget });
+    table.push({ graph: c.name, budget: r.label, planned, measured: r.measuredPeak, overhead: pct(ms / plainMs - 1), minOverhead: minOverhead(r), cpu: cpuOverhead(r), compute: pct(r.plan!.remat.overhead), pool: poolOverhead, chenCpu: cpuOverhead(chen), chenOverhead: pct(chenOverhead), chenPeak: chenPlanned, solveMs: Math.round(r.solveMs), ok: equal && r.measuredPeak <= r.budget });
   }
   // Chen's own line: its budget is its own peak (the smallest budget it runs under)
   line({
@@ -257,11 +271,11 @@ function benchCase(c: Case, table: TableRow[]): void {
     ratio: null,
     ...extras(chen),
   });
-  table.push({ graph: c.name, budget: 'chen', planned: chenPlanned, measured: chen.measuredPeak, overhead: pct(chenOverhead), minOverhead: minOverhead(chen), compute: pct(chen.plan!.remat.overhead), pool: poolOverhead, chenOverhead: pct(chenOverhead), chenPeak: chenPlanned, solveMs: Math.round(chen.solveMs), ok: chenEqual && chen.measuredPeak <= chenPlanned });
+  table.push({ graph: c.name, budget: 'chen', planned: chenPlanned, measured: chen.measuredPeak, overhead: pct(chenOverhead), minOverhead: minOverhead(chen), cpu: cpuOverhead(chen), compute: pct(chen.plan!.remat.overhead), pool: poolOverhead, chenCpu: cpuOverhead(chen), chenOverhead: pct(chenOverhead), chenPeak: chenPlanned, solveMs: Math.round(chen.solveMs), ok: chenEqual && chen.measuredPeak <= chenPlanned });
 }
 
 const table: TableRow[] = [];
 for (const make of [mlpCase, transformerCase]) benchCase(make(), table);
-progress('\ngraph | budget | planned peak | measured peak | time overhead % (min-based) | est. compute % | pool alone % | Chen time overhead % | Chen peak | solve ms | equal & within budget');
-for (const r of table) progress(`${r.graph} | ${r.budget} | ${r.planned} | ${r.measured} | ${r.overhead} (${r.minOverhead}) | ${r.compute} | ${r.pool} | ${r.chenOverhead} | ${r.chenPeak} | ${r.solveMs} | ${r.ok}`);
+progress('\ngraph | budget | planned peak | measured peak | time overhead % (min-based, CPU-time) | est. compute % | pool alone % | Chen time overhead % (CPU-time) | Chen peak | solve ms | equal & within budget');
+for (const r of table) progress(`${r.graph} | ${r.budget} | ${r.planned} | ${r.measured} | ${r.overhead} (${r.minOverhead}, ${r.cpu}) | ${r.compute} | ${r.pool} | ${r.chenOverhead} (${r.chenCpu}) | ${r.chenPeak} | ${r.solveMs} | ${r.ok}`);
 if (table.some((r) => !r.ok)) process.exitCode = 1;
