@@ -8,7 +8,7 @@
 import { adjacency, type Adjacency, type CostGraph } from './cost-graph.js';
 import { scheduleFromSequence, simulate, totalCompute } from './schedule.js';
 import { budgetError, type RematPlan } from './plan-types.js';
-import { improve, prune, repair } from './search.js';
+import { prune, repair, RuinAndRecreate } from './search.js';
 
 export interface HeuristicOptions {
   /** Wall-clock allowance for the refinement search after the first plan (default scales with n). */
@@ -371,34 +371,44 @@ export function construct(ctx: Context, budget: number, deadline = Infinity): Ca
 export function solveHeuristicSequence(ctx: Context, budget: number, options: HeuristicOptions = {}): number[] | null {
   const t0 = performance.now();
   const limit = options.timeLimitMs ?? defaultTimeLimit(ctx.n);
-  let best = construct(ctx, budget, t0 + 10 * limit + 10_000);
+  const best = construct(ctx, budget, t0 + 10 * limit + 10_000);
   if (!best || best.cost <= totalCompute(ctx.graph)) return best?.seq ?? null;
   const random = rng(options.seed ?? 1);
+  const search = new RuinAndRecreate(ctx, best.seq, budget, random);
   let bias = new Float64Array(ctx.n).fill(1);
   let variant = VARIANTS[0]!;
+  // Two searches share the time: first the greedy under perturbed per-node eviction biases
+  // (mostly on the nodes the best plan recomputes), strong on small graphs, then
+  // ruin-and-recreate from the best plan so far.
+  const share = ctx.n <= 300 ? 0.3 : 0.15;
   const rounds = options.iterations ?? Infinity;
-  for (let round = 0; round < 0.3 * rounds && performance.now() - t0 < 0.3 * limit; round++) {
-    const trial = bias.slice();
-    const recomputed = recomputedNodes(ctx, best.seq);
-    const kicks = 1 + Math.floor(random() * 3);
-    for (let k = 0; k < kicks; k++) {
-      const u = recomputed.length && random() < 0.7 ? recomputed[Math.floor(random() * recomputed.length)]! : Math.floor(random() * ctx.n);
-      trial[u] = trial[u]! * Math.exp((random() * 2 - 1) * 2.5);
-    }
-    const v = random() < 0.25 ? VARIANTS[Math.floor(random() * VARIANTS.length)]! : variant;
-    const c = runVariant(ctx, budget, { ...v, bias: trial });
-    if (c && c.cost <= best.cost) {
-      best = c;
-      bias = trial;
-      variant = v;
-    }
+  for (let round = 0; round < rounds; round++) {
+    const now = performance.now();
+    if (now - t0 >= limit) break;
+    const greedyTurn = options.iterations !== undefined ? round < share * rounds : now - t0 < share * limit;
+    if (greedyTurn) {
+      const trial = bias.slice();
+      const recomputed = recomputedNodes(ctx, search.best);
+      const kicks = 1 + Math.floor(random() * 3);
+      for (let k = 0; k < kicks; k++) {
+        const u = recomputed.length && random() < 0.7 ? recomputed[Math.floor(random() * recomputed.length)]! : Math.floor(random() * ctx.n);
+        trial[u] = trial[u]! * Math.exp((random() * 2 - 1) * 2.5);
+      }
+      const v = random() < 0.25 ? VARIANTS[Math.floor(random() * VARIANTS.length)]! : variant;
+      const c = runVariant(ctx, budget, { ...v, bias: trial });
+      if (c && c.cost <= search.bestCost) {
+        search.offer(c.seq, c.cost);
+        bias = trial;
+        variant = v;
+      }
+    } else search.step(t0 + limit);
   }
-  return improve(ctx, best.seq, budget, t0 + limit, random, Math.ceil(0.7 * rounds));
+  return search.best;
 }
 
-/** Default refinement time: about 4 ms per node, between 1 s and 5 s. */
+/** Default refinement time: about 4 ms per node, between 2.5 s and 5 s. */
 export function defaultTimeLimit(n: number): number {
-  return Math.min(5000, Math.max(1000, 4 * n));
+  return Math.min(5000, Math.max(2500, 4 * n));
 }
 
 /**

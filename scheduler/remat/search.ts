@@ -374,21 +374,43 @@ export function prune(ctx: Context, seq: number[], budget: number): number[] {
 
 /**
  * Ruin and recreate: drop a few recomputations (or add one at random), repair the excess,
- * prune, and keep the result when it costs no more. Runs until `deadline` (performance.now())
- * or for `rounds` rounds.
+ * prune, and keep the result when it costs no more (so the search walks plateaus). `step`
+ * runs one round; `offer` hands it a plan found elsewhere.
  */
-export function improve(ctx: Context, start: number[], budget: number, deadline: number, random: () => number, rounds = Infinity): number[] {
-  let cur = start;
-  let curCost = analyze(ctx, cur, budget).cost;
-  let best = cur;
-  let bestCost = curCost;
-  for (let round = 0; round < rounds && performance.now() < deadline; round++) {
+export class RuinAndRecreate {
+  cur: number[];
+  curCost: number;
+  best: number[];
+  bestCost: number;
+
+  constructor(
+    private readonly ctx: Context,
+    start: number[],
+    private readonly budget: number,
+    private readonly random: () => number,
+  ) {
+    this.cur = this.best = start;
+    this.curCost = this.bestCost = analyze(ctx, start, budget).cost;
+  }
+
+  offer(seq: number[], cost: number): void {
+    if (cost > this.curCost) return;
+    this.cur = seq;
+    this.curCost = cost;
+    if (cost < this.bestCost) {
+      this.best = seq;
+      this.bestCost = cost;
+    }
+  }
+
+  step(deadline: number): void {
+    const { ctx, random, cur } = this;
     const repeats: number[] = [];
     const seen = new Uint8Array(ctx.n);
-    cur.forEach((v, j) => {
-      if (seen[v]) repeats.push(j);
-      seen[v] = 1;
-    });
+    for (let j = 0; j < cur.length; j++) {
+      if (seen[cur[j]!]) repeats.push(j);
+      seen[cur[j]!] = 1;
+    }
     let ruined: number[];
     if (repeats.length > 0 && random() < 0.75) {
       const k = 1 + Math.floor(random() * Math.min(3, repeats.length));
@@ -399,22 +421,13 @@ export function improve(ctx: Context, start: number[], budget: number, deadline:
       // A recomputation at a random read: frees its value before that read.
       const j = 1 + Math.floor(random() * (cur.length - 1));
       const preds = ctx.adj.preds[cur[j]!]!;
-      if (preds.length === 0) continue;
+      if (preds.length === 0) return;
       const v = preds[Math.floor(random() * preds.length)]!;
       ruined = [...cur.slice(0, j), v, ...cur.slice(j)];
     }
-    const repaired = repair(ctx, ruined, budget, deadline);
-    if (!repaired) continue;
-    const cand = prune(ctx, repaired, budget);
-    const cost = analyze(ctx, cand, budget).cost;
-    if (cost <= curCost) {
-      cur = cand;
-      curCost = cost;
-      if (cost < bestCost) {
-        best = cand;
-        bestCost = cost;
-      }
-    }
+    const repaired = repair(ctx, ruined, this.budget, deadline);
+    if (!repaired) return;
+    const cand = prune(ctx, repaired, this.budget);
+    this.offer(cand, analyze(ctx, cand, this.budget).cost);
   }
-  return best;
 }
