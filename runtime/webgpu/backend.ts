@@ -100,7 +100,12 @@ export class WebGpuBackend {
   private pass: GPUComputePassEncoder | null = null;
   private inEncoder = 0;
   private readonly checks: Promise<KernelCompileError | null>[] = [];
-  private disposed = false;
+  private isDisposed = false;
+
+  /** Whether `dispose()` was called. */
+  get disposed(): boolean {
+    return this.isDisposed;
+  }
   private readonly workgroupMatmulOk: boolean;
 
   /** A backend on a freshly acquired device, or null (with the reason in `lastAcquireFailure`). */
@@ -498,14 +503,14 @@ export class WebGpuBackend {
   }
 
   private live(): void {
-    if (this.disposed) throw new RheoError('WebGPU backend used after dispose()');
+    if (this.isDisposed) throw new RheoError('WebGPU backend used after dispose()');
     if (this.gpu.lost) throw this.gpu.lost;
   }
 
   /** Free every buffer this backend created (and the device, if the backend acquired it). */
   dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+    if (this.isDisposed) return;
+    this.isDisposed = true;
     this.pass?.end();
     this.pass = null;
     this.encoder = null;

@@ -36,6 +36,10 @@ export function describeAdapter(be: WebGpuBackend): string {
   return `${name} (${detail})`;
 }
 
+const unreachable = new FinalizationRegistry<{ backend: WebGpuBackend; tensors: Map<number, WebGpuTensor> }>(({ backend, tensors }) => {
+  if (!backend.disposed) for (const t of tensors.values()) backend.release(t);
+});
+
 const asHost = (a: CpuArray): HostArray => (a instanceof Float64Array ? Float32Array.from(a) : a);
 
 /**
@@ -47,6 +51,8 @@ export class GpuVariables {
 
   constructor(readonly backend: WebGpuBackend, host: ReadonlyMap<number, CpuArray>) {
     for (const [id, a] of host) this.tensors.set(id, backend.upload(asHost(a), dtypeOf(a)));
+    // nobody frees by hand: once no executable holds these variables, their buffers go back to the pool
+    unreachable.register(this, { backend, tensors: this.tensors });
   }
 
   has(id: number): boolean {
