@@ -12,7 +12,7 @@ import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
 import { bytesPerElement, numel, type DType } from '../graphs/types.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
 import { rematerializePlan } from '../scheduler/remat-plan.js';
-import type { PlannerOptions } from '../scheduler/remat/planner.js';
+import type { RematOptions } from '../scheduler/remat-plan.js';
 import { bindDims, concreteShape, concreteShapes } from '../scheduler/specialize.js';
 import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
 import { interpretKernel } from './interpreter.js';
@@ -76,8 +76,8 @@ export interface CompileOptions {
    * CPU backend only.
    */
   readonly memoryBudget?: number | string;
-  /** how rematerialization is solved (default: exact MILP up to 300 kernels, else heuristic) */
-  readonly remat?: PlannerOptions;
+  /** how rematerialization is solved (default: exact MILP up to 300 kernels, else heuristic; or Chen's √n schedule) */
+  readonly remat?: RematOptions;
 }
 
 /** '256 MB', '1.5 GiB', '4096' -> bytes */
@@ -126,7 +126,7 @@ export class Executable {
   readonly defaultOutputs: readonly string[];
   readonly stats: RunStats = { runs: 0, kernelLaunches: 0, plansMade: 0, peakArenaBytes: 0, measuredPeakBytes: 0 };
   private readonly budget: number | undefined;
-  private readonly rematOptions: PlannerOptions;
+  private readonly rematOptions: RematOptions;
   private readonly opts: CompileOptions;
   private readonly fuse: boolean;
   private readonly f64: boolean;

@@ -12,3 +12,4 @@ export { solveExact } from './exact.js';
 export type { ExactOptions } from './exact.js';
 export { planRematerialization, minimumBudget } from './planner.js';
 export type { PlannerOptions, RematResult, MinimumBudget } from './planner.js';
+export { chenSchedule } from './chen.js';
