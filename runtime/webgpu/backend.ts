@@ -10,7 +10,7 @@ import { kernelSignature, type Kernel } from '../../ops/kernel-ir.js';
 import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } from './device.js';
 import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wgsl.js';
 import { storageType } from './wgsl-expr.js';
-import type { MatmulVariant } from './render-wgsl-matmul.js';
+import type { MatmulVariant, RegisterTileChoice } from './render-wgsl-matmul.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
 export class KernelLaunchError extends RheoError {
@@ -36,6 +36,8 @@ export interface WebGpuBackendOptions {
   readonly workgroupSize?: number;
   /** map kernels compute four outputs per invocation where they can (default true) */
   readonly vectorize?: boolean;
+  /** the register matmul's tile per output shape (default: render-wgsl-matmul.ts `registerTile`) */
+  readonly registerTile?: RegisterTileChoice;
   /** submit the open command buffer after this many dispatches, so the GPU starts early */
   readonly dispatchesPerSubmit?: number;
 }
@@ -265,6 +267,7 @@ export class WebGpuBackend {
       matmul: this.matmulVariant,
       workgroupSize: this.opts.workgroupSize ?? Math.min(256, this.gpu.limits.maxComputeInvocationsPerWorkgroup, this.gpu.limits.maxComputeWorkgroupSizeX),
       vectorize: this.opts.vectorize,
+      registerTile: this.opts.registerTile,
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
     });
   }

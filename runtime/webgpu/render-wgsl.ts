@@ -9,7 +9,7 @@ import type { DType } from '../../graphs/types.js';
 import { RheoError } from '../../graphs/errors.js';
 import { numel } from '../../graphs/types.js';
 import { stridesOf, type Expr, type Kernel, type MapKernel, type ScatterAddKernel } from '../../ops/kernel-ir.js';
-import { renderMatmul, type MatmulVariant } from './render-wgsl-matmul.js';
+import { renderMatmul, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
 import {
   ExprEmitter, bindingTypes, convert, declareBindings, fromStorage, grid, literal, loopIterations, toStorage,
@@ -42,6 +42,8 @@ export interface RenderOptions {
   readonly maxWorkgroupsPerDimension?: number;
   /** map kernels compute four outputs per invocation where they can (render-wgsl-vec4.ts); default true */
   readonly vectorize?: boolean;
+  /** the register matmul's tile per output shape (default `registerTile`) */
+  readonly registerTile?: RegisterTileChoice;
 }
 
 export interface KernelPass {
@@ -65,7 +67,7 @@ export function renderWgsl(kernel: Kernel, opts: RenderOptions = {}): RenderedKe
   switch (kernel.kind) {
     case 'map': return renderMap(kernel, opts.workgroupSize ?? 64, maxDim, opts.vectorize !== false);
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim);
-    case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim);
+    case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, opts.registerTile);
   }
 }
 
