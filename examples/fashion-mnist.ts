@@ -51,7 +51,10 @@ const test = smoke ? slice(data.test, 500) : data.test;
 console.log(`data: ${source}`);
 
 const model = mlpGraph(sizes, 'fashion-mnist-mlp');
-const step = await compileAsync(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed, backend: args.backend as 'auto' });
+const step = await compileAsync(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed, backend: args.backend as 'auto' }).catch((e: Error) => {
+  console.error(`--backend ${args.backend}: ${e.message}`);
+  process.exit(1);
+});
 const info = step.backendInfo;
 const backendText = info.backend === 'webgpu' ? `webgpu on ${info.adapter}` : `cpu${info.reason ? ` (${info.reason})` : ''}`;
 console.log(`train ${train.count} images, test ${test.count} images; MLP ${sizes.join('-')}, Adam lr ${args.lr}, batch ${batchSize}, ${epochs} epochs`);
