@@ -6,7 +6,8 @@
 
 import loadHighs, { type Highs } from 'highs';
 import { adjacency, topologicallyOrdered, type Adjacency, type CostGraph } from './cost-graph.js';
-import { makeContext, minimumHeuristicBudget, profile, solveHeuristicSequence, defaultTimeLimit, type HeuristicOptions } from './heuristic.js';
+import { makeContext, profile } from './context.js';
+import { defaultTimeLimit, minimumHeuristicBudget, solveHeuristicSequence, type HeuristicOptions } from './heuristic.js';
 import { buildMilp, milpToLp, sequenceFromSolution, stageStart } from './milp.js';
 import { budgetError, type RematPlan, type RematStats } from './plan-types.js';
 import { memoryLowerBound, plainSchedule, scheduleFromSequence, simulate, totalCompute } from './schedule.js';

@@ -4,7 +4,8 @@
 
 import { adjacency, validateCostGraph, type CostGraph } from './cost-graph.js';
 import { solveExact } from './exact.js';
-import { defaultTimeLimit, makeContext, minimumHeuristicBudget, solveHeuristic } from './heuristic.js';
+import { makeContext } from './context.js';
+import { defaultTimeLimit, minimumHeuristicBudget, solveHeuristic } from './heuristic.js';
 import type { RematPlan } from './plan-types.js';
 import { baselinePeak, memoryLowerBound } from './schedule.js';
 

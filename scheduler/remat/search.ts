@@ -5,7 +5,7 @@
 // budget holds; `improve` is ruin-and-recreate around it. The greedy in heuristic.ts supplies
 // the starting plans; this module never builds one from nothing except via `repair`.
 
-import type { Context } from './heuristic.js';
+import type { Context } from './context.js';
 
 /** Copy intervals of a sequence: the value made at step j is resident for steps j..end[j]. */
 export interface Analysis {
@@ -231,21 +231,23 @@ function insertionDelta(ctx: Context, a: Analysis, r: number, chain: readonly nu
 }
 
 /**
- * Edits the sequence until the peak fits the budget: at the step of largest excess, some value
- * resident there but not read there is evaluated later, just before its next read, either by
- * moving its evaluation there (free, when nothing reads it earlier) or by rebuilding it there,
- * alone or with the inputs whose copies would otherwise have to live longer. Picks the edit
+ * Edits the sequence until the peak fits the budget. At the step of largest excess, for each
+ * value resident there but not read there: move its evaluation to just before its next read
+ * (free, when nothing reads it earlier), move that reader to before the peak (free, when it
+ * releases more inputs than its output holds), or rebuild the value just before the read,
+ * alone or with the inputs whose copies would otherwise have to live longer. Takes the edit
  * with the most excess removed per unit of compute. Null when no edit helps.
  */
 export function repair(ctx: Context, seq: number[], budget: number, deadline = Infinity, maxSteps = 4 * ctx.n + 100): number[] | null {
   const { adj, compute } = ctx;
   let cur = seq;
   let a = analyze(ctx, cur, budget);
-  type Edit = { score: number; r: number; chain: number[]; from?: number };
+  // Insert `chain` before step `at`, after removing step `from` when given.
+  type Edit = { score: number; at: number; chain: number[]; from?: number };
   const apply = (e: Edit) => {
-    const moved = e.from === undefined ? cur : cur.filter((_, k) => k !== e.from);
-    const at = e.from === undefined ? e.r : e.r - 1;
-    return [...moved.slice(0, at), ...e.chain, ...moved.slice(at)];
+    const base = e.from === undefined ? cur : cur.filter((_, k) => k !== e.from);
+    const at = e.from !== undefined && e.from < e.at ? e.at - 1 : e.at;
+    return [...base.slice(0, at), ...e.chain, ...base.slice(at)];
   };
   for (let step = 0; a.overflow > 0; step++) {
     if (step >= maxSteps || performance.now() > deadline) return null;
@@ -253,6 +255,7 @@ export function repair(ctx: Context, seq: number[], budget: number, deadline = I
     for (let k = 1; k < cur.length; k++) if (a.memory[k]! > a.memory[j]!) j = k;
     const readsAtJ = new Set(adj.preds[cur[j]!]);
     const edits: Edit[] = [];
+    const pulled = new Set<number>();
     for (let c = 0; c < j; c++) {
       const v = cur[c]!;
       if (a.end[c]! <= j || readsAtJ.has(v)) continue;
@@ -261,7 +264,18 @@ export function repair(ctx: Context, seq: number[], budget: number, deadline = I
         // Nothing reads this copy before r: evaluate it just before r instead, at no cost.
         // Scored as a rebuild at r that also drops step c; checked exactly before use.
         const gain = Math.max(0, a.memory[c]! - budget) - insertionDelta(ctx, a, r, [v], budget);
-        if (gain > 0) edits.push({ score: gain * 1e12, r, chain: [v], from: c });
+        if (gain > 0) edits.push({ score: gain * 1e12, at: r, chain: [v], from: c });
+      }
+      // Or evaluate its next reader before the peak, if that releases more than it adds.
+      const w = cur[r]!;
+      if (!pulled.has(r) && adj.preds[w]!.every((p) => copyBefore(a, p, j) >= 0)) {
+        pulled.add(r);
+        let gain = -ctx.bytes[w]!;
+        for (const p of adj.preds[w]!) {
+          const pc = copyBefore(a, p, j);
+          if (a.end[pc]! === r && !readsAtJ.has(p)) gain += ctx.bytes[p]!;
+        }
+        if (gain > 0) edits.push({ score: gain * 1e12, at: j, chain: [w], from: r });
       }
       let previous = 0;
       for (const depth of [0, 1, 3]) {
@@ -271,7 +285,7 @@ export function repair(ctx: Context, seq: number[], budget: number, deadline = I
         const gain = -insertionDelta(ctx, a, r, chain, budget);
         if (gain <= 0) continue;
         const added = chain.reduce((s, x) => s + compute[x]!, 0);
-        edits.push({ score: gain / (added + 1e-9), r, chain });
+        edits.push({ score: gain / (added + 1e-9), at: r, chain });
       }
     }
     edits.sort((x, y) => y.score - x.score);
@@ -373,8 +387,9 @@ export function prune(ctx: Context, seq: number[], budget: number): number[] {
 }
 
 /**
- * Ruin and recreate: drop a few recomputations (or add one at random), repair the excess,
- * prune, and keep the result when it costs no more (so the search walks plateaus). `step`
+ * Ruin and recreate: move one evaluation within its window, drop a few recomputations or add
+ * one at random; repair the excess, prune, and keep the result when it costs no more (so the
+ * search walks plateaus). `step`
  * runs one round; `offer` hands it a plan found elsewhere.
  */
 export class RuinAndRecreate {
@@ -412,7 +427,20 @@ export class RuinAndRecreate {
       seen[cur[j]!] = 1;
     }
     let ruined: number[];
-    if (repeats.length > 0 && random() < 0.75) {
+    const kind = random();
+    if (kind < 0.3) {
+      // Reorder: move one evaluation anywhere between its inputs and its first reader.
+      const a = analyze(ctx, cur, this.budget);
+      const k = Math.floor(random() * cur.length);
+      let lo = 0;
+      for (const p of ctx.adj.preds[cur[k]!]!) lo = Math.max(lo, copyBefore(a, p, k) + 1);
+      const first = a.readStart[k]! < a.readStart[k + 1]! ? a.readList[a.readStart[k]!]! : cur.length;
+      const to = lo + Math.floor(random() * (first - lo)); // insert before `to` (original index)
+      if (to === k || to === k + 1) return;
+      ruined = cur.filter((_, j) => j !== k);
+      const at = to > k ? to - 1 : to;
+      ruined.splice(at, 0, cur[k]!);
+    } else if (repeats.length > 0 && kind < 0.8) {
       const k = 1 + Math.floor(random() * Math.min(3, repeats.length));
       const drop = new Set<number>();
       for (let i = 0; i < k; i++) drop.add(repeats[Math.floor(random() * repeats.length)]!);
