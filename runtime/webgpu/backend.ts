@@ -1,5 +1,5 @@
 /// <reference types="webgpu" />
-// The WebGPU backend's device layer: pooled storage buffers, a pipeline cache keyed by kernel
+// The WebGPU backend's device layer: buffers from a pool (pool.ts), a pipeline cache keyed by kernel
 // signature, and dispatches batched into few command buffers. Nothing is read back until `read`
 // asks; compile and device errors surface there (or from `compile`) as typed errors.
 // It does not plan memory or order kernels (the scheduler does) and never sees ops, only kernel IR.
@@ -10,6 +10,7 @@ import { kernelSignature, type Kernel } from '../../ops/kernel-ir.js';
 import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } from './device.js';
 import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wgsl.js';
 import { storageType } from './wgsl-expr.js';
+import { BufferPool, sizeClass } from './pool.js';
 import type { MatmulVariant, RegisterTileChoice } from './render-wgsl-matmul.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
@@ -56,17 +57,7 @@ interface Tensor extends WebGpuTensor {
   released: boolean;
 }
 
-const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
-const USAGE_READBACK = 0x01 | 0x08; // MAP_READ | COPY_DST
 const MAP_READ = 0x1;
-
-/** Buffer sizes come in classes (four per power of two) so that freed buffers are reused. */
-function sizeClass(bytes: number): number {
-  const b = Math.max(16, bytes);
-  const p = 2 ** Math.floor(Math.log2(b));
-  const step = Math.max(16, p / 4);
-  return Math.ceil(b / step) * step;
-}
 
 /**
  * Runs kernel IR on a WebGPU device.
@@ -93,11 +84,7 @@ export class WebGpuBackend {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new Map<GPUBuffer, number>();
   private readonly layouts = new Map<number, [GPUBindGroupLayout, GPUPipelineLayout]>();
-  private readonly free = new Map<number, GPUBuffer[]>();
-  private readonly readback = new Map<number, GPUBuffer[]>();
-  /** released while commands that use them may still be unsubmitted */
-  private deferred: [number, GPUBuffer][] = [];
-  private readonly all = new Set<GPUBuffer>();
+  private readonly pool: BufferPool;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private inEncoder = 0;
@@ -126,6 +113,7 @@ export class WebGpuBackend {
     private readonly ownsDevice = false,
   ) {
     this.device = gpu.device;
+    this.pool = new BufferPool(this.device, this.stats);
     this.loopLimit = /llvmpipe/i.test(`${gpu.info.device} ${gpu.info.description}`) ? 65535 : Infinity;
     const lim = gpu.limits;
     const wgOk = lim.maxComputeInvocationsPerWorkgroup >= 256 && lim.maxComputeWorkgroupStorageSize >= 8192;
@@ -185,33 +173,14 @@ export class WebGpuBackend {
     const x = t as Tensor;
     if (x.released) return;
     x.released = true;
-    this.deferred.push([sizeClass(x.bytes), x.buffer]);
+    this.pool.give(x.bytes, x.buffer);
   }
 
-  /**
-   * A buffer released since the last submit may still be read by recorded dispatches. A kernel
-   * output may reuse it (dispatches run in order), but an upload may not: queue writes run
-   * before the commands still being recorded.
-   */
+  /** Kernel outputs may take buffers released since the last submit; uploads may not (see BufferPool). */
   private allocTensor(dtype: DType, elements: number, recycleUnsubmitted: boolean): Tensor {
     this.live();
     const bytes = elements * 4; // every dtype occupies 4 bytes per element here
-    const cls = sizeClass(bytes);
-    let buffer = this.free.get(cls)?.pop();
-    if (!buffer && recycleUnsubmitted) {
-      const i = this.deferred.findIndex(([c]) => c === cls);
-      if (i >= 0) buffer = this.deferred.splice(i, 1)[0]![1];
-    }
-    buffer ??= this.createBuffer(cls, USAGE_STORAGE);
-    return { dtype, elements, buffer, bytes, released: false };
-  }
-
-  private createBuffer(size: number, usage: number): GPUBuffer {
-    const b = this.device.createBuffer({ size, usage });
-    this.all.add(b);
-    this.stats.buffersCreated++;
-    this.stats.bytesCreated += size;
-    return b;
+    return { dtype, elements, buffer: this.pool.take(bytes, recycleUnsubmitted), bytes, released: false };
   }
 
   // ------------------------------------------------------------ kernels
@@ -408,12 +377,7 @@ export class WebGpuBackend {
     }
     this.encoder = null;
     this.inEncoder = 0;
-    for (const [cls, b] of this.deferred) {
-      let l = this.free.get(cls);
-      if (!l) this.free.set(cls, (l = []));
-      l.push(b);
-    }
-    this.deferred = [];
+    this.pool.submitted();
   }
 
   /** Copy a tensor back to the host, after every dispatch recorded so far. */
@@ -432,7 +396,7 @@ export class WebGpuBackend {
     const staged = ts.map((t) => {
       const x = t as Tensor;
       const cls = sizeClass(x.bytes);
-      const staging = this.readback.get(cls)?.pop() ?? this.createBuffer(cls, USAGE_READBACK);
+      const staging = this.pool.takeStaging(x.bytes);
       if (x.bytes > 0) {
         this.endPass();
         this.encoder!.copyBufferToBuffer(x.buffer, 0, staging, 0, cls);
@@ -446,7 +410,7 @@ export class WebGpuBackend {
       const failed = (await Promise.all(checks)).find((e) => e !== null);
       if (failed) {
         this.discard();
-        for (const s of staged) this.recycleStaging(s.cls, s.staging);
+        for (const s of staged) this.pool.giveStaging(s.cls, s.staging);
         throw failed;
       }
       // recorded commands wait for the compile checks: a failed pipeline must not be submitted
@@ -463,18 +427,12 @@ export class WebGpuBackend {
         else if (x.dtype === 'bool') out.push(Uint8Array.from(new Uint32Array(words, 0, x.elements)));
         else out.push(new Float32Array(words, 0, x.elements).slice());
         staging.unmap();
-        this.recycleStaging(cls, staging);
+        this.pool.giveStaging(cls, staging);
       }
       const err = this.gpu.takeError();
       if (err) throw err;
       return out;
     })();
-  }
-
-  private recycleStaging(cls: number, staging: GPUBuffer): void {
-    let l = this.readback.get(cls);
-    if (!l) this.readback.set(cls, (l = []));
-    l.push(staging);
   }
 
   /** End the open compute pass (copies are recorded outside passes); opens an encoder if none. */
@@ -517,10 +475,7 @@ export class WebGpuBackend {
     this.pass?.end();
     this.pass = null;
     this.encoder = null;
-    for (const b of this.all) b.destroy();
-    this.all.clear();
-    this.free.clear();
-    this.readback.clear();
+    this.pool.destroy();
     this.pipelines.clear();
     this.byKernel = new WeakMap();
     this.bindGroups.clear();
