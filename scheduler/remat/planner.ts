@@ -13,8 +13,8 @@ export interface PlannerOptions {
   /** 'auto' (default): exact up to `exactMaxNodes` nodes, heuristic beyond. */
   solver?: 'auto' | 'exact' | 'heuristic';
   /**
-   * Wall-clock allowance. The MILP's limit (default 60 s); the heuristic's refinement time is
-   * min(this, about 4 ms per node, 5 s).
+   * Wall-clock allowance (default 10 s): the exact solver's limit, heuristic start included;
+   * the heuristic's refinement time is min(this, its default of 2.5 to 5 s).
    */
   timeLimitMs?: number;
   /** Largest graph 'auto' gives to the MILP (default 300 nodes). */
@@ -46,9 +46,10 @@ export function planRematerialization(graph: CostGraph, budget: number, options:
   const solver = options.solver ?? 'auto';
   const n = graph.nodes.length;
   const useExact = solver === 'exact' || (solver === 'auto' && n <= (options.exactMaxNodes ?? 300));
+  const limit = options.timeLimitMs ?? 10_000;
   const plan = useExact
-    ? solveExact(graph, budget, options.timeLimitMs !== undefined ? { timeLimitMs: options.timeLimitMs } : {})
-    : solveHeuristic(graph, budget, { timeLimitMs: Math.min(defaultTimeLimit(n), options.timeLimitMs ?? Infinity) });
+    ? solveExact(graph, budget, { timeLimitMs: limit })
+    : solveHeuristic(graph, budget, { timeLimitMs: Math.min(defaultTimeLimit(n), limit) });
   return { plan, baseline: baselinePeak(graph, adj), lowerBound: memoryLowerBound(graph, adj) };
 }
 
