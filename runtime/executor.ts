@@ -395,7 +395,8 @@ export class Executable {
     const fed = this.feedArrays(feeds);
     const plan = this.prepare(new Map([...fed].map(([k, v]) => [k, v.shape])), outputs, update);
     const byId = new Map<number, HostTensor>();
-    for (const n of this.graph.nodes) if (n.op === 'input' && fed.has(n.name!)) byId.set(n.id, fed.get(n.name!)!);
+    // only inputs the plan reads are uploaded
+    for (const n of this.graph.nodes) if (n.op === 'input' && fed.has(n.name!) && plan.buffers.has(n.id)) byId.set(n.id, fed.get(n.name!)!);
     const result = runPlanOnGpu(gpu, plan, byId, update);
     this.stats.runs++;
     this.stats.kernelLaunches += plan.steps.length;
