@@ -49,6 +49,8 @@ export interface MilpResult {
   costLowerBound?: number;
   /** Whether HiGHS accepted the starting sequence. */
   started: boolean;
+  /** False when the model was not given to HiGHS (too large, or the solver is reloading). */
+  ran?: boolean;
 }
 
 /**
@@ -64,9 +66,9 @@ export function solveMilp(
   const t0 = performance.now();
   const milp = buildMilp(graph, budget, adj);
   const nonzeros = milp.rows.reduce((sum, row) => sum + row.terms.length, 0);
-  if (nonzeros > MAX_MILP_NONZEROS) return { seq: null, status: `model too large (${nonzeros} nonzeros)`, optimal: false, started: false };
+  if (nonzeros > MAX_MILP_NONZEROS) return { seq: null, status: `model too large (${nonzeros} nonzeros)`, optimal: false, started: false, ran: false };
   const h = HIGHS;
-  if (!h) return { seq: null, status: 'solver reloading after an abort', optimal: false, started: false };
+  if (!h) return { seq: null, status: 'solver reloading after an abort', optimal: false, started: false, ran: false };
   let created: ReturnType<Highs['createModel']> | null = null;
   try {
     const model = h.createModel({ format: 'lp', data: milpToLp(milp) });
@@ -98,24 +100,25 @@ export function solveMilp(
       }
     }
     const run = model.run();
+    const ran = true;
     const status = statusName(h, run.modelStatus);
     const optimal = run.modelStatus === h.constants.modelStatus.optimal;
     const dual = Number(model.info.get('mip_dual_bound'));
     const base = totalCompute(graph);
     const bound = Number.isFinite(dual) ? { costLowerBound: base + dual * (base || 1) } : {};
-    if (Number(model.info.get('primal_solution_status')) !== 2) return { seq: null, status, optimal: false, started, ...bound };
+    if (Number(model.info.get('primal_solution_status')) !== 2) return { seq: null, status, optimal: false, started, ran, ...bound };
     const sol = model.getSolution().colValue;
     const value = new Map<string, number>();
     names.forEach((name, c) => name[0] === 'r' && value.set(name, sol[c]!));
     const seq = sequenceFromSolution(graph.nodes.length, (name) => value.get(name) ?? 0, milp.hasR);
     const sim = simulate(graph, scheduleFromSequence(graph, seq, adj), adj);
     if (!sim.valid || sim.peak > budget)
-      return { seq: null, status: `${status}; solution rejected: ${sim.error ?? `peak ${sim.peak} > budget ${budget}`}`, optimal: false, started, ...bound };
-    return { seq, status, optimal, started, ...bound };
+      return { seq: null, status: `${status}; solution rejected: ${sim.error ?? `peak ${sim.peak} > budget ${budget}`}`, optimal: false, started, ran, ...bound };
+    return { seq, status, optimal, started, ran, ...bound };
   } catch (e) {
     if (!(e instanceof Error && e.name === 'RuntimeError')) throw e;
     reloadHighs();
-    return { seq: null, status: `solver aborted (${e.message.split('.')[0]})`, optimal: false, started: false };
+    return { seq: null, status: `solver aborted (${e.message.split('.')[0]})`, optimal: false, started: false, ran: true };
   } finally {
     if (HIGHS === h) created?.dispose();
   }
@@ -174,7 +177,7 @@ export function solveExact(graph: CostGraph, budget: number, options: ExactOptio
     optimal,
     ...(gap !== undefined ? { gap: optimal ? Math.min(gap, options.mipRelGap ?? 1e-6) : gap } : {}),
     solver: useMilp ? 'exact' : 'heuristic',
-    status: milp.status + (milp.started ? '' : '; no warm start'),
+    status: milp.status + (milp.started || !milp.ran ? '' : '; no warm start'),
   });
 }
 
