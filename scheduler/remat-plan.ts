@@ -88,6 +88,10 @@ export function planCostGraph(plan: Plan, inPlace: ReadonlyMap<number, number> =
     const p = stepOf.get(id);
     if (p !== undefined) edges.push([p, end]);
   }
+  // every other sink (e.g. an update computed in place) precedes the end too, so the end is
+  // the last step of any schedule and what it keeps is resident until the run is over
+  const hasSucc = new Set(edges.map(([a]) => a));
+  for (let i = 0; i < end; i++) if (!hasSucc.has(i)) edges.push([i, end]);
   return { nodes, edges };
 }
 
@@ -185,7 +189,7 @@ function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, opts: Rem
   const steps: Step[] = [];
   const frees: number[][] = [];
   for (const s of result.plan.schedule.steps) {
-    if (s.node === end) continue;
+    if (s.node === end) break;
     steps.push(plan.steps[s.node]!);
     frees.push(s.free.filter((v) => v !== end).map((v) => plan.steps[v]!.node));
   }
