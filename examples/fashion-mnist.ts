@@ -60,7 +60,8 @@ const backendText = info.backend === 'webgpu' ? `webgpu on ${info.adapter}` : `c
 console.log(`train ${train.count} images, test ${test.count} images; MLP ${sizes.join('-')}, Adam lr ${args.lr}, batch ${batchSize}, ${epochs} epochs`);
 console.log(`backend: ${backendText}`);
 const plan = step.plan({ x: [batchSize, PIXELS], y: [batchSize, NUM_CLASSES] });
-console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion), intermediate arena ${(plan.memory.arenaBytes / 1e6).toFixed(2)} MB`);
+const memory = info.backend === 'webgpu' ? 'intermediates from the device buffer pool' : `intermediate arena ${(plan.memory.arenaBytes / 1e6).toFixed(2)} MB`;
+console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion), ${memory}`);
 
 function slice(s: typeof data.train, n: number): typeof data.train {
   const c = Math.min(n, s.count);
