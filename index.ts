@@ -15,7 +15,8 @@ export { RheoError, ShapeError, DTypeError, UnknownOpError, FeedError, GraphErro
 export { allOps } from './ops/registry.js';
 export { planGraph } from './scheduler/plan.js';
 export type { Plan, Step } from './scheduler/plan.js';
-export { compile, compileAsync, Executable, BackendError, parseBytes } from './runtime/executor.js';
+export { compile, compileAsync, Executable, BackendError } from './runtime/executor.js';
+export { parseBytes } from './runtime/memory.js';
 export type { CompileOptions, Feeds, Outputs, BackendName, BackendInfo, RunStats } from './runtime/executor.js';
 export { reactive } from './runtime/reactive.js';
 export type { ReactiveRun, ReactiveResult } from './runtime/reactive.js';

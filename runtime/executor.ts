@@ -12,6 +12,7 @@ import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
 import { bytesPerElement, numel, type DType } from '../graphs/types.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
 import { rematerializePlan } from '../scheduler/remat-plan.js';
+import { CountingPool, parseBytes } from './memory.js';
 import type { RematOptions } from '../scheduler/remat-plan.js';
 import { bindDims, concreteShape, concreteShapes } from '../scheduler/specialize.js';
 import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
@@ -78,17 +79,6 @@ export interface CompileOptions {
   readonly memoryBudget?: number | string;
   /** how rematerialization is solved (default: exact MILP up to 300 kernels, else heuristic; or Chen's √n schedule) */
   readonly remat?: RematOptions;
-}
-
-/** '256 MB', '1.5 GiB', '4096' -> bytes */
-export function parseBytes(v: number | string): number {
-  if (typeof v === 'number') return v;
-  const m = /^\s*([\d.]+)\s*([kmg]?i?b?)?\s*$/i.exec(v);
-  if (!m) throw new RangeError(`memory budget '${v}' is not a number of bytes such as '256 MB'`);
-  const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
-  const scale: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3 };
-  if (!(unit in scale)) throw new RangeError(`memory budget '${v}' has an unknown unit`);
-  return Math.floor(Number(m[1]) * scale[unit]!);
 }
 
 export interface RunStats {
@@ -495,30 +485,3 @@ export async function compileAsync(graph: Graph, opts: CompileOptions = {}): Pro
 }
 
 type RematPlanned = ReturnType<typeof rematerializePlan>;
-
-/**
- * The allocator used under a memory budget: typed arrays recycled by (dtype, length), counting
- * the bytes handed out and not yet returned, and the peak of that count.
- */
-class CountingPool {
-  private readonly free_ = new Map<string, CpuArray[]>();
-  liveBytes = 0;
-  peakBytes = 0;
-  constructor(private readonly f64: boolean) {}
-
-  alloc(dtype: DType, elements: number): CpuArray {
-    const key = `${dtype === 'i32' ? 'Int32Array' : dtype === 'bool' ? 'Uint8Array' : this.f64 ? 'Float64Array' : 'Float32Array'}:${elements}`;
-    const a = this.free_.get(key)?.pop() ?? allocArray(dtype, elements, this.f64);
-    this.liveBytes += a.byteLength;
-    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
-    return a;
-  }
-
-  free(a: CpuArray): void {
-    this.liveBytes -= a.byteLength;
-    const key = `${a.constructor.name}:${a.length}`;
-    const list = this.free_.get(key) ?? [];
-    list.push(a);
-    this.free_.set(key, list);
-  }
-}
