@@ -5,7 +5,7 @@
 
 import type { Builder } from '../graphs/builder.js';
 import { callSite, ShapeError } from '../graphs/errors.js';
-import type { Dim, Tensor } from '../graphs/types.js';
+import type { Dim, MatmulCheck, Shape, Tensor } from '../graphs/types.js';
 
 interface Term {
   t: Tensor;
@@ -113,7 +113,7 @@ function contractPair(g: Builder, a: Term, b: Term, later: Set<string>): Term {
   }
   const a3 = g.reshape(at, [...bShape, M, K]);
   const b3 = g.reshape(bt, [...bShapeB, K, N]);
-  const c3 = g.matmul(a3, b3 as never);
+  const c3 = g.matmul(a3, b3 as Tensor & MatmulCheck<Shape, Shape>);
   const out = g.reshape(c3, [...bd, ...fa, ...fb]);
   return { t: out, idx: [...batch, ...freeA, ...freeB] };
 }

@@ -6,18 +6,19 @@ import { defineOp } from './registry.js';
 import { ShapeError } from '../graphs/errors.js';
 import { requireDType, requireSameDType } from './shape.js';
 import type { IndexExpr } from './kernel-ir.js';
+import type { Tensor, TensorType } from '../graphs/types.js';
 
 defineOp({
   name: 'gather',
   kind: 'elementwise',
   infer(ins, _attrs, site) {
-    const [table, idx] = ins as [never, never] as [typeof ins[0] & {}, typeof ins[0] & {}];
+    const [table, idx] = ins as readonly [TensorType, TensorType];
     requireDType('gather', [idx], (d) => d === 'i32', 'i32 indices', site);
     if (table.shape.length < 1) throw new ShapeError('gather', [table.shape, idx.shape], 'table must have rank >= 1', site);
     return { dtype: table.dtype, shape: [...idx.shape, ...table.shape.slice(1)] };
   },
   vjp(g, ins, _out, ct) {
-    const [table, idx] = ins as [never, never] as [typeof ins[0] & {}, typeof ins[0] & {}];
+    const [table, idx] = ins as readonly [Tensor, Tensor];
     return [g.scatterAdd(g.zeros(table.shape, table.dtype), idx, ct), null];
   },
   lower(ctx, idx) {
@@ -32,7 +33,7 @@ defineOp({
   name: 'scatterAdd',
   kind: 'scatterAdd',
   infer(ins, _attrs, site) {
-    const [base, idx, upd] = ins as [never, never, never] as [typeof ins[0] & {}, typeof ins[0] & {}, typeof ins[0] & {}];
+    const [base, idx, upd] = ins as readonly [TensorType, TensorType, TensorType];
     const shapes = [base.shape, idx.shape, upd.shape];
     requireDType('scatterAdd', [idx], (d) => d === 'i32', 'i32 indices', site);
     requireSameDType('scatterAdd', [base, upd], site);

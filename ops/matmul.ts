@@ -4,7 +4,7 @@
 
 import { defineOp } from './registry.js';
 import { ShapeError } from '../graphs/errors.js';
-import type { Dim } from '../graphs/types.js';
+import type { Dim, MatmulCheck, Shape, Tensor } from '../graphs/types.js';
 import { broadcastShapes, requireDType, requireSameDType } from './shape.js';
 
 export function matmulShape(a: readonly Dim[], b: readonly Dim[], site?: string): Dim[] {
@@ -27,7 +27,10 @@ defineOp({
     return { dtype, shape: matmulShape(ins[0]!.shape, ins[1]!.shape, site) };
   },
   vjp(g, ins, _out, ct) {
-    const [a, b] = ins as [never, never];
-    return [g.sumTo(g.matmul(ct, g.transposeLast2(b)), (a as { shape: Dim[] }).shape), g.sumTo(g.matmul(g.transposeLast2(a), ct), (b as { shape: Dim[] }).shape)];
+    const [a, b] = ins as readonly [Tensor, Tensor];
+    // the operands' shapes are only known at run time here, so the literal-shape check is moot
+    const da = g.matmul(ct, g.transposeLast2(b) as Tensor & MatmulCheck<Shape, Shape>);
+    const db = g.matmul(g.transposeLast2(a), ct as Tensor & MatmulCheck<Shape, Shape>);
+    return [g.sumTo(da, a.shape), g.sumTo(db, b.shape)];
   },
 });

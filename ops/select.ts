@@ -3,6 +3,7 @@
 
 import { defineOp } from './registry.js';
 import { isFloat, type DType, type Tensor } from '../graphs/types.js';
+import type { Expr } from './kernel-ir.js';
 import { broadcastIndex, broadcastShapes, requireDType, requireSameDType } from './shape.js';
 
 defineOp({
@@ -19,7 +20,7 @@ defineOp({
     return [null, g.sumTo(g.where(cond, ct, zero), ins[1]!.shape), g.sumTo(g.where(cond, zero, ct), ins[2]!.shape)];
   },
   lower(ctx, idx) {
-    const [c, a, b] = [0, 1, 2].map((j) => ctx.input(j, broadcastIndex(idx, ctx.ins[j]!.shape))) as [never, never, never];
+    const [c, a, b] = [0, 1, 2].map((j) => ctx.input(j, broadcastIndex(idx, ctx.ins[j]!.shape))) as [Expr, Expr, Expr];
     return { k: 'where', c, a, b, dtype: ctx.out.dtype };
   },
 });
