@@ -5,6 +5,7 @@
 
 import type { CaseOrSkip, PeerLike } from './harness.js';
 import { navigatorGpu } from '../runtime/webgpu/device.js';
+import { mulberry32 } from '../runtime/data/rng.js';
 
 export type PeerName = 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu' | 'jax-js-wasm' | 'jax-js-webgpu';
 
@@ -74,16 +75,9 @@ export function installNavigatorGpu(): Promise<boolean> {
 /** Floating-point operations of one n×n×n matmul (multiply and add counted separately). */
 export const matmulFlops = (n: number): number => 2 * n * n * n;
 
-/** mulberry32: a small, fast, seeded generator of uniform numbers in [0, 1). */
+/** A seeded generator of uniform numbers in [0, 1): the project's mulberry32. */
 export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** Fills a Float32Array with N(0, std²) samples (Box–Muller) from a seeded generator. */

@@ -67,6 +67,11 @@ export function bytesPerElement(d: DType): number {
   return d === 'f16' ? 2 : d === 'bool' ? 1 : 4;
 }
 
+/** Bytes per element in host memory, where f16 is stored as f32. */
+export function hostBytesPerElement(d: DType): number {
+  return bytesPerElement(d === 'f16' ? 'f32' : d);
+}
+
 // ---- type-level shape arithmetic (best effort: falls back to `Shape` where it cannot tell) ----
 
 /** `unknown` when two dims may agree, an error-carrying object type when two literals differ. */

@@ -9,7 +9,7 @@ import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
 import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
-import { bytesPerElement, numel, type DType } from '../graphs/types.js';
+import { hostBytesPerElement, numel, type DType } from '../graphs/types.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
 import { rematerializePlan } from '../scheduler/remat-plan.js';
 import { CountingPool, parseBytes } from './memory.js';
@@ -243,7 +243,7 @@ export class Executable {
     for (const a of this.store.host.values()) bytes += a.byteLength;
     for (const n of this.graph.nodes) {
       const s = n.op === 'input' ? feedShapes.get(n.name!) : undefined;
-      if (s && plan.buffers.has(n.id)) bytes += numel(s) * (this.f64 && n.dtype === 'f32' ? 8 : bytesPerElement(n.dtype === 'f16' ? 'f32' : n.dtype));
+      if (s && plan.buffers.has(n.id)) bytes += numel(s) * (this.f64 && n.dtype === 'f32' ? 8 : hostBytesPerElement(n.dtype));
     }
     return bytes;
   }
@@ -447,7 +447,7 @@ export class Executable {
     for (const id of ids) {
       const n = this.graph.nodes[id]!;
       const elements = n.op === 'const' && Array.isArray(n.attrs['data']) ? (n.attrs['data'] as number[]).length : numel(concreteShape(n.shape, new Map()));
-      b += elements * (this.f64 && (n.dtype === 'f32' || n.dtype === 'f16') ? 8 : bytesPerElement(n.dtype === 'f16' ? 'f32' : n.dtype));
+      b += elements * (this.f64 && (n.dtype === 'f32' || n.dtype === 'f16') ? 8 : hostBytesPerElement(n.dtype));
     }
     return b;
   }

@@ -4,7 +4,7 @@
 
 import type { Graph } from '../graphs/graph.js';
 import { ancestors } from '../graphs/graph.js';
-import { bytesPerElement, numel } from '../graphs/types.js';
+import { hostBytesPerElement, numel } from '../graphs/types.js';
 import type { Kernel } from '../ops/kernel-ir.js';
 import { opDef } from '../ops/registry.js';
 import { chooseMaterialized } from './fusion.js';
@@ -105,7 +105,7 @@ function finish(
     .filter(({ s }) => buffers.get(s.node)!.role === 'intermediate')
     .map(({ s, i }) => ({
       id: s.node,
-      bytes: buffers.get(s.node)!.elements * bytesPerElement(g.nodes[s.node]!.dtype === 'f16' ? 'f32' : g.nodes[s.node]!.dtype),
+      bytes: buffers.get(s.node)!.elements * hostBytesPerElement(g.nodes[s.node]!.dtype),
       first: i,
       last: Math.max(i, lastUse.get(s.node) ?? i),
     }));

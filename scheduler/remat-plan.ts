@@ -4,7 +4,7 @@
 // may repeat kernels and that releases each value after its last read. Recomputed values are
 // bit-identical: kernels are deterministic and dropout draws from (seed, index).
 
-import { bytesPerElement } from '../graphs/types.js';
+import { hostBytesPerElement, type DType } from '../graphs/types.js';
 import { linearize, outVars, type Kernel } from '../ops/kernel-ir.js';
 import type { Plan, Step } from './plan.js';
 import { chenSchedule } from './remat/chen.js';
@@ -64,7 +64,7 @@ export function kernelCost(k: Kernel): number {
 
 function valueBytes(plan: Plan, node: number): number {
   const b = plan.buffers.get(node)!;
-  return b.elements * bytesPerElement(b.dtype === 'f16' ? 'f32' : (b.dtype as 'f32' | 'i32' | 'bool'));
+  return b.elements * hostBytesPerElement(b.dtype as DType);
 }
 
 /**

@@ -4,7 +4,8 @@
 // (positive before log/sqrt, bounded before exp and products). Nothing here runs a graph.
 
 import fc from 'fast-check';
-import { graph, type Builder } from '../graphs/builder.js';
+import { extend, graph, type Builder } from '../graphs/builder.js';
+import { randUniform } from '../ops/rand.js';
 import type { Graph } from '../graphs/graph.js';
 import { f32, i32, numel, type Tensor } from '../graphs/types.js';
 import { tensor, type HostTensor } from '../runtime/tensor.js';
@@ -543,5 +544,27 @@ export function arbGraph(opts: GraphOptions = {}): fc.Arbitrary<RandomGraph> {
         Object.entries({ ...feeds, ...variables }).map(([k, v]) => `${k}: ${shown(v)}`).join('\n');
       return { graph: gr, feeds, variables, [fc.toStringMethod]: text };
     });
+  });
+}
+
+/**
+ * A scalar `loss` output added to a graph: the sum over its outputs of sum(output * R) with a
+ * fixed random R, so every element of every output matters to the gradient.
+ *
+ * ```ts
+ * const gg = grad(withRandomLoss(graph), 'loss');
+ * ```
+ */
+export function withRandomLoss(g: Graph): Graph {
+  return extend(g, (b) => {
+    let loss = null;
+    for (const [name, id] of Object.entries(g.outputs)) {
+      const t = b.tensor(id);
+      const shape = t.shape as number[];
+      const r = Array.from({ length: numel(shape) }, (_, i) => 2 * randUniform(name.length, i) - 1);
+      const term = b.sum(b.mul(t, b.constant(r, f32(...shape))));
+      loss = loss ? b.add(loss, term) : term;
+    }
+    b.output('loss', loss!);
   });
 }

@@ -4,14 +4,13 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { extend, graph } from '../graphs/builder.js';
+import { graph } from '../graphs/builder.js';
 import { grad } from '../graphs/autodiff.js';
 import type { Graph } from '../graphs/graph.js';
-import { f32, numel } from '../graphs/types.js';
+import { f32 } from '../graphs/types.js';
 import { compile, type Outputs } from '../runtime/executor.js';
 import type { HostTensor } from '../runtime/tensor.js';
-import { randUniform } from '../ops/rand.js';
-import { arbGraph, fcParams } from './arbitraries.js';
+import { arbGraph, fcParams, withRandomLoss } from './arbitraries.js';
 
 /** |a - b| <= rtol * max(|a|, |b|) + atol, element by element, both finite. */
 function expectClose(got: Outputs, want: Outputs, rtol: number, atol: number): void {
@@ -25,21 +24,6 @@ function expectClose(got: Outputs, want: Outputs, rtol: number, atol: number): v
       if (!ok) throw new Error(`output '${name}' [${w.shape.join(', ')}] element ${i}: cpu ${a}, reference ${b}`);
     }
   }
-}
-
-/** loss = sum over outputs of sum(output * R), with fixed random R, so every element matters. */
-function withLoss(g: Graph): Graph {
-  return extend(g, (b) => {
-    let loss = null;
-    for (const [name, id] of Object.entries(g.outputs)) {
-      const t = b.tensor(id);
-      const shape = t.shape as number[];
-      const r = Array.from({ length: numel(shape) }, (_, i) => 2 * randUniform(name.length, i) - 1);
-      const term = b.sum(b.mul(t, b.constant(r, f32(...shape))));
-      loss = loss ? b.add(loss, term) : term;
-    }
-    b.output('loss', loss!);
-  });
 }
 
 function run(g: Graph, backend: 'cpu' | 'reference', feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>): Outputs {
@@ -61,7 +45,7 @@ describe('generated CPU kernels', () => {
   it('gradient graphs of random losses agree between the CPU kernels and the reference', () => {
     fc.assert(
       fc.property(arbGraph({ maxOps: 8, params: true }), ({ graph: g, feeds, variables }) => {
-        const gg = grad(withLoss(g), 'loss');
+        const gg = grad(withRandomLoss(g), 'loss');
         expectClose(run(gg, 'cpu', feeds, variables), run(gg, 'reference', feeds, variables), 1e-4, 1e-4);
       }),
       fcParams(100),
@@ -75,7 +59,7 @@ describe('generated CPU kernels', () => {
     fc.assert(
       fc.property(arbGraph({ maxOps: 10, params: true }), ({ graph: g, feeds }) => {
         const shapes = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape]));
-        for (const gr of [g, grad(withLoss(g), 'loss')]) {
+        for (const gr of [g, grad(withRandomLoss(g), 'loss')]) {
           const plan = compile(gr).plan(shapes);
           expect(plan.kernelCount).toBeLessThanOrEqual(plan.unfusedKernelCount);
         }

@@ -5,16 +5,15 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { extend, graph } from '../graphs/builder.js';
+import { graph } from '../graphs/builder.js';
 import { grad } from '../graphs/autodiff.js';
 import type { Graph } from '../graphs/graph.js';
-import { f32, numel } from '../graphs/types.js';
+import { f32 } from '../graphs/types.js';
 import { compile, compileAsync, type Outputs } from '../runtime/executor.js';
 import type { HostTensor } from '../runtime/tensor.js';
-import { randUniform } from '../ops/rand.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/execute.js';
-import { arbGraph, fcParams } from './arbitraries.js';
+import { arbGraph, fcParams, withRandomLoss } from './arbitraries.js';
 
 const gpu = await sharedWebGpuBackend();
 if (!gpu) console.warn(`WebGPU executor tests skipped: no adapter (${WebGpuBackend.unavailableReason})`);
@@ -34,21 +33,6 @@ function expectClose(got: Outputs, want: Outputs, rtol: number, atol: number): v
       }
     }
   }
-}
-
-/** loss = sum over outputs of sum(output * R), with fixed random R, so every element matters. */
-function withLoss(g: Graph): Graph {
-  return extend(g, (b) => {
-    let loss = null;
-    for (const [name, id] of Object.entries(g.outputs)) {
-      const t = b.tensor(id);
-      const shape = t.shape as number[];
-      const r = Array.from({ length: numel(shape) }, (_, i) => 2 * randUniform(name.length, i) - 1);
-      const term = b.sum(b.mul(t, b.constant(r, f32(...shape))));
-      loss = loss ? b.add(loss, term) : term;
-    }
-    b.output('loss', loss!);
-  });
 }
 
 /** Runs a graph on WebGPU and on the CPU, fused and unfused, and compares each pair. */
@@ -84,7 +68,7 @@ describe('executor on WebGPU', () => {
     it('gradient graphs of random losses give the CPU gradients, fused and unfused', async () => {
       await fc.assert(
         fc.asyncProperty(arbGraph({ maxOps: 6, maxDim: 5, maxElements: 60, params: true }), async ({ graph: g, feeds, variables }) => {
-          await sameOnBothBackends(grad(withLoss(g), 'loss'), feeds, variables);
+          await sameOnBothBackends(grad(withRandomLoss(g), 'loss'), feeds, variables);
         }),
         fcParams(100),
       );

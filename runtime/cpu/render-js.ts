@@ -185,13 +185,13 @@ export function compileKernelJs(k: Kernel): CpuKernelFn {
       const value = r.expr(epi);
       const params = ['acc', ...Array.from({ length: rank }, (_, i) => `i${i}`)];
       const epiSrc = `function (${['ins', ...params].join(', ')}) {\n${inputDecls(k.inputs.length)}\n${lines.join('\n')}\nreturn ${value};\n}`;
-      const epiFn = new Function(...PRELUDE_NAMES, `'use strict';\nreturn ${epiSrc};`)(...PRELUDE) as (...a: unknown[]) => number;
       // Simple epilogues (no reductions, no prelude helpers, which the GEMM's scope lacks) are
       // inlined into the GEMM loop for speed.
       const usesPrelude = new RegExp(`\\b(${PRELUDE_NAMES.join('|')})\\(`).test(value);
       if (lines.length === 0 && !usesPrelude) {
         return compileMatmulJs(k, (acc, vars) => value.replace(/\bacc\b/g, acc).replace(/\bi(\d+)\b/g, (_, d: string) => vars[Number(d)]!)) as unknown as CpuKernelFn;
       }
+      const epiFn = new Function(...PRELUDE_NAMES, `'use strict';\nreturn ${epiSrc};`)(...PRELUDE) as (...a: unknown[]) => number;
       const mm = compileMatmulJs({ ...k, epilogue: null }, null);
       return (ins, out) => {
         mm(ins as unknown as ArrayLike<unknown>[], out as Float32Array);
