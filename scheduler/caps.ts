@@ -1,0 +1,37 @@
+// What a device can do, as far as planning cares: the limits that decide how large a fused
+// kernel may grow and whether a kernel may write a buffer it reads. Devices (runtime/) report
+// these; fusion, kernel building and rematerialization read them. It holds no device state.
+
+export interface DeviceCaps {
+  /** e.g. 'cpu', 'reference', 'webgpu' */
+  readonly kind: string;
+  /** buffers one kernel may bind, its inputs and its output together (WebGPU: storage buffers per shader stage) */
+  readonly maxKernelBuffers: number;
+  /** bytes one buffer may hold (WebGPU: maxStorageBufferBindingSize and maxBufferSize) */
+  readonly maxBufferBytes: number;
+  /** invocations per workgroup (Infinity where there are no workgroups) */
+  readonly maxWorkgroupInvocations: number;
+  /** bytes of workgroup memory (Infinity where there is none to run out of) */
+  readonly maxWorkgroupStorageBytes: number;
+  /**
+   * a kernel may write its output into a buffer it also reads at the same element (in-place
+   * updates under a memory budget); WebGPU forbids a buffer bound for reading and writing at once
+   */
+  readonly inPlace: boolean;
+  /** results can be read back synchronously (`runSync`) */
+  readonly sync: boolean;
+  /** float tensors can be stored in double precision */
+  readonly f64: boolean;
+}
+
+/** A host device: no limit a kernel could reach. */
+export const HOST_CAPS: DeviceCaps = {
+  kind: 'cpu',
+  maxKernelBuffers: Infinity,
+  maxBufferBytes: 2 ** 31 - 1,
+  maxWorkgroupInvocations: Infinity,
+  maxWorkgroupStorageBytes: Infinity,
+  inPlace: true,
+  sync: true,
+  f64: true,
+};
