@@ -5,7 +5,7 @@
 
 import type { CaseOrSkip, PeerLike } from './harness.js';
 import { navigatorGpu } from '../runtime/webgpu/device.js';
-import { mulberry32 } from '../runtime/data/rng.js';
+import { mulberry32 } from '../runtime/rng.js';
 
 export type PeerName = 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu' | 'jax-js-wasm' | 'jax-js-webgpu';
 

@@ -32,7 +32,7 @@
 import { adam, compile, grad, tensor, type Executable, type Graph, type HostTensor } from '../index.js';
 import { mlpGraph } from '../examples/mlp-model.js';
 import { transformerGraph, type TransformerConfig } from '../examples/transformer-model.js';
-import { batches, loadFashionMnist, NUM_CLASSES } from '../runtime/data/fashion-mnist.js';
+import { batches, loadFashionMnist, NUM_CLASSES } from '../tools/data/fashion-mnist.js';
 import type { RematInfo, RematOptions } from '../scheduler/remat-plan.js';
 import { BudgetError } from '../scheduler/remat/plan-types.js';
 import { QUICK, median, progress } from './harness.js';

@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeIdx, readIdx } from '../runtime/data/idx.js';
-import { CLASS_NAMES, DEBIAN_DIR, EMBEDDED_DIR, FASHION_MNIST_FILES } from '../runtime/data/fashion-mnist.js';
+import { encodeIdx, readIdx } from '../tools/data/idx.js';
+import { CLASS_NAMES, DEBIAN_DIR, EMBEDDED_DIR, FASHION_MNIST_FILES } from '../tools/data/fashion-mnist.js';
 
 const TRAIN_COUNT = 5000;
 const TEST_COUNT = 1000;

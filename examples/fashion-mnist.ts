@@ -15,9 +15,9 @@ import { parseArgs } from 'node:util';
 import { adam, grad, tensor } from '../index.js';
 import { compileAsync } from '../runtime/executor.js';
 import { mlpGraph } from './mlp-model.js';
-import { batches, loadFashionMnist, NUM_CLASSES, PIXELS } from '../runtime/data/fashion-mnist.js';
-import { createProgress } from '../runtime/progress.js';
-import { lineChartSvg } from '../runtime/plot.js';
+import { batches, loadFashionMnist, NUM_CLASSES, PIXELS } from '../tools/data/fashion-mnist.js';
+import { createProgress } from '../tools/progress.js';
+import { lineChartSvg } from '../tools/plot.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -18,11 +18,11 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Observable, Subject, lastValueFrom, tap } from 'rxjs';
 import { adam, compile, grad, tensor } from '../index.js';
-import { mulberry32, permutation } from '../runtime/data/rng.js';
+import { mulberry32, permutation } from '../runtime/rng.js';
 import { mlpGraph } from './mlp-model.js';
-import { loadFashionMnist, NUM_CLASSES, PIXELS, type Split } from '../runtime/data/fashion-mnist.js';
-import { createProgress } from '../runtime/progress.js';
-import { lineChartSvg } from '../runtime/plot.js';
+import { loadFashionMnist, NUM_CLASSES, PIXELS, type Split } from '../tools/data/fashion-mnist.js';
+import { createProgress } from '../tools/progress.js';
+import { lineChartSvg } from '../tools/plot.js';
 import {
   accuracy, batchOf, evaluate, predictWith, pullPipe, redisSource, shuffleWindow, stack, train,
   type BackpressurePolicy, type Batch, type RedisEntry, type Source,

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { lastValueFrom, tap } from 'rxjs';
 import { adam, compile, dim, f32, grad, graph, tensor, type Tensor } from '../index.js';
-import { normal, type Rng } from '../runtime/data/rng.js';
+import { normal, type Rng } from '../runtime/rng.js';
 import { batchOf, pullPipe, simulated, stack, train, type Batch, type StreamPosition } from '../runtime/train/index.js';
 
 const { values: args } = parseArgs({

@@ -3,7 +3,7 @@
 // backend, and independently of the order params were declared in.
 
 import type { Init } from '../graphs/builder.js';
-import { mulberry32, normal } from './data/rng.js';
+import { mulberry32, normal } from './rng.js';
 
 function hashName(seed: number, name: string): number {
   let h = (seed ^ 0x811c9dc5) >>> 0;

@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { DatasetError, encodeIdx, parseIdx, readIdx } from '../runtime/data/idx.js';
-import { batches, EMBEDDED_DIR, loadFashionMnist, NUM_CLASSES, PIXELS } from '../runtime/data/fashion-mnist.js';
-import { mulberry32, permutation } from '../runtime/data/rng.js';
-import { lineChartSvg } from '../runtime/plot.js';
-import { createProgress } from '../runtime/progress.js';
+import { DatasetError, encodeIdx, parseIdx, readIdx } from '../tools/data/idx.js';
+import { batches, EMBEDDED_DIR, loadFashionMnist, NUM_CLASSES, PIXELS } from '../tools/data/fashion-mnist.js';
+import { mulberry32, permutation } from '../runtime/rng.js';
+import { lineChartSvg } from '../tools/plot.js';
+import { createProgress } from '../tools/progress.js';
 
 const idxArray = fc
   .array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 4 })

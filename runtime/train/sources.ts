@@ -5,7 +5,7 @@
 import { Observable, Subject, from, isObservable, type OperatorFunction } from 'rxjs';
 import type { Readable } from 'node:stream';
 import { randBits } from '../../ops/rand.js';
-import { mulberry32, type Rng } from '../data/rng.js';
+import { mulberry32, type Rng } from '../rng.js';
 import type { HostTensor } from '../tensor.js';
 import type { StreamPosition } from './checkpoint.js';
 

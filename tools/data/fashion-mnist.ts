@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DatasetError, readIdx } from './idx.js';
-import { mulberry32, permutation } from './rng.js';
+import { mulberry32, permutation } from '../../runtime/rng.js';
 
 export const IMAGE_SIZE = 28;
 export const PIXELS = IMAGE_SIZE * IMAGE_SIZE;
