@@ -1,11 +1,17 @@
-// n-ary einsum as pairwise contractions: each pair becomes transpose → reshape → batched matmul
-// → reshape, so every contraction runs on the tiled matmul primitive. Operands are contracted
-// left to right; choosing a better order is the contraction-ordering rewrite pass, not this.
-// Repeated indices within one operand (diagonals) and ellipses are refused with a clear error.
+// n-ary einsum. As a builder call it lowers at once to pairwise contractions, each pair becoming
+// transpose → reshape → batched matmul → reshape, so every contraction runs on the tiled matmul
+// primitive; `path` says which pairs to contract in which order (left to right by default).
+// As a graph node (op 'einsum', made by `einsumNode`) it stays n-ary until the contraction-ordering
+// rewrite pass picks an order and lowers it; its own lowering is one naive reduction over every
+// contracted index, correct but slow. Repeated indices within one operand (diagonals) and
+// ellipses are refused with a clear error.
 
 import type { Builder } from '../graphs/builder.js';
+import { defineOp } from './registry.js';
+import { ivar, iconst, type Expr, type IndexExpr, type LoopVar } from './kernel-ir.js';
 import { callSite, ShapeError } from '../graphs/errors.js';
-import type { Dim, MatmulCheck, Shape, Tensor } from '../graphs/types.js';
+import type { Dim, MatmulCheck, Shape, Tensor, TensorType } from '../graphs/types.js';
+import { requireSameDType } from './shape.js';
 
 interface Term {
   t: Tensor;
@@ -46,7 +52,18 @@ export function parseEinsum(spec: string, shapes: readonly (readonly Dim[])[], s
   return { inputs, output };
 }
 
-export function einsum(g: Builder, spec: string, operands: readonly Tensor[]): Tensor {
+/**
+ * A contraction order: each pair [i, j] contracts positions i and j of the current operand list,
+ * removes both and appends the result (opt_einsum's convention).
+ */
+export type ContractionPath = readonly (readonly [number, number])[];
+
+/** Left-to-right contraction of n operands, as a path. */
+export function leftToRightPath(n: number): ContractionPath {
+  return Array.from({ length: Math.max(0, n - 1) }, (_, k) => (k === 0 ? [0, 1] as const : [n - 1 - k, 0] as const));
+}
+
+export function einsum(g: Builder, spec: string, operands: readonly Tensor[], path: ContractionPath = leftToRightPath(operands.length)): Tensor {
   const site = g.site ?? callSite();
   const shapes = operands.map((t) => t.shape);
   const { inputs, output } = parseEinsum(spec, shapes, site);
@@ -60,12 +77,15 @@ export function einsum(g: Builder, spec: string, operands: readonly Tensor[]): T
       const elsewhere = new Set([...output, ...terms.filter((_, k) => k !== j).flatMap((u) => u.idx)]);
       return sumOut(g, term, (c) => !elsewhere.has(c));
     });
-    let acc = terms[0]!;
-    for (let j = 1; j < terms.length; j++) {
-      const later = new Set([...output, ...terms.slice(j + 1).flatMap((u) => u.idx)]);
-      acc = contractPair(g, acc, terms[j]!, later);
+    if (path.length !== terms.length - 1) throw new ShapeError('einsum', shapes, `'${spec}': a path of ${path.length} pairs cannot contract ${terms.length} operands`, site);
+    for (const [i, j] of path) {
+      const a = terms[i], b = terms[j];
+      if (!a || !b || i === j) throw new ShapeError('einsum', shapes, `'${spec}': path pair [${i}, ${j}] is not two of ${terms.length} operands`, site);
+      const rest = terms.filter((_, k) => k !== i && k !== j);
+      const later = new Set([...output, ...rest.flatMap((u) => u.idx)]);
+      terms = [...rest, contractPair(g, a, b, later)];
     }
-    acc = sumOut(g, acc, (c) => !output.includes(c));
+    const acc = sumOut(g, terms[0]!, (c) => !output.includes(c));
     const perm = output.map((c) => acc.idx.indexOf(c));
     return g.transpose(acc.t, perm);
   } finally {
@@ -121,3 +141,69 @@ function contractPair(g: Builder, a: Term, b: Term, later: Set<string>): Term {
 function broadcastDim(x: Dim, y: Dim): Dim {
   return x === 1 ? y : x;
 }
+
+// ------------------------------------------------------------------ the n-ary graph node
+
+/** Size of every index of an einsum over operands of these shapes (size-1 dims broadcast). */
+export function einsumSizes(inputs: readonly (readonly string[])[], shapes: readonly (readonly Dim[])[]): Map<string, Dim> {
+  const sizes = new Map<string, Dim>();
+  inputs.forEach((ix, j) => ix.forEach((c, i) => {
+    const d = shapes[j]![i]!;
+    if (!sizes.has(c) || sizes.get(c) === 1) sizes.set(c, d);
+  }));
+  return sizes;
+}
+
+/** An n-ary einsum node, left for the contraction-ordering pass to lower in a good order. */
+export function einsumNode(g: Builder, spec: string, ...operands: Tensor[]): Tensor {
+  return g.op('einsum', operands, { spec });
+}
+
+defineOp({
+  name: 'einsum',
+  kind: 'reduce',
+  infer(ins, attrs, site): TensorType {
+    const spec = String(attrs['spec']);
+    const shapes = ins.map((t) => t.shape);
+    if (ins.length === 0) throw new ShapeError('einsum', [], 'needs at least one operand', site);
+    const dtype = requireSameDType('einsum', ins, site);
+    const { inputs, output } = parseEinsum(spec, shapes, site);
+    const sizes = einsumSizes(inputs, shapes);
+    return { dtype, shape: output.map((c) => sizes.get(c)!) };
+  },
+  // d/dx_j = einsum of the cotangent with the other operands, summed back to x_j's shape
+  vjp(g, ins, _out, ct, node) {
+    const spec = String(node.attrs['spec']);
+    const { inputs, output } = parseEinsum(spec, ins.map((t) => t.shape));
+    return ins.map((x, j) => {
+      const others = inputs.filter((_, k) => k !== j);
+      const seen = new Set([...output, ...others.flat()]);
+      const kept = inputs[j]!.filter((c) => seen.has(c));
+      const operands = [...ins.filter((_, k) => k !== j), ct];
+      let d = g.op('einsum', operands, { spec: `${[...others, output].map((ix) => ix.join('')).join(',')}->${kept.join('')}` });
+      const sizes = einsumSizes([...others, output], operands.map((t) => t.shape));
+      const full = inputs[j]!.map((c) => (kept.includes(c) ? sizes.get(c)! : 1));
+      if (kept.length !== inputs[j]!.length) d = g.reshape(d, full);
+      return g.broadcastTo(g.sumTo(d, x.shape), x.shape);
+    });
+  },
+  lower(ctx, idx) {
+    const { inputs, output } = parseEinsum(String(ctx.attrs['spec']), ctx.ins.map((t) => t.shape));
+    const sizes = einsumSizes(inputs, ctx.ins.map((t) => t.shape)) as Map<string, number>;
+    const at = new Map<string, IndexExpr>(output.map((c, i) => [c, idx[i]!]));
+    const vars: LoopVar[] = [];
+    for (const c of new Set(inputs.flat())) {
+      if (at.has(c)) continue;
+      const v = ctx.fresh(sizes.get(c)!);
+      vars.push(v);
+      at.set(c, ivar(v.name));
+    }
+    let body: Expr | null = null;
+    inputs.forEach((ix, j) => {
+      const x = ctx.input(j, ix.map((c, i) => (ctx.ins[j]!.shape[i] === 1 ? iconst(0) : at.get(c)!)));
+      body = body ? { k: 'binary', op: 'mul', a: body, b: x, dtype: ctx.out.dtype } : x;
+    });
+    if (vars.length === 0) return body!;
+    return { k: 'reduce', op: 'sum', vars, body: body!, dtype: ctx.out.dtype };
+  },
+});

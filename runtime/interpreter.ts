@@ -4,6 +4,7 @@
 
 import type { Expr, IndexExpr, IndexPred, Kernel } from '../ops/kernel-ir.js';
 import { randUniform } from '../ops/rand.js';
+import { evalBinary, evalCast, evalUnary } from '../ops/scalar.js';
 import type { CpuArray } from './cpu/render-js.js';
 
 type Env = Map<string, number>;
@@ -28,73 +29,15 @@ function pred(p: IndexPred, env: Env, ins: readonly CpuArray[]): boolean {
   }
 }
 
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-function unary(op: string, a: number): number {
-  switch (op) {
-    case 'neg': return -a;
-    case 'exp': return Math.exp(a);
-    case 'log': return Math.log(a);
-    case 'sqrt': return Math.sqrt(a);
-    case 'rsqrt': return 1 / Math.sqrt(a);
-    case 'abs': return Math.abs(a);
-    case 'sin': return Math.sin(a);
-    case 'cos': return Math.cos(a);
-    case 'tanh': return Math.tanh(a);
-    case 'sigmoid': return 1 / (1 + Math.exp(-a));
-    case 'relu': return a > 0 ? a : 0;
-    case 'recip': return 1 / a;
-    case 'floor': return Math.floor(a);
-    case 'ceil': return Math.ceil(a);
-    case 'round': return roundHalfEven(a);
-    case 'sign': return Math.sign(a);
-    case 'not': return a ? 0 : 1;
-    case 'square': return a * a;
-    case 'step': return a > 0 ? 1 : 0;
-  }
-  throw new Error(`interpreter: unary op ${op}`);
-}
-
-function binary(op: string, a: number, b: number, int: boolean): number {
-  const w = (x: number) => (int ? x | 0 : x);
-  switch (op) {
-    case 'add': return w(a + b);
-    case 'sub': return w(a - b);
-    case 'mul': return int ? Math.imul(a, b) : a * b;
-    case 'div': return w(a / b);
-    case 'pow': return w(Math.pow(a, b));
-    case 'max': return Math.max(a, b);
-    case 'min': return Math.min(a, b);
-    case 'mod': return int ? ((a % b) + b) % b : a - b * Math.floor(a / b);
-    case 'lt': return a < b ? 1 : 0;
-    case 'le': return a <= b ? 1 : 0;
-    case 'gt': return a > b ? 1 : 0;
-    case 'ge': return a >= b ? 1 : 0;
-    case 'eq': return a === b ? 1 : 0;
-    case 'ne': return a !== b ? 1 : 0;
-    case 'and': return a && b ? 1 : 0;
-    case 'or': return a || b ? 1 : 0;
-  }
-  throw new Error(`interpreter: binary op ${op}`);
-}
-
 export function evalExpr(e: Expr, env: Env, ins: readonly CpuArray[], acc = 0): number {
   const ev = (x: Expr) => evalExpr(x, env, ins, acc);
   switch (e.k) {
     case 'const': return e.v;
     case 'load': return ins[e.buf]![idx(e.at, env, ins)]!;
-    case 'unary': return unary(e.op, ev(e.a));
-    case 'binary': return binary(e.op, ev(e.a), ev(e.b), e.dtype === 'i32');
+    case 'unary': return evalUnary(e.op, ev(e.a));
+    case 'binary': return evalBinary(e.op, ev(e.a), ev(e.b), e.dtype === 'i32');
     case 'where': return ev(e.c) ? ev(e.a) : ev(e.b);
-    case 'cast': {
-      const v = ev(e.a);
-      if (e.dtype === 'bool') return v !== 0 ? 1 : 0;
-      if (e.dtype === 'i32' && e.a.dtype !== 'i32' && e.a.dtype !== 'bool') return Math.trunc(v) | 0;
-      return v;
-    }
+    case 'cast': return evalCast(ev(e.a), e.a.dtype, e.dtype);
     case 'select': return pred(e.pred, env, ins) ? ev(e.a) : ev(e.b);
     case 'index': return idx(e.at, env, ins);
     case 'rand': return randUniform(e.seed, idx(e.at, env, ins));
