@@ -10,8 +10,8 @@ import type { Plan, Step } from './plan.js';
 import { chenSchedule } from './remat/chen.js';
 import type { CostGraph } from './remat/cost-graph.js';
 import { BudgetError } from './remat/plan-types.js';
-import { planRematerialization, type PlannerOptions } from './remat/planner.js';
-import { baselinePeak, memoryLowerBound, simulate } from './remat/schedule.js';
+import { minimumPlan, planRematerialization, type PlannerOptions, type RematResult } from './remat/planner.js';
+import { baselinePeak, memoryLowerBound, simulate, type RematSchedule } from './remat/schedule.js';
 
 export interface RematOptions extends PlannerOptions {
   /**
@@ -101,11 +101,79 @@ export function planCostGraph(plan: Plan, inPlace: ReadonlyMap<number, number> =
  */
 export function rematerializePlan(plan: Plan, budgetBytes: number, fixedBytes: number, opts: RematOptions = {}): Plan & { remat: RematInfo } {
   let inPlace = inPlaceCandidates(plan);
+  const candidates = inPlace;
+  const graphs = costGraphs(plan);
   for (;;) {
-    const r = planWith(plan, budgetBytes, fixedBytes, opts, inPlace);
-    const unsafe = [...inPlace.keys()].filter((v) => !inPlaceSafe(r.steps, v, inPlace.get(v)!));
-    if (!unsafe.length) return r;
+    let result;
+    try {
+      result = scheduleFor(plan, graphs(inPlace), budgetBytes - fixedBytes, opts);
+    } catch (e) {
+      // Each retry below plans a different problem (fewer updates in place, more bytes), so
+      // the minimum a failing attempt would name depends on the budget asked: name the
+      // budget-independent one instead, and plan at it when it fits.
+      if (!(e instanceof BudgetError)) throw e;
+      return atSmallestPeak(plan, budgetBytes, fixedBytes, opts, candidates, graphs);
+    }
+    const unsafe = unsafeInPlace(plan, result.plan.schedule, inPlace);
+    if (!unsafe.length) return planWith(plan, budgetBytes, fixedBytes, inPlace, result);
     inPlace = new Map([...inPlace].filter(([v]) => !unsafe.includes(v)));
+  }
+}
+
+type Scheduled = RematResult | ReturnType<typeof chenResult>;
+
+/** The planner's schedule (or Chen's) within `budget` bytes of computed values, or a BudgetError. */
+function scheduleFor(plan: Plan, cg: CostGraph, budget: number, opts: RematOptions): Scheduled {
+  return opts.schedule === 'chen' ? chenResult(plan, cg, budget) : planRematerialization(cg, budget, opts);
+}
+
+/** Updates a schedule computes in place although it recomputes them or later reads their target. */
+function unsafeInPlace(plan: Plan, schedule: RematSchedule, inPlace: ReadonlyMap<number, number>): number[] {
+  const kernels = plan.steps;
+  const launched = schedule.steps.filter((s) => s.node < kernels.length).map((s) => kernels[s.node]!);
+  return [...inPlace.keys()].filter((v) => !inPlaceSafe(launched, v, inPlace.get(v)!));
+}
+
+/** One cost graph per set of in-place updates, so that a search over it is made once. */
+function costGraphs(plan: Plan): (inPlace: ReadonlyMap<number, number>) => CostGraph {
+  const made = new Map<string, CostGraph>();
+  return (inPlace) => {
+    const key = [...inPlace.keys()].sort((a, b) => a - b).join(',');
+    let cg = made.get(key);
+    if (!cg) made.set(key, (cg = planCostGraph(plan, inPlace)));
+    return cg;
+  };
+}
+
+/**
+ * The plan of least peak the planner knows (minimumPlan, or Chen's schedule), or a BudgetError
+ * naming that peak plus the fixed bytes when even it does not fit. It starts from every
+ * in-place candidate and computes apart the updates its schedule makes unsafe, until none is:
+ * the result depends on the plan alone, never on the budget asked nor on the attempts that
+ * failed, so every infeasible budget names the same minimum, and asking at it succeeds.
+ */
+function atSmallestPeak(
+  plan: Plan, budgetBytes: number, fixedBytes: number, opts: RematOptions,
+  candidates: ReadonlyMap<number, number>, graphs: (inPlace: ReadonlyMap<number, number>) => CostGraph,
+): Plan & { remat: RematInfo } {
+  const lowerBound = memoryLowerBound(graphs(candidates)) + fixedBytes;
+  let inPlace = candidates;
+  for (;;) {
+    const cg = graphs(inPlace);
+    const min = opts.schedule === 'chen' ? { ...chenResult(plan, cg, Infinity), exact: true } : minimumPlan(cg);
+    const unsafe = unsafeInPlace(plan, min.plan.schedule, inPlace);
+    if (unsafe.length) {
+      inPlace = new Map([...inPlace].filter(([v]) => !unsafe.includes(v)));
+      continue;
+    }
+    const peak = min.plan.stats.peak + fixedBytes;
+    if (peak <= budgetBytes) return planWith(plan, budgetBytes, fixedBytes, inPlace, min);
+    const detail = [
+      `${fixedBytes} bytes are params, state, constants and inputs; the rest is the peak of computed values`,
+      ...(opts.schedule === 'chen' ? ["Chen's √n schedule peaks there"] : []),
+      ...(min.exact ? [] : ['the search for the smallest budget ran out of time; the number is an upper estimate']),
+    ];
+    throw new BudgetError(budgetBytes, peak, lowerBound, detail.join('; '));
   }
 }
 
@@ -173,18 +241,8 @@ function chenResult(plan: Plan, cg: CostGraph, budget: number) {
   return { plan: { schedule, stats }, baseline: baselinePeak(cg), lowerBound };
 }
 
-function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, opts: RematOptions, inPlace: ReadonlyMap<number, number>): Plan & { remat: RematInfo } {
-  const cg = planCostGraph(plan, inPlace);
-  let result;
-  try {
-    result = opts.schedule === 'chen' ? chenResult(plan, cg, budgetBytes - fixedBytes) : planRematerialization(cg, budgetBytes - fixedBytes, opts);
-  } catch (e) {
-    if (e instanceof BudgetError) {
-      throw new BudgetError(budgetBytes, e.minimumFeasible + fixedBytes, e.lowerBound + fixedBytes,
-        `${fixedBytes} bytes are params, state, constants and inputs; the rest is the peak of computed values`);
-    }
-    throw e;
-  }
+/** The plan of a schedule of the plan's cost graph, with the updates `inPlace` computed into their targets. */
+function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, inPlace: ReadonlyMap<number, number>, result: Scheduled): Plan & { remat: RematInfo } {
   const end = plan.steps.length;
   const steps: Step[] = [];
   const frees: number[][] = [];

@@ -7,7 +7,7 @@
 import loadHighs, { type Highs } from 'highs';
 import { adjacency, topologicallyOrdered, type Adjacency, type CostGraph } from './cost-graph.js';
 import { makeContext, profile } from './context.js';
-import { defaultTimeLimit, minimumHeuristicBudget, solveHeuristicSequence, type HeuristicOptions } from './heuristic.js';
+import { defaultTimeLimit, MINIMUM_SEARCH_MS, minimumHeuristicBudget, solveHeuristicSequence, type HeuristicOptions } from './heuristic.js';
 import { buildMilp, milpToLp, sequenceFromSolution, stageStart } from './milp.js';
 import { budgetError, type RematPlan, type RematStats } from './plan-types.js';
 import { memoryLowerBound, plainSchedule, scheduleFromSequence, simulate, totalCompute } from './schedule.js';
@@ -138,7 +138,7 @@ export function solveExact(graph: CostGraph, budget: number, options: ExactOptio
   const limit = options.timeLimitMs ?? 60_000;
   const ctx = makeContext(graph);
   const lower = memoryLowerBound(graph, ctx.adj);
-  if (budget < lower) throw budgetError(budget, minimumHeuristicBudget(ctx, t0 + limit), lower, 'one node with its inputs alone exceeds it');
+  if (budget < lower) throw budgetError(budget, minimumHeuristicBudget(ctx, performance.now() + MINIMUM_SEARCH_MS), lower, 'one node with its inputs alone exceeds it');
   const plain = graph.nodes.map((_, i) => i);
   if (profile(ctx, plain).peak <= budget) return plainPlan(graph, t0);
   const heuristicMs = Math.min(Math.max(defaultTimeLimit(ctx.n), 5000), 0.25 * limit);
@@ -166,7 +166,7 @@ export function solveExact(graph: CostGraph, budget: number, options: ExactOptio
   const useMilp = milpSeq !== null && cost(milpSeq) <= cost(heuristic);
   let seq = useMilp ? milpSeq : heuristic;
   if (!seq) {
-    const min = minimumHeuristicBudget(ctx, t0 + limit + 30_000);
+    const min = minimumHeuristicBudget(ctx, performance.now() + MINIMUM_SEARCH_MS);
     if (min.budget > budget) throw budgetError(budget, min, lower, `the MILP found no plan either (status ${milp.status})`);
     seq = min.seq;
   }

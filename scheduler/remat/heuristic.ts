@@ -125,7 +125,9 @@ export function defaultTimeLimit(n: number): number {
  * in the budget in general, so this is the boundary the bisection finds: met at `budget`,
  * missed at `budget - 1` (or `budget` is the lower bound, which nothing beats).
  */
-export function minimumHeuristicBudget(ctx: Context, deadline = Infinity): { budget: number; seq: number[]; exact: boolean } {
+export function minimumHeuristicBudget(ctx: Context, deadline = Infinity): MinimumSchedule {
+  const known = minimumCache.get(ctx.graph);
+  if (known) return known;
   const plain = Array.from({ length: ctx.n }, (_, i) => i);
   let hi = profile(ctx, plain).peak;
   let hiSeq = plain;
@@ -149,8 +151,30 @@ export function minimumHeuristicBudget(ctx: Context, deadline = Infinity): { bud
       lo = mid;
     }
   }
-  return { budget: hi, seq: hiSeq, exact };
+  const min = { budget: hi, seq: hiSeq, exact };
+  // a finished search depends on the graph alone: asked again (another budget, a retry at the
+  // budget it named) it answers the same without searching again
+  if (exact) minimumCache.set(ctx.graph, min);
+  return min;
 }
+
+export interface MinimumSchedule {
+  /** peak of `seq`: met at `budget`, missed by `construct` at `budget - 1` */
+  budget: number;
+  seq: number[];
+  /** false when the bisection ran out of time and `budget` is only an upper estimate */
+  exact: boolean;
+}
+
+/** Finished minimum searches by graph object (cost graphs are not mutated once planned). */
+const minimumCache = new WeakMap<CostGraph, MinimumSchedule>();
+
+/**
+ * Time allowed to the search for the smallest budget. Fixed, not derived from a solve's time
+ * limit, so that every infeasible budget names the same minimum; it bounds only searches on
+ * very large graphs.
+ */
+export const MINIMUM_SEARCH_MS = 60_000;
 
 function memoryLowerBoundOf(ctx: Context): number {
   let bound = 0;
@@ -186,7 +210,7 @@ export function solveHeuristic(graph: CostGraph, budget: number, options: Heuris
   const lower = memoryLowerBoundOf(ctx);
   let seq = budget >= lower ? solveHeuristicSequence(ctx, budget, options) : null;
   if (!seq) {
-    const min = minimumHeuristicBudget(ctx, t0 + 10 * (options.timeLimitMs ?? defaultTimeLimit(ctx.n)) + 10_000);
+    const min = minimumHeuristicBudget(ctx, performance.now() + MINIMUM_SEARCH_MS);
     if (min.budget > budget) throw budgetError(budget, min, lower);
     seq = min.seq;
   }

@@ -10,6 +10,6 @@ export { solveHeuristic } from './heuristic.js';
 export type { HeuristicOptions } from './heuristic.js';
 export { solveExact } from './exact.js';
 export type { ExactOptions } from './exact.js';
-export { planRematerialization, minimumBudget } from './planner.js';
+export { planRematerialization, minimumBudget, minimumPlan } from './planner.js';
 export type { PlannerOptions, RematResult, MinimumBudget } from './planner.js';
 export { chenSchedule } from './chen.js';

@@ -5,9 +5,9 @@
 import { adjacency, validateCostGraph, type CostGraph } from './cost-graph.js';
 import { solveExact } from './exact.js';
 import { makeContext } from './context.js';
-import { defaultTimeLimit, minimumHeuristicBudget, solveHeuristic } from './heuristic.js';
+import { defaultTimeLimit, MINIMUM_SEARCH_MS, minimumHeuristicBudget, solveHeuristic } from './heuristic.js';
 import type { RematPlan } from './plan-types.js';
-import { baselinePeak, memoryLowerBound } from './schedule.js';
+import { baselinePeak, memoryLowerBound, scheduleFromSequence, simulate } from './schedule.js';
 
 export interface PlannerOptions {
   /** 'auto' (default): exact up to `exactMaxNodes` nodes, heuristic beyond. */
@@ -68,4 +68,25 @@ export function minimumBudget(graph: CostGraph, timeLimitMs = 60_000): MinimumBu
   const adj = adjacency(graph);
   const min = minimumHeuristicBudget(makeContext(graph, adj), performance.now() + timeLimitMs);
   return { lowerBound: memoryLowerBound(graph, adj), minimumFeasible: min.budget, exact: min.exact };
+}
+
+/**
+ * The plan of least peak this planner knows for `graph`, whatever budget was asked: the one whose
+ * peak a BudgetError names as the smallest feasible budget, and which every solver falls back
+ * to when asked at that budget. Deterministic (unless the search runs out of time on a very
+ * large graph: then `exact` is false and the peak is an upper estimate).
+ *
+ * @example
+ *   const { plan, exact } = minimumPlan(graph);
+ *   planRematerialization(graph, plan.stats.peak); // succeeds
+ */
+export function minimumPlan(graph: CostGraph, timeLimitMs = MINIMUM_SEARCH_MS): RematResult & { exact: boolean } {
+  validateCostGraph(graph);
+  const t0 = performance.now();
+  const adj = adjacency(graph);
+  const min = minimumHeuristicBudget(makeContext(graph, adj), t0 + timeLimitMs);
+  const schedule = scheduleFromSequence(graph, min.seq, adj);
+  const sim = simulate(graph, schedule, adj);
+  const stats = { peak: sim.peak, cost: sim.cost, overhead: sim.overhead, solveMs: performance.now() - t0, solver: 'heuristic' as const, status: 'smallest peak found' };
+  return { plan: { schedule, stats }, baseline: baselinePeak(graph, adj), lowerBound: memoryLowerBound(graph, adj), exact: min.exact };
 }
