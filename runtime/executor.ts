@@ -1,27 +1,30 @@
-// The executor: `compile(graph, options)` gives an Executable whose `run(feeds)` binds symbolic
-// dims from the feeds, plans once per binding (fusion, kernels, arena), runs the kernels on the
-// chosen backend and applies param/state updates. It owns every buffer: users never free
-// anything. On the CPU intermediates live in one arena whose size the plan states; on WebGPU the
-// plan runs through runtime/webgpu/execute.ts, and this module only decides which backend runs.
+// The executor, rheo's public run API: `compile(graph, options)` gives an Executable whose
+// `run(feeds)` binds symbolic dims from the feeds, plans once per binding for its device (fusion,
+// kernels, frees, rematerialization under a memory budget), and hands the plan to the one plan
+// interpreter. It owns every buffer: users never free anything. It decides which device runs;
+// how a plan runs is runtime/plan-interpreter.ts, what a device does is runtime/device.ts.
 
 import type { Graph } from '../graphs/graph.js';
 import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
 import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
-import { hostBytesPerElement, numel, type DType } from '../graphs/types.js';
+import { numel, type DType } from '../graphs/types.js';
+import { bufferBytes, type DeviceCaps } from '../scheduler/caps.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
 import { rematerializePlan } from '../scheduler/remat-plan.js';
-import { CountingPool, parseBytes } from './memory.js';
 import type { RematOptions } from '../scheduler/remat-plan.js';
 import { bindDims, concreteShape, concreteShapes } from '../scheduler/specialize.js';
-import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
-import { interpretKernel } from './interpreter.js';
+import type { CpuArray } from './cpu/render-js.js';
+import { HostDevice, type Device } from './device.js';
 import { initialValues } from './init.js';
-import { allocArray, arrayOn, type HostTensor } from './tensor.js';
+import { parseBytes } from './memory.js';
+import { runPlan } from './plan-interpreter.js';
+import { allocArray, type HostTensor } from './tensor.js';
+import { Variables } from './variables.js';
 import { WebGpuBackend } from './webgpu/backend.js';
 import { DeviceError } from './webgpu/device.js';
-import { GpuVariables, describeAdapter, runPlanOnGpu, sharedWebGpuBackend } from './webgpu/execute.js';
+import { WebGpuDevice, describeAdapter, sharedWebGpuBackend } from './webgpu/gpu-device.js';
 
 export type Feed = HostTensor | CpuArray | readonly number[];
 export type Feeds = Readonly<Record<string, Feed>>;
@@ -74,7 +77,7 @@ export interface CompileOptions {
    * Bytes a run may hold in all — params, state, constants, fed inputs and computed values — as
    * a number or a string such as '256 MB'. Values are recomputed instead of kept where that is
    * cheapest; a budget no plan can meet is a BudgetError naming the smallest feasible one.
-   * CPU backend only.
+   * Bytes are counted in the device's buffers (on WebGPU every element takes 4 bytes).
    */
   readonly memoryBudget?: number | string;
   /** how rematerialization is solved (default: exact MILP up to 300 kernels, else heuristic; or Chen's √n schedule) */
@@ -85,27 +88,25 @@ export interface RunStats {
   runs: number;
   kernelLaunches: number;
   plansMade: number;
-  /** largest arena allocated for intermediates, bytes */
+  /** largest arena a plan states for its intermediates (best fit), bytes */
   peakArenaBytes: number;
   /**
-   * Under a memory budget: the largest total of computed values held at once in the last run,
-   * as the instrumented allocator counted it (compare with `plan.remat.peakBytes`).
+   * The largest total of computed values held at once in the last run, as the device's
+   * instrumented allocator counted it (equals the plan's `peakBytes`, and under a memory budget
+   * `plan.remat.peakBytes`).
    */
   measuredPeakBytes: number;
 }
 
-interface CpuPrepared {
-  readonly fns: readonly CpuKernelFn[];
-  readonly views: Map<number, CpuArray>;
-}
+type HostValue = { dtype: DType; data: CpuArray };
 
 /**
- * Params, state and constants by node id: on the host until the executable settles on WebGPU,
- * then on the device only. Derived executables share one store.
+ * Params, state and constants by node id: initial values on the host until the device is
+ * settled, then in the device's buffers only. Derived executables share one store.
  */
 interface Store {
-  host: Map<number, CpuArray>;
-  gpu: GpuVariables | null;
+  host: Map<number, HostValue>;
+  vars: Variables | null;
   /** where the executables sharing this store run; settled once */
   started: Promise<BackendInfo> | null;
   info: BackendInfo;
@@ -123,7 +124,6 @@ export class Executable {
   private readonly store: Store;
   private readonly plans = new Map<string, Plan>();
   private readonly plansByFeeds = new Map<string, Plan>();
-  private readonly cpu = new Map<Plan, CpuPrepared>();
 
   /** `shared`: the params/state/const store of another executable over the same node ids. */
   constructor(graph: Graph, opts: CompileOptions = {}, shared?: Store) {
@@ -144,7 +144,7 @@ export class Executable {
       this.store = shared;
       return;
     }
-    const host = new Map<number, CpuArray>();
+    const host = new Map<number, HostValue>();
     const seed = opts.seed ?? 0;
     for (const n of g.nodes) {
       if (n.op === 'param' || n.op === 'state') {
@@ -152,21 +152,34 @@ export class Executable {
         const vals = initialValues(n.attrs['init'] as unknown as Init, shape, seed, n.name!);
         const a = allocArray(n.dtype, vals.length, this.f64);
         a.set(vals);
-        host.set(n.id, a);
+        host.set(n.id, { dtype: n.dtype, data: a });
       } else if (n.op === 'const' && Array.isArray(n.attrs['data'])) {
         const a = allocArray(n.dtype, (n.attrs['data'] as number[]).length, this.f64);
         a.set(n.attrs['data'] as number[]);
-        host.set(n.id, a);
+        host.set(n.id, { dtype: n.dtype, data: a });
       }
     }
     const settled = requested === 'cpu' || requested === 'reference' || (requested === 'auto' && this.f64);
-    this.store = {
-      host, gpu: null, started: null,
-      info: settled
-        ? { requested, backend: requested === 'reference' ? 'reference' : 'cpu', ...(this.f64 && requested === 'auto' ? { reason: "precision 'f64' needs the CPU" } : {}) }
-        : { requested, backend: 'pending' },
-    };
-    if (!settled) void this.ready().catch(() => undefined); // start looking for the device now
+    this.store = { host, vars: null, started: null, info: { requested, backend: 'pending' } };
+    if (settled) {
+      const kind = requested === 'reference' ? 'reference' : 'cpu';
+      this.settle(new HostDevice(kind, this.f64), { requested, backend: kind, ...(this.f64 && requested === 'auto' ? { reason: "precision 'f64' needs the CPU" } : {}) });
+    } else void this.ready().catch(() => undefined); // start looking for the device now
+  }
+
+  /** Moves params, state and constants onto the device the executables of this store run on. */
+  private settle(device: Device, info: BackendInfo): BackendInfo {
+    const st = this.store;
+    st.vars = new Variables(device, st.host);
+    st.host = new Map();
+    return (st.info = info);
+  }
+
+  /** The device this executable runs on (settled: see `ready()`). */
+  get device(): Device {
+    const v = this.store.vars;
+    if (!v) throw new BackendError(this.store.info.requested, 'the device is not settled yet: `await exe.ready()` first (or compile with `compileAsync`)');
+    return v.device;
   }
 
   /** Which backend runs this executable ('pending' before a WebGPU or auto one is `ready()`). */
@@ -188,11 +201,9 @@ export class Executable {
       if (!be) {
         const reason = `no WebGPU adapter: ${WebGpuBackend.unavailableReason}`;
         if (requested === 'webgpu') throw new DeviceError('unavailable', reason);
-        return (st.info = { requested, backend: 'cpu', reason });
+        return this.settle(new HostDevice('cpu'), { requested, backend: 'cpu', reason });
       }
-      st.gpu = new GpuVariables(be, st.host);
-      st.host = new Map();
-      return (st.info = { requested, backend: 'webgpu', adapter: describeAdapter(be) });
+      return this.settle(new WebGpuDevice(be), { requested, backend: 'webgpu', adapter: describeAdapter(be) });
     })();
     return st.started;
   }
@@ -222,13 +233,9 @@ export class Executable {
     const key = JSON.stringify([[...bindings].sort(), outputs, withUpdates]);
     let plan = this.plans.get(key);
     if (!plan) {
-      plan = planGraph(this.graph, concreteShapes(this.graph, bindings, needed), { outputs, fuse: this.fuse, withUpdates });
-      if (this.budget !== undefined) {
-        if (this.store.gpu || this.store.info.backend === 'pending') {
-          throw new BackendError(this.store.info.requested, 'memoryBudget is supported on the CPU backend only');
-        }
-        plan = rematerializePlan(plan, this.budget, this.fixedBytes(plan, feedShapes), this.rematOptions);
-      }
+      const caps = this.device.caps;
+      plan = planGraph(this.graph, concreteShapes(this.graph, bindings, needed), { outputs, fuse: this.fuse, withUpdates, caps });
+      if (this.budget !== undefined) plan = rematerializePlan(plan, this.budget, this.fixedBytes(plan, feedShapes, caps), this.rematOptions);
       this.plans.set(key, plan);
       this.stats.plansMade++;
       this.stats.peakArenaBytes = Math.max(this.stats.peakArenaBytes, plan.memory.arenaBytes);
@@ -238,41 +245,13 @@ export class Executable {
   }
 
   /** Bytes a run holds outside the planner's reach: params, state, constants and the feeds. */
-  private fixedBytes(plan: Plan, feedShapes: ReadonlyMap<string, readonly number[]>): number {
-    let bytes = 0;
-    for (const a of this.store.host.values()) bytes += a.byteLength;
+  private fixedBytes(plan: Plan, feedShapes: ReadonlyMap<string, readonly number[]>, caps: DeviceCaps): number {
+    let bytes = this.persistentBytes();
     for (const n of this.graph.nodes) {
       const s = n.op === 'input' ? feedShapes.get(n.name!) : undefined;
-      if (s && plan.buffers.has(n.id)) bytes += numel(s) * (this.f64 && n.dtype === 'f32' ? 8 : hostBytesPerElement(n.dtype));
+      if (s && plan.buffers.has(n.id)) bytes += bufferBytes(caps, n.dtype, numel(s));
     }
     return bytes;
-  }
-
-  /** Kernel functions and arena views of a plan on the CPU, made on its first CPU run. */
-  private cpuParts(plan: Plan): CpuPrepared {
-    if ((plan as Partial<RematPlanned>).remat) {
-      let p = this.cpu.get(plan);
-      if (!p) {
-        const ref = this.store.info.backend === 'reference';
-        p = { fns: plan.steps.map((s) => (ref ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel))), views: new Map() };
-        this.cpu.set(plan, p);
-      }
-      return p;
-    }
-    let p = this.cpu.get(plan);
-    if (!p) {
-      const ref = this.store.info.backend === 'reference';
-      const fns = plan.steps.map((s) => (ref ? (ins: readonly CpuArray[], out: CpuArray) => interpretKernel(s.kernel, ins, out) : cpuKernel(s.kernel)));
-      const arena = new ArrayBuffer(plan.memory.arenaBytes);
-      const views = new Map<number, CpuArray>();
-      for (const [id, off] of plan.memory.offsets) {
-        const b = plan.buffers.get(id)!;
-        views.set(id, this.f64 ? allocArray(b.dtype as DType, b.elements, true) : arrayOn(b.dtype as DType, arena, off, b.elements));
-      }
-      p = { fns, views };
-      this.cpu.set(plan, p);
-    }
-    return p;
   }
 
   private feedArrays(feeds: Feeds): Map<string, HostTensor> {
@@ -307,116 +286,96 @@ export class Executable {
   }
 
   /**
-   * Run synchronously on the CPU. With `update: false` the params and state are left as they
-   * are (e.g. evaluating a model while training it); inputs the outputs do not need may be omitted.
-   * A WebGPU executable cannot run synchronously: use `run`.
+   * Run synchronously, on a device that can (the CPU and the reference). With `update: false` the
+   * params and state are left as they are (e.g. evaluating a model while training it); inputs the
+   * outputs do not need may be omitted. A WebGPU executable cannot run synchronously: use `run`.
    */
   runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Outputs {
     const info = this.store.info;
-    if (info.backend === 'webgpu' || info.backend === 'pending') {
+    if (info.backend === 'pending' || !this.device.caps.sync) {
       throw new BackendError(info.requested, info.backend === 'webgpu'
         ? 'runSync runs on the CPU only; use `await exe.run(feeds)` on WebGPU'
         : "runSync cannot wait for the device search; use `await exe.run(feeds)` (or `compileAsync`, then check `backendInfo`), or compile with backend 'cpu'");
     }
-    const update = opts.update !== false;
-    const fed = this.feedArrays(feeds);
-    const shapes = new Map([...fed].map(([k, v]) => [k, v.shape]));
-    const plan = this.prepare(shapes, outputs, update);
-    const { fns, views } = this.cpuParts(plan);
-    const g = this.graph;
-    const persistent = this.store.host;
-    const bufs = new Map<number, CpuArray>(persistent);
-    for (const n of g.nodes) {
-      if (n.op !== 'input' || !fed.has(n.name!)) continue;
-      const d = fed.get(n.name!)!.data;
-      bufs.set(n.id, this.f64 && d instanceof Float32Array ? Float64Array.from(d) : d);
-    }
-    const remat = (plan as Partial<RematPlanned>).remat;
-    if (remat) {
-      // Under a budget every computed value comes from an instrumented pool and goes back to it
-      // after its last read, as the remat plan says; outputs are handed over at the end.
-      const pool = new CountingPool(this.f64);
-      plan.steps.forEach((s, i) => {
-        const b = plan.buffers.get(s.node)!;
-        const target = update ? remat.inPlace.get(s.node) : undefined;
-        const out = target !== undefined ? persistent.get(target)! : pool.alloc(b.dtype as DType, b.elements);
-        bufs.set(s.node, out);
-        fns[i]!(s.inputs.map((j) => bufs.get(j)!), out);
-        // values computed in place live in their param/state buffer, which is not the pool's
-        for (const f of remat.frees[i]!) if (!(update && remat.inPlace.has(f))) pool.free(bufs.get(f)!);
-      });
-      this.stats.measuredPeakBytes = pool.peakBytes;
-    } else {
-      for (const [id, v] of views) bufs.set(id, v);
-      for (const id of Object.values(plan.outputs)) {
-        const b = plan.buffers.get(id)!;
-        if (b.role === 'output') bufs.set(id, allocArray(b.dtype as DType, b.elements, this.f64));
-      }
-      plan.steps.forEach((s, i) => {
-        fns[i]!(s.inputs.map((j) => bufs.get(j)!), bufs.get(s.node)!);
-      });
-    }
-    const result: Outputs = {};
-    for (const [name, id] of Object.entries(plan.outputs)) {
-      const b = plan.buffers.get(id)!;
-      const src = bufs.get(id)!;
-      const data = b.role === 'output' && !remat ? src : (src.slice() as CpuArray);
-      result[name] = { dtype: g.nodes[id]!.dtype, shape: plan.shapes[id]!, data };
-    }
-    for (const u of update ? g.updates : []) {
-      if (u.value === u.target || remat?.inPlace.has(u.value)) continue;
-      persistent.get(u.target)!.set(bufs.get(u.value)!);
-    }
-    this.stats.runs++;
-    this.stats.kernelLaunches += plan.steps.length;
-    return result;
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, true);
+    return this.outputsOf(plan, values as CpuArray[]);
   }
 
   /**
-   * Run; resolves to the requested outputs as host tensors the caller owns. On WebGPU the kernels
-   * are recorded and submitted before this returns its promise, and the outputs are read back
-   * once, at the end; runs started one after another apply their updates in that order.
+   * Run; resolves to the requested outputs as host tensors the caller owns. The kernels are
+   * recorded (and on the CPU, run) before this returns its promise, and the outputs are read
+   * back once, at the end; runs started one after another apply their updates in that order.
    */
   async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Promise<Outputs> {
     if (this.store.info.backend === 'pending') await this.ready();
-    const gpu = this.store.gpu;
-    if (!gpu) return this.runSync(feeds, outputs, opts);
-    const update = opts.update !== false;
+    return this.record(feeds, outputs, opts);
+  }
+
+  /**
+   * Like `run` on a settled executable, but everything up to the read-back happens before this
+   * returns: the values resolve later, the updates are applied now. What the trainer uses.
+   */
+  record(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Promise<Outputs> {
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, false);
+    return Promise.resolve(values).then((v) => this.outputsOf(plan, v));
+  }
+
+  private execute(feeds: Feeds, outputs: readonly string[], update: boolean, sync: boolean) {
+    const vars = this.store.vars;
+    if (!vars) throw new BackendError(this.store.info.requested, 'the device is not settled yet: `await exe.ready()` first');
     const fed = this.feedArrays(feeds);
     const plan = this.prepare(new Map([...fed].map(([k, v]) => [k, v.shape])), outputs, update);
-    const byId = new Map<number, HostTensor>();
+    const byId = new Map<number, HostValue>();
     // only inputs the plan reads are uploaded
     for (const n of this.graph.nodes) if (n.op === 'input' && fed.has(n.name!) && plan.buffers.has(n.id)) byId.set(n.id, fed.get(n.name!)!);
-    const result = runPlanOnGpu(gpu, plan, byId, update);
+    const r = runPlan(plan, vars, byId, { update, sync });
     this.stats.runs++;
-    this.stats.kernelLaunches += plan.steps.length;
+    this.stats.kernelLaunches += plan.kernelCount;
+    this.stats.measuredPeakBytes = r.measuredPeakBytes;
+    return { plan, values: r.values };
+  }
+
+  private outputsOf(plan: Plan, values: readonly CpuArray[]): Outputs {
+    const result: Outputs = {};
+    Object.entries(plan.outputs).forEach(([name, id], i) => {
+      result[name] = { dtype: this.graph.nodes[id]!.dtype, shape: plan.shapes[id]!, data: values[i]! };
+    });
     return result;
   }
 
   /**
-   * Copies of params and state by name (e.g. for checkpoints), on the CPU. On WebGPU they live on
-   * the device: use `readVariables()`.
+   * Copies of params and state by name (e.g. for checkpoints), read synchronously on the CPU.
+   * On WebGPU they live on the device: use `readVariables()`.
    */
   variables(): Record<string, HostTensor> {
-    if (this.store.gpu || this.store.info.backend === 'pending') {
-      throw new BackendError(this.store.info.requested, 'variables() reads host memory; on WebGPU use `await exe.readVariables()`');
+    const info = this.store.info;
+    if (info.backend === 'pending' || !this.device.caps.sync) {
+      throw new BackendError(info.requested, 'variables() reads host memory; on WebGPU use `await exe.readVariables()`');
     }
-    const out: Record<string, HostTensor> = {};
-    for (const [id, data] of this.store.host) {
-      const n = this.graph.nodes[id]!;
-      if (n.op === 'const') continue;
-      out[variableName(n.op, n.name!)] = { dtype: n.dtype, shape: concreteShape(n.shape, new Map()), data: data.slice() as CpuArray };
-    }
-    return out;
+    const ids = this.variableIds();
+    return this.named(ids, this.store.vars!.readSync(ids));
   }
 
-  /** Copies of params and state by name, on any backend (read back from the device on WebGPU). */
+  /**
+   * Copies of params and state by name, on any device, as of this call: the values are taken
+   * before later runs change them, even when the read completes afterwards.
+   */
   async readVariables(): Promise<Record<string, HostTensor>> {
     if (this.store.info.backend === 'pending') await this.ready();
-    const gpu = this.store.gpu;
-    if (!gpu) return this.variables();
-    const ids = [...gpu.ids()].filter((id) => this.graph.nodes[id]!.op !== 'const');
-    const data = await gpu.read(ids);
+    return this.captureVariables();
+  }
+
+  /** `readVariables` on a settled executable, the copy recorded before this returns. */
+  captureVariables(): Promise<Record<string, HostTensor>> {
+    const ids = this.variableIds();
+    return this.store.vars!.read(ids).then((data) => this.named(ids, data));
+  }
+
+  private variableIds(): number[] {
+    return [...this.store.vars!.ids()].filter((id) => this.graph.nodes[id]!.op !== 'const');
+  }
+
+  private named(ids: readonly number[], data: ReadonlyMap<number, CpuArray>): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
     for (const id of ids) {
       const n = this.graph.nodes[id]!;
@@ -435,20 +394,17 @@ export class Executable {
       const src = 'data' in v && !(ArrayBuffer.isView(v)) ? (v as HostTensor).data : (v as CpuArray);
       const expected = numel(concreteShape(n.shape, new Map()));
       if (src.length !== expected) throw new GraphError(`setVariables: '${key}' has ${src.length} values, expected ${expected}`);
-      if (this.store.gpu) this.store.gpu.set(n.id, src);
-      else this.store.host.get(n.id)!.set(src);
+      if (this.store.vars) this.store.vars.set(n.id, src);
+      else this.store.host.get(n.id)!.data.set(src);
     }
   }
 
-  /** Bytes held in params, state and constants. */
+  /** Bytes held in params, state and constants, in the device's buffers. */
   persistentBytes(): number {
+    const v = this.store.vars;
+    if (!v) return [...this.store.host.values()].reduce((a, h) => a + h.data.byteLength, 0);
     let b = 0;
-    const ids = this.store.gpu ? [...this.store.gpu.ids()] : [...this.store.host.keys()];
-    for (const id of ids) {
-      const n = this.graph.nodes[id]!;
-      const elements = n.op === 'const' && Array.isArray(n.attrs['data']) ? (n.attrs['data'] as number[]).length : numel(concreteShape(n.shape, new Map()));
-      b += elements * (this.f64 && (n.dtype === 'f32' || n.dtype === 'f16') ? 8 : hostBytesPerElement(n.dtype));
-    }
+    for (const id of v.ids()) b += v.device.bytes(v.get(id));
     return b;
   }
 }
@@ -484,4 +440,3 @@ export async function compileAsync(graph: Graph, opts: CompileOptions = {}): Pro
   return exe;
 }
 
-type RematPlanned = ReturnType<typeof rematerializePlan>;

@@ -2,6 +2,8 @@
 // kernel may grow and whether a kernel may write a buffer it reads. Devices (runtime/) report
 // these; fusion, kernel building and rematerialization read them. It holds no device state.
 
+import type { DType } from '../graphs/types.js';
+
 export interface DeviceCaps {
   /** e.g. 'cpu', 'reference', 'webgpu' */
   readonly kind: string;
@@ -22,6 +24,8 @@ export interface DeviceCaps {
   readonly sync: boolean;
   /** float tensors can be stored in double precision */
   readonly f64: boolean;
+  /** bytes one element of each dtype takes in this device's buffers (plans count memory in these) */
+  readonly elementBytes: Readonly<Record<DType, number>>;
 }
 
 /** A host device: no limit a kernel could reach. */
@@ -34,4 +38,10 @@ export const HOST_CAPS: DeviceCaps = {
   inPlace: true,
   sync: true,
   f64: true,
+  elementBytes: { f32: 4, f16: 4, i32: 4, bool: 1 },
 };
+
+/** Bytes of `elements` values of `dtype` on a device with these caps. */
+export function bufferBytes(caps: DeviceCaps, dtype: DType, elements: number): number {
+  return elements * caps.elementBytes[dtype];
+}

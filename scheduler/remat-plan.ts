@@ -4,9 +4,12 @@
 // may repeat kernels and that releases each value after its last read. Recomputed values are
 // bit-identical: kernels are deterministic and dropout draws from (seed, index).
 
-import { hostBytesPerElement, type DType } from '../graphs/types.js';
+import type { DType } from '../graphs/types.js';
 import { linearize, outVars, type Kernel } from '../ops/kernel-ir.js';
-import type { Plan, Step } from './plan.js';
+import { bufferBytes } from './caps.js';
+import { planLaunches, residentBuffers, type Plan } from './plan.js';
+import type { RematInfo } from './remat-info.js';
+import { validateSteps, type LaunchStep, type PlanStep } from './steps.js';
 import { chenSchedule } from './remat/chen.js';
 import type { CostGraph } from './remat/cost-graph.js';
 import { BudgetError } from './remat/plan-types.js';
@@ -22,25 +25,7 @@ export interface RematOptions extends PlannerOptions {
   schedule?: 'planner' | 'chen';
 }
 
-export interface RematInfo {
-  /** node ids released after each step */
-  readonly frees: readonly (readonly number[])[];
-  /**
-   * update value node -> the param/state node it is computed into, in place: the kernel reads
-   * its target only at the element it writes, and nothing later reads the old value
-   */
-  readonly inPlace: ReadonlyMap<number, number>;
-  /** planned peak of computed values, bytes (the pool's peak) */
-  readonly peakBytes: number;
-  /** the peak of the same plan without recomputation */
-  readonly baselineBytes: number;
-  /** bytes outside the planner's reach: params, state, constants and fed inputs */
-  readonly fixedBytes: number;
-  readonly budgetBytes: number;
-  /** estimated extra compute, fraction of the plain plan's */
-  readonly overhead: number;
-  readonly solver: string;
-}
+export type { RematInfo } from './remat-info.js';
 
 /** Rough cost of a kernel in scalar operations: enough to rank recomputations. */
 export function kernelCost(k: Kernel): number {
@@ -64,7 +49,7 @@ export function kernelCost(k: Kernel): number {
 
 function valueBytes(plan: Plan, node: number): number {
   const b = plan.buffers.get(node)!;
-  return b.elements * hostBytesPerElement(b.dtype as DType);
+  return bufferBytes(plan.caps, b.dtype as DType, b.elements);
 }
 
 /**
@@ -72,10 +57,11 @@ function valueBytes(plan: Plan, node: number): number {
  * update value, so those stay resident (or are recomputed) until the run ends.
  */
 export function planCostGraph(plan: Plan, inPlace: ReadonlyMap<number, number> = new Map()): CostGraph {
-  const stepOf = new Map(plan.steps.map((s, i) => [s.node, i]));
-  const nodes = plan.steps.map((s, i) => ({ id: i, name: s.kernel.name, compute: kernelCost(s.kernel), bytes: inPlace.has(s.node) ? 0 : valueBytes(plan, s.node) }));
+  const kernels = planLaunches(plan);
+  const stepOf = new Map(kernels.map((s, i) => [s.node, i]));
+  const nodes = kernels.map((s, i) => ({ id: i, name: s.kernel.name, compute: kernelCost(s.kernel), bytes: inPlace.has(s.node) ? 0 : valueBytes(plan, s.node) }));
   const edges: [number, number][] = [];
-  plan.steps.forEach((s, i) => {
+  kernels.forEach((s, i) => {
     for (const j of new Set(s.inputs)) {
       const p = stepOf.get(j);
       if (p !== undefined) edges.push([p, i]);
@@ -100,7 +86,8 @@ export function planCostGraph(plan: Plan, inPlace: ReadonlyMap<number, number> =
  * BudgetError stating the smallest budget the planner can meet.
  */
 export function rematerializePlan(plan: Plan, budgetBytes: number, fixedBytes: number, opts: RematOptions = {}): Plan & { remat: RematInfo } {
-  let inPlace = inPlaceCandidates(plan);
+  // a device that cannot write a buffer it reads (WebGPU) keeps update values apart from their targets
+  let inPlace = plan.caps.inPlace ? inPlaceCandidates(plan) : new Map<number, number>();
   const candidates = inPlace;
   const graphs = costGraphs(plan);
   for (;;) {
@@ -129,7 +116,7 @@ function scheduleFor(plan: Plan, cg: CostGraph, budget: number, opts: RematOptio
 
 /** Updates a schedule computes in place although it recomputes them or later reads their target. */
 function unsafeInPlace(plan: Plan, schedule: RematSchedule, inPlace: ReadonlyMap<number, number>): number[] {
-  const kernels = plan.steps;
+  const kernels = planLaunches(plan);
   const launched = schedule.steps.filter((s) => s.node < kernels.length).map((s) => kernels[s.node]!);
   return [...inPlace.keys()].filter((v) => !inPlaceSafe(launched, v, inPlace.get(v)!));
 }
@@ -180,7 +167,7 @@ function atSmallestPeak(
 /** Update values whose kernel reads the target only at the element it writes. */
 function inPlaceCandidates(plan: Plan): Map<number, number> {
   const out = new Map<number, number>();
-  const stepOf = new Map(plan.steps.map((s) => [s.node, s]));
+  const stepOf = new Map(planLaunches(plan).map((s) => [s.node, s]));
   for (const u of plan.graph.updates) {
     const s = stepOf.get(u.value);
     if (!s || s.kernel.kind !== 'map' || Object.values(plan.outputs).includes(u.value)) continue;
@@ -206,7 +193,7 @@ function loadsOnlyAtOutputIndex(e: unknown, buf: number, shape: readonly number[
 }
 
 /** Computed once, and no later step reads the target's old value. */
-function inPlaceSafe(steps: readonly Step[], value: number, target: number): boolean {
+function inPlaceSafe(steps: readonly LaunchStep[], value: number, target: number): boolean {
   const at = steps.map((s, i) => (s.node === value ? i : -1)).filter((i) => i >= 0);
   if (at.length !== 1) return false;
   return !steps.slice(at[0]! + 1).some((s) => s.inputs.includes(target));
@@ -217,7 +204,8 @@ function inPlaceSafe(steps: readonly Step[], value: number, target: number): boo
  * the plan's outputs are the forward ones). Every step when no output is a gradient.
  */
 export function forwardSteps(plan: Plan): number[] {
-  const stepOf = new Map(plan.steps.map((s, i) => [s.node, i]));
+  const kernels = planLaunches(plan);
+  const stepOf = new Map(kernels.map((s, i) => [s.node, i]));
   const stack = Object.entries(plan.outputs).filter(([name]) => !name.startsWith('grad/')).map(([, id]) => id);
   const seen = new Set<number>();
   while (stack.length) {
@@ -225,7 +213,7 @@ export function forwardSteps(plan: Plan): number[] {
     const i = stepOf.get(id);
     if (i === undefined || seen.has(i)) continue;
     seen.add(i);
-    stack.push(...plan.steps[i]!.inputs);
+    stack.push(...kernels[i]!.inputs);
   }
   return [...seen].sort((a, b) => a - b);
 }
@@ -243,22 +231,32 @@ function chenResult(plan: Plan, cg: CostGraph, budget: number) {
 
 /** The plan of a schedule of the plan's cost graph, with the updates `inPlace` computed into their targets. */
 function planWith(plan: Plan, budgetBytes: number, fixedBytes: number, inPlace: ReadonlyMap<number, number>, result: Scheduled): Plan & { remat: RematInfo } {
-  const end = plan.steps.length;
-  const steps: Step[] = [];
-  const frees: number[][] = [];
+  // The schedule becomes steps: each evaluation a launch (a recomputation when the value was
+  // computed before), then a free of what the schedule releases after it. Values computed in
+  // place live in their param/state buffer and are never freed; the end node's step is dropped,
+  // so outputs and update values stay live for the interpreter to hand over.
+  const kernels = planLaunches(plan);
+  const end = kernels.length;
+  const steps: PlanStep[] = [];
+  const computed = new Set<number>();
   for (const s of result.plan.schedule.steps) {
     if (s.node === end) break;
-    steps.push(plan.steps[s.node]!);
-    frees.push(s.free.filter((v) => v !== end).map((v) => plan.steps[v]!.node));
+    const k = kernels[s.node]!;
+    const target = inPlace.get(k.node);
+    steps.push({ ...k, output: target ?? k.node, recompute: computed.has(k.node) });
+    computed.add(k.node);
+    const freed = s.free.filter((v) => v !== end).map((v) => kernels[v]!.node).filter((id) => !inPlace.has(id));
+    if (freed.length) steps.push({ kind: 'free', buffers: freed });
   }
-  // the final copies of outputs and update values are freed by the end node's step, which is
-  // dropped: the executor hands them over after the run
+  const kept = new Set([...Object.values(plan.outputs), ...plan.graph.updates.map((u) => u.value)].filter((id) => computed.has(id) && !inPlace.has(id)));
+  const bytes = (id: number) => (inPlace.has(id) ? 0 : valueBytes(plan, id));
+  validateSteps(steps, { resident: residentBuffers(plan.buffers), kept, bytes });
   return {
     ...plan,
     steps,
-    kernelCount: steps.length,
+    kernelCount: steps.filter((s) => s.kind === 'launch').length,
+    peakBytes: result.plan.stats.peak,
     remat: {
-      frees,
       inPlace,
       peakBytes: result.plan.stats.peak,
       baselineBytes: result.baseline,

@@ -13,7 +13,7 @@ import { bool, dim, f32, i32, numel, type Tensor } from '../graphs/types.js';
 import { compile, compileAsync, BackendError, type Executable, type Outputs } from '../runtime/executor.js';
 import { tensor, type HostTensor } from '../runtime/tensor.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
-import { sharedWebGpuBackend } from '../runtime/webgpu/execute.js';
+import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { mlpGraph } from '../examples/mlp-model.js';
 
 const gpu = await sharedWebGpuBackend();

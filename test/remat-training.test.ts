@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { adam, compile, grad, type Graph, type HostTensor } from '../index.js';
+import { adam, compile, grad, planLaunches, type Graph, type HostTensor, type Plan } from '../index.js';
 import { mlpGraph } from '../examples/mlp-model.js';
 import { transformerGraph, type TransformerConfig } from '../examples/transformer-model.js';
 import { tensor } from '../runtime/tensor.js';
 import type { RematInfo, RematOptions } from '../scheduler/remat-plan.js';
 import { BudgetError } from '../scheduler/remat/plan-types.js';
 
-type Planned = { remat: RematInfo; steps: readonly { node: number; fused: readonly number[] }[]; graph: Graph };
+type Planned = Plan & { remat: RematInfo };
 type Feeds = { x: HostTensor; y: HostTensor };
 
 const tiny: TransformerConfig = { blocks: 3, seq: 6, dModel: 8, heads: 2, dFF: 16, classes: 3 };
@@ -65,8 +65,9 @@ function expectSameTraining(g: Graph, feeds: Feeds, fraction: number, remat?: Re
 /** Node ids of kernels the plan evaluates more than once. */
 function recomputedNodes(plan: Planned): number[][] {
   const count = new Map<number, number>();
-  for (const s of plan.steps) count.set(s.node, (count.get(s.node) ?? 0) + 1);
-  return plan.steps.filter((s, i) => count.get(s.node)! > 1 && plan.steps.findIndex((t) => t.node === s.node) === i).map((s) => [s.node, ...s.fused]);
+  const steps = planLaunches(plan);
+  for (const s of steps) count.set(s.node, (count.get(s.node) ?? 0) + 1);
+  return steps.filter((s, i) => count.get(s.node)! > 1 && steps.findIndex((t) => t.node === s.node) === i).map((s) => [s.node, ...s.fused]);
 }
 
 describe('rematerialization on training graphs', () => {

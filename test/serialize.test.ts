@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compile, f32, fromJSON, graph, GraphError, toDot, toJSON } from '../index.js';
+import { compile, f32, fromJSON, graph, GraphError, planLaunches, toDot, toJSON } from '../index.js';
 import { arbGraph } from './arbitraries.js';
 
 const seed = process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {};
@@ -64,7 +64,7 @@ describe('graph serialization', () => {
     expect(dot).toContain('input x\\nf32[batch, 4]');
     const plan = compile(g).plan({ x: [3, 4] });
     const groups = new Map<number, string>();
-    for (const s of plan.steps) for (const id of s.fused) groups.set(id, s.kernel.name);
+    for (const s of planLaunches(plan)) for (const id of s.fused) groups.set(id, s.kernel.name);
     expect(toDot(g, { groups })).toContain('subgraph cluster_0');
   });
 });

@@ -12,7 +12,7 @@ import { f32 } from '../graphs/types.js';
 import { compile, compileAsync, type Outputs } from '../runtime/executor.js';
 import type { HostTensor } from '../runtime/tensor.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
-import { sharedWebGpuBackend } from '../runtime/webgpu/execute.js';
+import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { arbGraph, fcParams, withRandomLoss } from './arbitraries.js';
 
 const gpu = await sharedWebGpuBackend();

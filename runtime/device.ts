@@ -1,0 +1,133 @@
+// The Device interface every backend implements — capabilities, buffers, uploads, kernel
+// launches, reads — and the host devices: the CPU (kernels rendered to JavaScript) and the
+// reference (the kernel IR interpreter). A device renders kernels and moves bytes; it never
+// decides when a buffer lives or dies (the plan's steps do, runtime/plan-interpreter.ts runs them).
+
+import { RheoError } from '../graphs/errors.js';
+import type { DType } from '../graphs/types.js';
+import type { Kernel } from '../ops/kernel-ir.js';
+import { HOST_CAPS, type DeviceCaps } from '../scheduler/caps.js';
+import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
+import { interpretKernel } from './interpreter.js';
+import { allocArray } from './tensor.js';
+
+/** Bytes a device's buffers hold now and at most, as its allocator counted them. */
+export interface DeviceMemory {
+  readonly liveBytes: number;
+  readonly peakBytes: number;
+}
+
+/**
+ * A place kernels run. `B` is the device's buffer type (typed arrays on the host, GPU buffers on
+ * WebGPU); callers treat it as opaque. Launches and reads are ordered: a read returns the values
+ * as of the moment it was called, even when the device finishes the work later.
+ */
+export interface Device<B = unknown> {
+  readonly caps: DeviceCaps;
+  /** e.g. 'cpu', 'reference', 'webgpu: llvmpipe (OpenGL ES 3.2 Mesa 22.3.6; opengles, compatibility)' */
+  readonly description: string;
+  /** the instrumented allocator's counters */
+  readonly memory: DeviceMemory;
+  /** an uninitialized buffer of `elements` values */
+  alloc(dtype: DType, elements: number): B;
+  free(b: B): void;
+  /** bytes `b` holds, as the allocator counts them */
+  bytes(b: B): number;
+  /** a new buffer holding a copy of host data */
+  upload(dtype: DType, data: CpuArray): B;
+  /** overwrite a buffer's contents with host data (after the work recorded so far) */
+  write(b: B, data: CpuArray): void;
+  copy(src: B, dst: B): void;
+  launch(kernel: Kernel, inputs: readonly B[], out: B): void;
+  /** copies of the buffers' contents as of this call */
+  read(bs: readonly B[]): Promise<CpuArray[]>;
+  /** the same, synchronously; only where `caps.sync` */
+  readSync?(bs: readonly B[]): CpuArray[];
+}
+
+/** A device used in a way it does not support. */
+export class DeviceUseError extends RheoError {}
+
+/**
+ * A device in host memory: buffers are typed arrays recycled by type and length, so a plan's
+ * frees make room for its later launches. 'cpu' runs kernels rendered to JavaScript (compiled
+ * once per signature), 'reference' interprets the kernel IR. With `f64`, float tensors are stored
+ * in double precision (for gradient checks).
+ */
+export class HostDevice implements Device<CpuArray> {
+  readonly caps: DeviceCaps;
+  readonly description: string;
+  private live = 0;
+  private peak = 0;
+  private readonly pool = new Map<string, CpuArray[]>();
+  private readonly fns = new WeakMap<Kernel, CpuKernelFn>();
+
+  constructor(readonly kind: 'cpu' | 'reference', readonly f64 = false) {
+    this.description = f64 ? `${kind} (f64)` : kind;
+    this.caps = { ...HOST_CAPS, kind, elementBytes: f64 ? { ...HOST_CAPS.elementBytes, f32: 8, f16: 8 } : HOST_CAPS.elementBytes };
+  }
+
+  get memory(): DeviceMemory {
+    return { liveBytes: this.live, peakBytes: this.peak };
+  }
+
+  alloc(dtype: DType, elements: number): CpuArray {
+    const a = this.pool.get(this.key(dtype, elements))?.pop() ?? allocArray(dtype, elements, this.f64);
+    this.count(a.byteLength);
+    return a;
+  }
+
+  free(b: CpuArray): void {
+    this.live -= b.byteLength;
+    const key = `${b.constructor.name}:${b.length}`;
+    const list = this.pool.get(key);
+    if (list) list.push(b);
+    else this.pool.set(key, [b]);
+  }
+
+  bytes(b: CpuArray): number {
+    return b.byteLength;
+  }
+
+  upload(dtype: DType, data: CpuArray): CpuArray {
+    const a = this.alloc(dtype, data.length);
+    a.set(data);
+    return a;
+  }
+
+  write(b: CpuArray, data: CpuArray): void {
+    if (data.length !== b.length) throw new DeviceUseError(`write of ${data.length} values into a buffer of ${b.length}`);
+    b.set(data);
+  }
+
+  copy(src: CpuArray, dst: CpuArray): void {
+    dst.set(src);
+  }
+
+  launch(kernel: Kernel, inputs: readonly CpuArray[], out: CpuArray): void {
+    let f = this.fns.get(kernel);
+    if (!f) {
+      f = this.kind === 'reference' ? (ins, o) => interpretKernel(kernel, ins, o) : cpuKernel(kernel);
+      this.fns.set(kernel, f);
+    }
+    f(inputs, out);
+  }
+
+  readSync(bs: readonly CpuArray[]): CpuArray[] {
+    return bs.map((b) => b.slice() as CpuArray);
+  }
+
+  read(bs: readonly CpuArray[]): Promise<CpuArray[]> {
+    return Promise.resolve(this.readSync(bs));
+  }
+
+  private key(dtype: DType, elements: number): string {
+    const type = dtype === 'i32' ? 'Int32Array' : dtype === 'bool' ? 'Uint8Array' : this.f64 ? 'Float64Array' : 'Float32Array';
+    return `${type}:${elements}`;
+  }
+
+  private count(bytes: number): void {
+    this.live += bytes;
+    if (this.live > this.peak) this.peak = this.live;
+  }
+}

@@ -1,0 +1,104 @@
+// The one plan interpreter: runs a plan's steps on any Device. Launches allocate their outputs
+// (or write a variable in place), frees give buffers back, and at the end the outputs are read
+// and the updates applied. Every liveness and reuse decision is the plan's; this module counts
+// the bytes of computed values the device holds, so the measured peak can be checked against the
+// planned one. It does not plan, and it knows no backend.
+
+import type { DType } from '../graphs/types.js';
+import type { Plan } from '../scheduler/plan.js';
+import { DeviceUseError, type Device } from './device.js';
+import type { CpuArray } from './cpu/render-js.js';
+import type { Variables } from './variables.js';
+
+export interface PlanRun {
+  /** output values by the plan's output names, in `Object.keys(plan.outputs)` order */
+  readonly values: CpuArray[] | Promise<CpuArray[]>;
+  /** the largest total of computed values held at once, bytes, as the device's allocator counted them */
+  readonly measuredPeakBytes: number;
+}
+
+/**
+ * Run `plan` on `vars.device`. Everything up to the read of the outputs happens before this
+ * returns (kernels recorded, updates applied), so runs started one after another see each
+ * other's updates without waiting.
+ *
+ * @param feeds host values by input node id
+ * @param opts.sync read the outputs synchronously (devices with `caps.sync` only)
+ */
+export function runPlan<B>(
+  plan: Plan,
+  vars: Variables<B>,
+  feeds: ReadonlyMap<number, { dtype: DType; data: CpuArray }>,
+  opts: { update: boolean; sync: boolean },
+): PlanRun {
+  const device: Device<B> = vars.device;
+  const g = plan.graph;
+  /** computed values this run holds, by node id */
+  const own = new Map<number, B>();
+  const fed = new Map<number, B>();
+  /** values computed in place: node id -> the variable whose buffer holds them */
+  const alias = new Map<number, number>();
+  const lookup = (id: number): B => own.get(id) ?? fed.get(id) ?? vars.get(alias.get(id) ?? id);
+  let live = 0;
+  let peak = 0;
+  try {
+    for (const [id, f] of feeds) fed.set(id, device.upload(f.dtype, f.data));
+    plan.steps.forEach((s, i) => {
+      switch (s.kind) {
+        case 'launch': {
+          let out: B;
+          if (s.output === s.node) {
+            const b = plan.buffers.get(s.node)!;
+            out = device.alloc(b.dtype as DType, b.elements);
+            own.set(s.node, out);
+            live += device.bytes(out);
+            if (live > peak) peak = live;
+          } else {
+            out = vars.get(s.output);
+            alias.set(s.node, s.output);
+          }
+          device.launch(s.kernel, s.inputs.map(lookup), out);
+          break;
+        }
+        case 'free':
+          for (const id of s.buffers) {
+            const b = own.get(id)!;
+            own.delete(id);
+            live -= device.bytes(b);
+            device.free(b);
+          }
+          break;
+        default:
+          throw new DeviceUseError(`plan step ${i}: '${s.kind}' needs a mesh of devices; this plan runs on ${device.description} alone`);
+      }
+    });
+    const outs = Object.values(plan.outputs).map(lookup);
+    const values = opts.sync ? device.readSync!(outs) : device.read(outs);
+    // Updates are simultaneous: every new value is taken before any variable changes. A buffer
+    // this run computed becomes the variable's; a value that is itself a variable (or feeds two
+    // updates) is copied into a fresh buffer first.
+    const claimed = new Set<number>();
+    const next: [number, B][] = [];
+    for (const u of opts.update ? g.updates : []) {
+      if (u.value === u.target || alias.get(u.value) === u.target) continue;
+      const src = lookup(u.value);
+      if (own.has(u.value) && !claimed.has(u.value)) {
+        claimed.add(u.value);
+        next.push([u.target, src]);
+      } else {
+        const b = plan.buffers.get(u.value);
+        const n = g.nodes[u.target]!;
+        const t = device.alloc(n.dtype, b ? b.elements : plan.shapes[u.target]!.reduce((a, d) => a * d, 1));
+        device.copy(src, t);
+        next.push([u.target, t]);
+      }
+    }
+    for (const [target, b] of next) vars.replace(target, b);
+    for (const [id, b] of own) if (!claimed.has(id)) device.free(b);
+    own.clear();
+    return { values, measuredPeakBytes: peak };
+  } finally {
+    for (const b of own.values()) device.free(b);
+    for (const b of fed.values()) device.free(b);
+  }
+}
