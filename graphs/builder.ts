@@ -302,9 +302,25 @@ export class Builder {
     return this.op('pad', [x], { before: [...before], after: [...after], value }) as Tensor<D>;
   }
 
+  /**
+   * Concatenation along `axis`. More than two operands become a balanced tree of two-operand
+   * concats (checked together first): fusion joins the tree back into one kernel as far as the
+   * device's buffer bindings allow, and splits it where they do not.
+   */
   concat<D extends DType>(xs: readonly Tensor<D>[], axis: number): Tensor<D> {
     if (xs.length === 1) return xs[0]!;
-    return this.op('concat', xs, { axis }) as Tensor<D>;
+    if (xs.length <= 2) return this.op('concat', xs, { axis }) as Tensor<D>;
+    const site = this.site === null ? callSite() : this.site;
+    const types = xs.map((t) => nodeType(this.node(t.id)));
+    opDef('concat', types.map((t) => t.shape), site).infer(types, { axis }, site);
+    const saved = this.site;
+    this.site = site ?? undefined;
+    try {
+      const half = Math.ceil(xs.length / 2);
+      return this.op('concat', [this.concat(xs.slice(0, half), axis), this.concat(xs.slice(half), axis)], { axis }) as Tensor<D>;
+    } finally {
+      this.site = saved;
+    }
   }
 
   gather<D extends DType>(table: Tensor<D>, indices: Tensor<'i32'> | Tensor): Tensor<D> {

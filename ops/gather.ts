@@ -6,11 +6,12 @@ import { defineOp } from './registry.js';
 import { ShapeError } from '../graphs/errors.js';
 import { requireDType, requireSameDType } from './shape.js';
 import type { IndexExpr } from './kernel-ir.js';
-import type { Tensor, TensorType } from '../graphs/types.js';
+import { numel, type Tensor, type TensorType } from '../graphs/types.js';
 
 defineOp({
   name: 'gather',
   kind: 'elementwise',
+  indexOperands: [1],
   infer(ins, _attrs, site) {
     const [table, idx] = ins as readonly [TensorType, TensorType];
     requireDType('gather', [idx], (d) => d === 'i32', 'i32 indices', site);
@@ -32,6 +33,7 @@ defineOp({
 defineOp({
   name: 'scatterAdd',
   kind: 'scatterAdd',
+  bufferOperands: [0, 1, 2],
   infer(ins, _attrs, site) {
     const [base, idx, upd] = ins as readonly [TensorType, TensorType, TensorType];
     const shapes = [base.shape, idx.shape, upd.shape];
@@ -45,5 +47,13 @@ defineOp({
   },
   vjp(g, ins, _out, ct) {
     return [ct, null, g.gather(ct, ins[1]!)];
+  },
+  kernel(ctx) {
+    const [base, indices, updates] = [ctx.buffer(0), ctx.buffer(1), ctx.buffer(2)];
+    const shape = ctx.out.shape;
+    return {
+      kind: 'scatterAdd', name: ctx.name, inputs: ctx.params(), out: { dtype: ctx.out.dtype, shape: [...shape] },
+      base, indices, updates, rows: numel(ctx.ins[1]!.shape), outRows: shape[0]!, inner: numel(shape.slice(1)), outer: 1,
+    };
   },
 });

@@ -11,6 +11,7 @@ import { broadcastShapes, normalizeAxis, numArr, requireSameDType, sameProduct }
 defineOp({
   name: 'reshape',
   kind: 'view',
+  stridedView: true,
   infer(ins, attrs, site) {
     const to = attrs['shape'] as Dim[];
     if (!sameProduct(ins[0]!.shape, to)) {
@@ -28,6 +29,7 @@ defineOp({
 defineOp({
   name: 'transpose',
   kind: 'view',
+  stridedView: true,
   infer(ins, attrs, site) {
     const x = ins[0]!;
     const perm = numArr(attrs['perm']);
@@ -51,6 +53,7 @@ defineOp({
 defineOp({
   name: 'broadcastTo',
   kind: 'view',
+  stridedView: true,
   infer(ins, attrs, site) {
     const to = attrs['shape'] as Dim[];
     const x = ins[0]!;

@@ -6,6 +6,7 @@ import { defineOp } from './registry.js';
 import { ShapeError } from '../graphs/errors.js';
 import type { Dim, MatmulCheck, Shape, Tensor } from '../graphs/types.js';
 import { broadcastShapes, requireDType, requireSameDType } from './shape.js';
+import { iconst, ivar, type IndexExpr } from './kernel-ir.js';
 
 export function matmulShape(a: readonly Dim[], b: readonly Dim[], site?: string): Dim[] {
   const shapes = [a, b];
@@ -32,5 +33,27 @@ defineOp({
     const da = g.matmul(ct, g.transposeLast2(b) as Tensor & MatmulCheck<Shape, Shape>);
     const db = g.matmul(g.transposeLast2(a), ct as Tensor & MatmulCheck<Shape, Shape>);
     return [g.sumTo(da, a.shape), g.sumTo(db, b.shape)];
+  },
+  // out[b..., m, n] = epilogue(sum_k a[b..., m, k] * b[b..., k, n]); operands broadcast over
+  // the output's batch dims, and their views fold into strides.
+  kernel(ctx) {
+    const shape = ctx.out.shape;
+    const r = shape.length;
+    const batch = shape.slice(0, r - 2);
+    const sa = ctx.ins[0]!, sb = ctx.ins[1]!;
+    const k = sa.shape[sa.shape.length - 1]!;
+    const kv = ctx.fresh(k).name;
+    const bvars = batch.map((_, i) => `i${i}`);
+    const at = (s: readonly number[], row: string, col: string): IndexExpr[] => {
+      const nb = s.length - 2;
+      const bi = s.slice(0, nb).map((d, i) => (d === 1 ? iconst(0) : ivar(bvars[batch.length - nb + i]!)));
+      return [...bi, ivar(row), ivar(col)];
+    };
+    const a = ctx.strided(0, at(sa.shape, `i${r - 2}`, kv), { batch: bvars, row: `i${r - 2}`, col: kv });
+    const b = ctx.strided(1, at(sb.shape, kv, `i${r - 1}`), { batch: bvars, row: kv, col: `i${r - 1}` });
+    return {
+      kind: 'matmul', name: ctx.name, inputs: ctx.params(), out: { dtype: ctx.out.dtype, shape: [...shape] },
+      batch, m: shape[r - 2]!, n: shape[r - 1]!, k, a, b, epilogue: ctx.epilogue,
+    };
   },
 });

@@ -19,6 +19,7 @@ for (const name of ['input', 'param', 'state'] as const) {
 defineOp({
   name: 'const',
   kind: 'source',
+  computedSource: (attrs) => !Array.isArray(attrs['data']),
   infer(_ins, attrs, site) {
     const t = declared(attrs);
     const data = attrs['data'];

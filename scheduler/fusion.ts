@@ -1,13 +1,17 @@
 // Fusion grouping: which nodes get a buffer of their own (are "materialized") and which are
 // inlined into the kernel that reads them. Elementwise chains and views inline into their
 // consumer; a reduction inlines its prologue and, when read once at its own index, its
-// epilogue; a matmul absorbs an elementwise epilogue (bias, activation). Kernel construction
+// epilogue; a matmul absorbs an elementwise epilogue (bias, activation). What an op allows is
+// asked of its OpDef, never of its name. A kernel that would bind more buffers than the device
+// allows gives its best producer a buffer (scheduler/limits.ts). Kernel construction
 // (scheduler/kernels.ts) may still ask for more buffers when a view cannot be folded.
 
 import type { Graph } from '../graphs/graph.js';
 import { consumersOf } from '../graphs/graph.js';
 import { opDef, type OpKind } from '../ops/registry.js';
 import { numel } from '../graphs/types.js';
+import { HOST_CAPS, type DeviceCaps } from './caps.js';
+import { chooseCut, isSuppliedSource, kernelReads } from './limits.js';
 
 export interface FusionInput {
   readonly graph: Graph;
@@ -20,6 +24,8 @@ export interface FusionInput {
   readonly forced: ReadonlySet<number>;
   /** false disables fusion: every op gets its own kernel (for comparisons and tests) */
   readonly fuse: boolean;
+  /** the device's limits (default: the host's) */
+  readonly caps?: DeviceCaps;
 }
 
 export function kindOf(g: Graph, id: number): OpKind {
@@ -27,27 +33,38 @@ export function kindOf(g: Graph, id: number): OpKind {
 }
 
 export function chooseMaterialized(f: FusionInput): Set<number> {
-  const { graph: g, shapes } = f;
+  const g = f.graph;
   const neededSet = new Set(f.needed);
   const consumers = consumersOf(g).map((cs) => cs.filter((c) => neededSet.has(c)));
   const mat = new Set<number>(f.forced);
   const kind = (id: number) => kindOf(g, id);
-  const isFill = (id: number) => g.nodes[id]!.op === 'const' && !Array.isArray(g.nodes[id]!.attrs['data']);
+  const def = (id: number) => opDef(g.nodes[id]!.op);
+  // a consumer that reads its operands at its own output index (gather reads its table by index)
+  const readsAtOwnIndex = (c: number) => (kind(c) === 'elementwise' || kind(c) === 'view') && !def(c).indexOperands?.length;
 
   for (const id of f.needed) {
     const k = kind(id);
+    const d = def(id);
     if (f.roots.has(id)) mat.add(id);
     else if (k === 'source') {
-      if (!isFill(id)) mat.add(id);
+      if (isSuppliedSource(g, id)) mat.add(id);
     } else if (!f.fuse && k !== 'view') mat.add(id);
-    else if (k === 'scatterAdd') mat.add(id);
-    // inputs that kernels read as plain buffers
+    else if (!d.lower && k !== 'matmul') mat.add(id);
+    // inputs that kernels read as plain buffers or as indices
     const n = g.nodes[id]!;
-    if (k === 'scatterAdd') n.inputs.forEach((j) => mat.add(j));
-    if (n.op === 'gather') mat.add(n.inputs[1]!);
-    if (k === 'matmul') for (const j of n.inputs) mat.add(firstNonView(g, j, kind));
+    for (const j of [...(d.bufferOperands ?? []), ...(d.indexOperands ?? [])]) mat.add(n.inputs[j]!);
+    if (k === 'matmul') for (const j of n.inputs) mat.add(firstStridedSource(g, j));
   }
-  if (!f.fuse) return mat;
+  if (f.fuse) fuseHeavy(f, mat, consumers, kind, readsAtOwnIndex);
+  fitBindings(g, f.needed, mat, f.caps ?? HOST_CAPS);
+  return mat;
+}
+
+/** Matmuls and reductions inline only where they are computed once: read once, at their own index. */
+function fuseHeavy(
+  f: FusionInput, mat: Set<number>, consumers: readonly number[][], kind: (id: number) => OpKind, readsAtOwnIndex: (c: number) => boolean,
+): void {
+  const { graph: g, shapes } = f;
 
   // Uses counted through inlined views: a value read by two kernels is computed once.
   const uses = (id: number): number =>
@@ -66,7 +83,7 @@ export function chooseMaterialized(f: FusionInput): Set<number> {
     if (k === 'elementwise' && (uses(id) > 1 || readDomain(id) > numel(shapes[id]!))) mat.add(id);
     if (k === 'matmul') {
       const c = cs[0];
-      const ok = cs.length === 1 && kind(c!) === 'elementwise' && sameIndex(id, c!) && g.nodes[c!]!.op !== 'gather';
+      const ok = cs.length === 1 && kind(c!) === 'elementwise' && readsAtOwnIndex(c!) && sameIndex(id, c!);
       if (!ok) mat.add(id);
     }
   }
@@ -83,18 +100,36 @@ export function chooseMaterialized(f: FusionInput): Set<number> {
     }
     for (const id of heavy) {
       const cs = consumers[id]!;
-      const ok = cs.length === 1 && (kind(cs[0]!) === 'elementwise' || kind(cs[0]!) === 'view') && sameIndex(id, cs[0]!) && g.nodes[cs[0]!]!.op !== 'gather';
+      const ok = cs.length === 1 && readsAtOwnIndex(cs[0]!) && sameIndex(id, cs[0]!);
       if (!ok) {
         mat.add(id);
         changed = true;
       }
     }
   }
-  return mat;
 }
 
-function firstNonView(g: Graph, id: number, kind: (id: number) => OpKind): number {
+/**
+ * Every kernel binds at most `caps.maxKernelBuffers` buffers: while one would bind more, the
+ * inlined producer that cuts its reads the most (and fits itself) gets a buffer. A kernel no
+ * cut can shrink is left for kernel construction to refuse with a DeviceLimitError.
+ */
+function fitBindings(g: Graph, needed: readonly number[], mat: Set<number>, caps: DeviceCaps): void {
+  if (!Number.isFinite(caps.maxKernelBuffers)) return;
+  // consumers first: a producer given a buffer here is then fitted as a kernel of its own
+  for (const root of [...needed].reverse()) {
+    if (!mat.has(root) || isSuppliedSource(g, root)) continue;
+    while (kernelReads(g, root, mat).size + 1 > caps.maxKernelBuffers) {
+      const cut = chooseCut(g, root, mat, caps.maxKernelBuffers);
+      if (cut === null) break;
+      mat.add(cut);
+    }
+  }
+}
+
+/** The buffer a matmul operand's strides index: through views that only re-stride. */
+function firstStridedSource(g: Graph, id: number): number {
   let cur = id;
-  while (kind(cur) === 'view' && ['transpose', 'reshape', 'broadcastTo'].includes(g.nodes[cur]!.op)) cur = g.nodes[cur]!.inputs[0]!;
+  while (opDef(g.nodes[cur]!.op).stridedView) cur = g.nodes[cur]!.inputs[0]!;
   return cur;
 }

@@ -1,16 +1,19 @@
 // Kernel construction: for every materialized node, the kernel that computes it, built by
 // inlining the lowering of every non-materialized producer (ops/*.lower) at the index where it
-// is read. A producer that cannot be inlined where it is met (a matmul read at another index,
-// a view a matmul operand cannot express as strides) is reported so the caller can give it a
-// buffer and try again.
+// is read; ops that are kernels of their own kind (matmul, scatter-add) build them through
+// their OpDef's `kernel`. A producer that cannot be inlined where it is met (a matmul read at
+// another index, a view a matmul operand cannot express as strides, one producer too many for
+// the device's buffer bindings) is reported so the caller can give it a buffer and try again.
 
 import type { Graph } from '../graphs/graph.js';
-import { opDef, type LowerCtx } from '../ops/registry.js';
+import { opDef, type KernelCtx, type LowerCtx } from '../ops/registry.js';
 import {
-  ivar, iconst, linearize, outVars,
+  linearize, outVars,
   type BufferParam, type Expr, type IndexExpr, type Kernel, type LoopVar, type MatmulOperand,
 } from '../ops/kernel-ir.js';
 import { numel } from '../graphs/types.js';
+import { bufferBytes, HOST_CAPS, type DeviceCaps } from './caps.js';
+import { chooseCut, DeviceLimitError } from './limits.js';
 
 /** Thrown while building when node `id` needs a buffer of its own. */
 export class NeedsBuffer extends Error {
@@ -94,7 +97,7 @@ class KernelBuilder {
   }
 
   /** The strides of a matmul operand, if its expression is a load at an affine index. */
-  operand(id: number, idx: readonly IndexExpr[], vars: { batch: string[]; row: string; col: string }): MatmulOperand {
+  operand(id: number, idx: readonly IndexExpr[], vars: { readonly batch: readonly string[]; readonly row: string; readonly col: string }): MatmulOperand {
     const e = this.exprOf(id, idx);
     if (e.k !== 'load') throw new NeedsBuffer(id);
     const aff = affine(e.at);
@@ -127,59 +130,66 @@ export function affine(e: IndexExpr): { coefs: Map<string, number>; c: number } 
   return walk(e, 1) ? { coefs, c } : null;
 }
 
-function matmulKernel(b: KernelBuilder, mm: number, name: string, epilogue: Expr | null): Kernel {
-  const g = b.g;
-  const n = g.nodes[mm]!;
-  const outShape = b.shapes[mm]!;
-  const r = outShape.length;
-  const batch = outShape.slice(0, r - 2);
-  const [m, nn] = [outShape[r - 2]!, outShape[r - 1]!];
-  const [ia, ib] = n.inputs as [number, number];
-  const K = b.shapes[ia]![b.shapes[ia]!.length - 1]!;
-  const kv = b.fresh(K).name;
-  const bvars = batch.map((_, i) => `i${i}`);
-  const operandIdx = (id: number, rowVar: string, colVar: string): IndexExpr[] => {
-    const s = b.shapes[id]!;
-    const nb = s.length - 2;
-    const bi = s.slice(0, nb).map((d, i) => (d === 1 ? iconst(0) : ivar(bvars[batch.length - nb + i]!)));
-    return [...bi, ivar(rowVar), ivar(colVar)];
+/** The kernel of an op that is a kernel of its own kind, with an epilogue read from `acc`. */
+function ownKernel(b: KernelBuilder, id: number, name: string, epilogue: Expr | null): Kernel {
+  const n = b.g.nodes[id]!;
+  const def = opDef(n.op);
+  if (!def.kernel) throw new Error(`op '${n.op}' of kind '${def.kind}' has no kernel`);
+  const ctx: KernelCtx = {
+    name,
+    out: { dtype: b.g.nodes[b.root]!.dtype, shape: b.shapes[id]! },
+    ins: n.inputs.map((j) => ({ dtype: b.g.nodes[j]!.dtype, shape: b.shapes[j]! })),
+    attrs: n.attrs,
+    epilogue,
+    params: () => b.params,
+    buffer: (j) => b.param(n.inputs[j]!),
+    strided: (j, idx, vars) => b.operand(n.inputs[j]!, idx, vars),
+    fresh: (size) => b.fresh(size),
   };
-  const a = b.operand(ia, operandIdx(ia, `i${r - 2}`, kv), { batch: bvars, row: `i${r - 2}`, col: kv });
-  const bb = b.operand(ib, operandIdx(ib, kv, `i${r - 1}`), { batch: bvars, row: kv, col: `i${r - 1}` });
-  const root = g.nodes[b.root]!;
-  return {
-    kind: 'matmul', name, inputs: b.params, out: { dtype: root.dtype, shape: [...outShape] },
-    batch, m, n: nn, k: K, a, b: bb, epilogue,
-  };
+  return def.kernel(ctx);
 }
 
-/** Build the kernel computing materialized node `root`. Throws NeedsBuffer to ask for a buffer. */
-export function buildKernel(g: Graph, shapes: readonly (readonly number[])[], mat: ReadonlySet<number>, root: number): BuiltKernel {
+/**
+ * Build the kernel computing materialized node `root`. Throws NeedsBuffer to ask for a buffer
+ * (also when the kernel binds more buffers than `caps` allows and a fused producer can be split
+ * off), and DeviceLimitError when a buffer or the kernel cannot fit the device at all.
+ */
+export function buildKernel(
+  g: Graph, shapes: readonly (readonly number[])[], mat: ReadonlySet<number>, root: number, caps: DeviceCaps = HOST_CAPS,
+): BuiltKernel {
   const b = new KernelBuilder(g, shapes, mat, root);
   const node = g.nodes[root]!;
   const def = opDef(node.op);
   const shape = shapes[root]!;
   const name = `${node.op}_${root}`;
   let kernel: Kernel;
-  if (def.kind === 'matmul') {
-    kernel = matmulKernel(b, root, name, null);
-  } else if (def.kind === 'scatterAdd') {
-    const [base, idx, upd] = node.inputs.map((j) => b.param(j)) as [number, number, number];
-    const outRows = shape[0]!;
-    const inner = numel(shape.slice(1));
-    kernel = {
-      kind: 'scatterAdd', name, inputs: b.params, out: { dtype: node.dtype, shape: [...shape] },
-      base, indices: idx, updates: upd, rows: numel(shapes[node.inputs[1]!]!), outRows, inner, outer: 1,
-    };
+  if (def.kernel) {
+    kernel = ownKernel(b, root, name, null);
   } else {
     const expr = b.exprOf(root, outVars(shape.length));
     if (b.matmul !== null) {
-      kernel = matmulKernel(b, b.matmul, `${g.nodes[b.matmul]!.op}_${b.matmul}_${name}`, expr);
+      kernel = ownKernel(b, b.matmul, `${g.nodes[b.matmul]!.op}_${b.matmul}_${name}`, expr);
     } else {
       kernel = { kind: 'map', name: b.fused.size > 1 ? `fused_${name}` : name, inputs: b.params, out: { dtype: node.dtype, shape: [...shape] }, expr };
     }
   }
   b.fused.add(root);
+  checkLimits(g, shapes, mat, root, b, caps);
   return { kernel, inputs: b.inputs, fused: [...b.fused] };
 }
 
+function checkLimits(
+  g: Graph, shapes: readonly (readonly number[])[], mat: ReadonlySet<number>, root: number, b: KernelBuilder, caps: DeviceCaps,
+): void {
+  for (const id of [root, ...b.inputs]) {
+    const n = g.nodes[id]!;
+    const bytes = bufferBytes(caps, n.dtype, numel(shapes[id]!));
+    if (bytes > caps.maxBufferBytes) throw new DeviceLimitError(id, n.op, 'maxBufferBytes', bytes, caps.maxBufferBytes, caps.kind, n.site);
+  }
+  const bindings = b.inputs.length + 1;
+  if (bindings <= caps.maxKernelBuffers) return;
+  const cut = chooseCut(g, root, mat, caps.maxKernelBuffers, [...b.fused].filter((id) => id !== root && opDef(g.nodes[id]!.op).kind !== 'source'));
+  if (cut !== null) throw new NeedsBuffer(cut);
+  const n = g.nodes[root]!;
+  throw new DeviceLimitError(root, n.op, 'maxKernelBuffers', bindings, caps.maxKernelBuffers, caps.kind, n.site);
+}
