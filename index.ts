@@ -11,6 +11,23 @@ export { sgd, adam, adamw, applyOptimizer } from './graphs/optim.js';
 export type { Optimizer } from './graphs/optim.js';
 export { toJSON, fromJSON } from './graphs/serialize.js';
 export { toDot } from './graphs/dot.js';
+// Graph rewriting: one engine, rule sets as passes (CSE, constant folding, algebra, contraction order)
+export { optimizeGraph, defaultPasses, simplifyRules, runPass } from './graphs/rewrite/passes.js';
+export type { Pass, OptimizeOptions, OptimizeResult } from './graphs/rewrite/passes.js';
+export { rewriteGraph, searchRewrite, rewriteHighlights, rule } from './graphs/rewrite/engine.js';
+export type { Rule, RuleContext, RewriteRecord, RewriteResult, FixpointOptions, SearchOptions } from './graphs/rewrite/engine.js';
+export { pat, match, fillValue } from './graphs/rewrite/pattern.js';
+export type { Pattern, Match } from './graphs/rewrite/pattern.js';
+export { cseRules } from './graphs/rewrite/cse.js';
+export { foldRules } from './graphs/rewrite/fold.js';
+export { algebraRules, matmulAssociationRules } from './graphs/rewrite/algebra.js';
+export { einsumRules, einsumOrderRules, contractionOrder, pathFlops } from './graphs/rewrite/contraction.js';
+export type { ContractionOrder, OrderOptions, EinsumRuleOptions } from './graphs/rewrite/contraction.js';
+export { flops, bytes, paramCount, costFunction } from './graphs/rewrite/cost.js';
+export type { CostModel, SymbolicSizes } from './graphs/rewrite/cost.js';
+export { einsumNode, leftToRightPath } from './ops/einsum.js';
+export type { ContractionPath } from './ops/einsum.js';
+
 export { RheoError, ShapeError, DTypeError, UnknownOpError, FeedError, GraphError } from './graphs/errors.js';
 export { allOps } from './ops/registry.js';
 export { planGraph, planLaunches } from './scheduler/plan.js';

@@ -1,6 +1,7 @@
 // Graphviz DOT export: sources as boxes, ops as ellipses labelled with op and output type,
 // outputs and updates marked. Optionally clusters nodes by the kernel that computes them, so a
-// fused plan can be seen. Rendering to SVG is Graphviz's job (`dot -Tsvg`).
+// fused plan can be seen, and marks the nodes a rewrite made (with the rule's name). Rendering to
+// SVG is Graphviz's job (`dot -Tsvg`).
 
 import type { Graph } from './graph.js';
 import { typeToString } from './types.js';
@@ -8,6 +9,8 @@ import { typeToString } from './types.js';
 export interface DotOptions {
   /** kernel name per node id (e.g. from a plan's steps) to draw fusion groups */
   readonly groups?: ReadonlyMap<number, string>;
+  /** nodes to mark, with a label (e.g. `optimizeGraph(g).highlight`: the rule that made each) */
+  readonly highlight?: ReadonlyMap<number, string>;
 }
 
 const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
@@ -19,10 +22,12 @@ export function toDot(g: Graph, opts: DotOptions = {}): string {
   const nodeLine = (id: number): string => {
     const n = g.nodes[id]!;
     const source = n.op === 'input' || n.op === 'param' || n.op === 'state' || n.op === 'const';
-    const parts = [n.name ? `${n.op} ${n.name}` : n.op, typeToString(n), ...(outputs.has(id) ? [`→ ${outputs.get(id)}`] : [])];
+    const mark = opts.highlight?.get(id);
+    const parts = [n.name ? `${n.op} ${n.name}` : n.op, typeToString(n), ...(outputs.has(id) ? [`→ ${outputs.get(id)}`] : []), ...(mark !== undefined ? [`[${mark}]`] : [])];
     const label = parts.map(esc).join('\\n');
     const style = source ? `shape=box, style="rounded,filled", fillcolor="${n.op === 'param' || updated.has(id) ? '#fde9c8' : '#e3eefc'}"` : 'shape=ellipse';
-    return `n${id} [label="${label}", ${style}${outputs.has(id) ? ', penwidth=2' : ''}];`;
+    const marked = mark !== undefined ? ', color="#d62728", fontcolor="#d62728", penwidth=2' : outputs.has(id) ? ', penwidth=2' : '';
+    return `n${id} [label="${label}", ${style}${marked}];`;
   };
   const clusters = new Map<string, number[]>();
   for (const n of g.nodes) {
