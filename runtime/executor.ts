@@ -371,6 +371,18 @@ export class Executable {
     return this.store.vars!.read(ids).then((data) => this.named(ids, data));
   }
 
+  /** Name, dtype, shape and host array type of every param and state, without reading them. */
+  variableLayout(): Record<string, { dtype: DType; shape: readonly number[]; elements: number; arrayType: string }> {
+    const out: Record<string, { dtype: DType; shape: readonly number[]; elements: number; arrayType: string }> = {};
+    for (const n of this.graph.nodes) {
+      if (n.op !== 'param' && n.op !== 'state') continue;
+      const shape = concreteShape(n.shape, new Map());
+      const arrayType = n.dtype === 'i32' ? 'Int32Array' : n.dtype === 'bool' ? 'Uint8Array' : this.f64 ? 'Float64Array' : 'Float32Array';
+      out[variableName(n.op, n.name!)] = { dtype: n.dtype, shape, elements: numel(shape), arrayType };
+    }
+    return out;
+  }
+
   private variableIds(): number[] {
     return [...this.store.vars!.ids()].filter((id) => this.graph.nodes[id]!.op !== 'const');
   }

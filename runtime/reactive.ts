@@ -2,9 +2,11 @@
 // each emission reruns only the nodes downstream of the input that changed; values the rerun
 // reads from unchanged parts are cached from earlier runs. Each output is an Observable that
 // emits when (and only when) that output was recomputed. Updates (training) are not applied
-// here: reactive runs are for inference; online training is the trainer's job.
+// here: reactive runs are for inference; online training is the trainer's job. On a device that
+// reads back synchronously (the CPU) each result is emitted within the emission that caused it;
+// on WebGPU results arrive asynchronously, in emission order.
 
-import { merge, Observable, share, filter, map, type OperatorFunction } from 'rxjs';
+import { concatMap, from, merge, Observable, of, share, filter, map } from 'rxjs';
 import { produce } from 'immer';
 import type { Graph, Node } from '../graphs/graph.js';
 import { ancestors, descendants, SOURCE_OPS } from '../graphs/graph.js';
@@ -65,26 +67,31 @@ export function reactive(exe: Executable, sources: Readonly<Record<string, Obser
   const latest = new Map<string, Feed>();
   const cache = new Map<number, HostTensor>();
   let primed = false;
-  const step: OperatorFunction<{ name: string; value: Feed }, ReactiveResult | null> = map(({ name, value }) => {
+  const step = ({ name, value }: { name: string; value: Feed }): Observable<ReactiveResult | null> => {
     latest.set(name, value);
-    if (latest.size < inputs.length) return null;
+    if (latest.size < inputs.length) return of(null);
     const runner = primed ? partial.get(name)! : { exe: full, outs: [...outNames, ...allFrontier.map(cacheName)] };
     const feeds: Record<string, Feed> = Object.fromEntries(latest);
     if (primed) for (const id of frontier.get(name)!) feeds[cacheName(id)] = cache.get(id)!;
     const before = runner.exe.stats.kernelLaunches;
-    const res = runner.exe.runSync(feeds, runner.outs);
-    const outputs: Outputs = {};
-    for (const [k, v] of Object.entries(res)) {
-      if (k.startsWith('__cache/')) cache.set(Number(k.slice(8)), v);
-      else outputs[k] = v;
-    }
     const changed = primed ? [name] : inputs.map((n) => n.name!);
-    primed = true;
-    return { changed, outputs, kernels: runner.exe.stats.kernelLaunches - before };
-  });
+    const finish = (res: Outputs): ReactiveResult => {
+      const outputs: Outputs = {};
+      for (const [k, v] of Object.entries(res)) {
+        if (k.startsWith('__cache/')) cache.set(Number(k.slice(8)), v);
+        else outputs[k] = v;
+      }
+      primed = true;
+      return { changed, outputs, kernels: runner.exe.stats.kernelLaunches - before };
+    };
+    const exe = runner.exe;
+    if (exe.backendInfo.backend !== 'pending' && exe.device.caps.sync) return of(finish(exe.runSync(feeds, runner.outs)));
+    return from(exe.run(feeds, runner.outs).then(finish));
+  };
 
+  // concatMap: an emission is processed once the one before it has its results (and cached values)
   const results$ = merge(...inputs.map((n) => sources[n.name!]!.pipe(map((value) => ({ name: n.name!, value }))))).pipe(
-    step,
+    concatMap(step),
     filter((r): r is ReactiveResult => r !== null),
     share(),
   );

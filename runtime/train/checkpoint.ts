@@ -203,15 +203,15 @@ export function loadLatest(dir: string): LoadedCheckpoint | undefined {
  * state with the same sizes and element types; a mismatch is a CheckpointError (nothing is written then).
  */
 export function restoreCheckpoint(exe: Executable, ckpt: Checkpoint): void {
-  const current = exe.variables();
+  const current = exe.variableLayout();
   const fail = (reason: string): never => {
     throw new CheckpointError(ckpt.path, `does not fit graph '${exe.graph.name}': ${reason}`);
   };
   for (const [name, t] of Object.entries(current)) {
     const c = ckpt.variables[name];
     if (!c) fail(`no tensor '${name}'`);
-    if (c!.data.length !== t.data.length || c!.data.constructor !== t.data.constructor) {
-      fail(`'${name}' is ${c!.data.constructor.name}[${c!.data.length}], the graph's is ${t.data.constructor.name}[${t.data.length}]`);
+    if (c!.data.length !== t.elements || c!.data.constructor.name !== t.arrayType) {
+      fail(`'${name}' is ${c!.data.constructor.name}[${c!.data.length}], the graph's is ${t.arrayType}[${t.elements}]`);
     }
   }
   for (const name of Object.keys(ckpt.variables)) if (!(name in current)) fail(`it has '${name}', which the graph does not`);

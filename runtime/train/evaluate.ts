@@ -1,5 +1,5 @@
 // Held-out evaluation while training: runs chosen outputs over a fixed set of batches without
-// updates (`runSync(..., { update: false })`) and averages them, weighted by batch size, with
+// updates and averages them, weighted by batch size, with
 // optional per-batch metrics such as accuracy. It never changes params or state.
 
 import type { Executable, Outputs } from '../executor.js';
@@ -32,16 +32,32 @@ export interface EvalResult {
  */
 export function evaluate(exe: Executable, data: EvalOptions['data'], opts: Omit<EvalOptions, 'data'> = {}, step = 0): EvalResult {
   const outputs = opts.outputs ?? ['loss'];
+  const batches = [...(typeof data === 'function' ? data() : data)];
+  return summarize(batches, batches.map((b) => exe.runSync(b, outputs, { update: false })), outputs, opts, step);
+}
+
+/**
+ * `evaluate` on any device: every batch's run is recorded before this returns (so it sees the
+ * params as they are now, whatever runs after it), and the averages resolve when read back.
+ */
+export function evaluateRecorded(exe: Executable, data: EvalOptions['data'], opts: Omit<EvalOptions, 'data'> = {}, step = 0): Promise<EvalResult> {
+  const outputs = opts.outputs ?? ['loss'];
+  const batches = [...(typeof data === 'function' ? data() : data)];
+  const runs = batches.map((b) => exe.record(b, outputs, { update: false }));
+  return Promise.all(runs).then((outs) => summarize(batches, outs, outputs, opts, step));
+}
+
+function summarize(batches: readonly Batch[], outs: readonly Outputs[], outputs: readonly string[], opts: Omit<EvalOptions, 'data'>, step: number): EvalResult {
   const sums: Record<string, number> = {};
   let samples = 0;
-  for (const batch of typeof data === 'function' ? data() : data) {
+  batches.forEach((batch, i) => {
     const n = batchSizeOf(batch);
-    const out = exe.runSync(batch, outputs, { update: false });
+    const out = outs[i]!;
     const add = (name: string, v: number) => (sums[name] = (sums[name] ?? 0) + v * n);
     for (const name of outputs) add(name, mean(out[name]!.data));
     if (opts.metrics) for (const [name, v] of Object.entries(opts.metrics(out, batch))) add(name, v);
     samples += n;
-  }
+  });
   const metrics = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / samples]));
   return metrics['loss'] === undefined ? { step, samples, metrics } : { step, samples, loss: metrics['loss'], metrics };
 }

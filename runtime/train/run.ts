@@ -1,14 +1,17 @@
 // One online-training run: the pump or subscription that fills the bounded queue, the loop that
 // steps on it, and what happens after a step (evaluation, snapshot, checkpoint, commit). The
 // public surface (options, events, `train`) is trainer.ts; this file has no API of its own.
+// A step is recorded on the device when it is taken from the queue (on the CPU that is when it
+// runs); its event, evaluation, snapshot and checkpoint resolve when their values are read back,
+// in step order, so the same code trains on the CPU and on WebGPU.
 
 import { Subject, takeUntil, type Subscriber, type Subscription } from 'rxjs';
 import { randBits } from '../../ops/rand.js';
 import type { Executable } from '../executor.js';
 import { loadLatest, restoreCheckpoint, writeCheckpoint, type StreamPosition } from './checkpoint.js';
-import { evaluate } from './evaluate.js';
+import { evaluateRecorded, type EvalResult } from './evaluate.js';
 import { BoundedQueue } from './queue.js';
-import { takeSnapshot, type Snapshot } from './snapshots.js';
+import { captureSnapshot, type Snapshot } from './snapshots.js';
 import { batchSizeOf, isPull, isResumable, pullIterator, tokenOf, type Batch, type ResumableSource, type Source, type SourceLike } from './sources.js';
 import type { StartInfo, StepEvent, TrainOptions } from './trainer.js';
 
@@ -47,6 +50,8 @@ export class Run {
   private lastSnapshot = -1;
   private lastCheckpoint = { step: -1, at: 0 };
   private commits: Promise<void> = Promise.resolve();
+  /** events of recorded steps, emitted in order once their values are read back */
+  private emitted: Promise<void> = Promise.resolve();
   private closed: Promise<void> | undefined;
   private subscription: Subscription | undefined;
 
@@ -64,6 +69,7 @@ export class Run {
 
   async start(): Promise<void> {
     try {
+      await this.exe.ready();
       const position = this.resume();
       this.started = performance.now();
       this.lastCheckpoint = { step: this.stepNo, at: Date.now() };
@@ -201,7 +207,11 @@ export class Run {
     return token === undefined ? { index } : { index, token };
   }
 
-  /** One training step on the queue's head, then evaluation, snapshot and checkpoint when due. */
+  /**
+   * One training step on the queue's head, recorded now, then evaluation, snapshot and checkpoint
+   * when due (each reads the params as they are after this step); the event follows when the
+   * values are back.
+   */
   private trainOne(): void {
     const item = this.queue.take()!;
     this.room?.();
@@ -209,59 +219,70 @@ export class Run {
     const { opts, exe } = this;
     const feeds = opts.prepare ? opts.prepare(item.batch, { step: stepNo, seed: stepSeed(this.seed, stepNo) }) : item.batch;
     const lossName = opts.loss ?? 'loss';
-    const res = exe.runSync(feeds, [lossName, ...(opts.metrics ?? [])]);
+    const run = exe.record(feeds, [lossName, ...(opts.metrics ?? [])]);
     this.stepNo = stepNo;
     this.samples += batchSizeOf(item.batch);
-    const metrics: Record<string, number> = {};
-    for (const m of opts.metrics ?? []) metrics[m] = mean(res[m]!.data);
     const due = (every: number | undefined) => every !== undefined && every > 0 && stepNo % every === 0;
-    const evalResult = opts.eval && due(opts.eval.every) ? evaluate(exe, opts.eval.data, opts.eval, stepNo) : undefined;
+    const evaluation: Promise<EvalResult> | undefined = opts.eval && due(opts.eval.every) ? evaluateRecorded(exe, opts.eval.data, opts.eval, stepNo) : undefined;
     const snapshot = opts.snapshots && due(opts.snapshots.every) ? this.publish() : undefined;
     const ck = opts.checkpoint;
     const timeUp = ck?.everySeconds !== undefined && Date.now() - this.lastCheckpoint.at >= ck.everySeconds * 1000;
     const checkpoint = ck && (due(ck.every) || timeUp) ? this.checkpoint() : undefined;
-    const elapsed = (performance.now() - this.started) / 1000;
     const q = this.queue;
-    const event: StepEvent = {
-      step: stepNo,
-      loss: res[lossName]!.data[0]!,
-      metrics,
-      samplesPerSec: elapsed > 0 ? this.samples / elapsed : 0,
-      queueDepth: q.length,
-      received: q.received,
-      trained: q.taken,
-      dropped: q.dropped,
-      position: this.position(),
-      ...(evalResult && { eval: evalResult }),
-      ...(checkpoint && { checkpoint }),
-      ...(snapshot !== undefined && { snapshot }),
-    };
+    const counts = { queueDepth: q.length, received: q.received, trained: q.taken, dropped: q.dropped, position: this.position() };
+    const samples = this.samples;
     if (this.maxedOut()) {
       this.state = 'finishing';
       this.disconnect();
     }
-    this.out.next(event);
+    this.emit(async () => {
+      const [res, evalResult, path] = await Promise.all([run, evaluation, checkpoint]);
+      const metrics: Record<string, number> = {};
+      for (const m of opts.metrics ?? []) metrics[m] = mean(res[m]!.data);
+      const elapsed = (performance.now() - this.started) / 1000;
+      const event: StepEvent = {
+        step: stepNo,
+        loss: res[lossName]!.data[0]!,
+        metrics,
+        samplesPerSec: elapsed > 0 ? samples / elapsed : 0,
+        ...counts,
+        ...(evalResult && { eval: evalResult }),
+        ...(path !== undefined && { checkpoint: path }),
+        ...(snapshot !== undefined && { snapshot }),
+      };
+      this.out.next(event);
+    });
   }
 
+  /** Queue work that emits, after everything emitted before it. */
+  private emit(f: () => Promise<void>): void {
+    this.emitted = this.emitted.then(() => (this.state === 'stopped' ? undefined : f()));
+    this.emitted.catch((e: unknown) => this.fail(e));
+  }
+
+  /** Takes a snapshot of the params now; it is published in order. Returns its version. */
   private publish(): number {
     const v = this.version++;
     this.lastSnapshot = this.stepNo;
-    this.snapshots$.next(takeSnapshot(this.exe, v, this.stepNo, this.opts.snapshots?.include));
+    const snap = captureSnapshot(this.exe, v, this.stepNo, this.opts.snapshots?.include);
+    this.emit(async () => this.snapshots$.next(await snap));
     return v;
   }
 
-  private checkpoint(): string {
+  /** Takes the params and state now; resolves to the checkpoint's path once written. */
+  private checkpoint(): Promise<string> {
     const ck = this.opts.checkpoint!;
     const position = this.position();
-    const state = { step: this.stepNo, position, rng: { seed: this.seed, counter: this.stepNo }, variables: this.exe.variables() };
-    const path = writeCheckpoint(ck.dir, state, { keep: ck.keep });
-    this.lastCheckpoint = { step: this.stepNo, at: Date.now() };
+    const step = this.stepNo;
+    const rng = { seed: this.seed, counter: step };
+    this.lastCheckpoint = { step, at: Date.now() };
+    const written = this.exe.captureVariables().then((variables) => writeCheckpoint(ck.dir, { step, position, rng, variables }, { keep: ck.keep }));
     const resumable = this.resumable;
     if (resumable?.commit) {
-      this.commits = this.commits.then(() => resumable.commit!(position));
+      this.commits = this.commits.then(() => written).then(() => resumable.commit!(position));
       this.commits.catch((e: unknown) => this.fail(e));
     }
-    return path;
+    return written;
   }
 
   /** The source is exhausted or maxSteps reached: final checkpoint and snapshot, then complete. */
@@ -270,8 +291,10 @@ export class Run {
       this.state = 'finishing';
       this.disconnect();
       const ck = this.opts.checkpoint;
-      if (ck && ck.final !== false && this.lastCheckpoint.step !== this.stepNo) this.checkpoint();
+      const final = ck && ck.final !== false && this.lastCheckpoint.step !== this.stepNo ? this.checkpoint() : undefined;
       if (this.opts.snapshots && this.lastSnapshot !== this.stepNo) this.publish();
+      await final;
+      await this.emitted;
       await this.close();
       if (this.state !== 'finishing') return;
       this.state = 'stopped';

@@ -3,7 +3,7 @@
 // version while training goes on. Snapshots are copies: nothing here reads the trainer's buffers
 // after the copy is taken, and the inference executable has buffers of its own.
 
-import { Observable, combineLatest, map, withLatestFrom } from 'rxjs';
+import { Observable, combineLatest, concatMap, from, of, withLatestFrom } from 'rxjs';
 import { GraphError } from '../../graphs/errors.js';
 import type { Executable, Feeds, Outputs } from '../executor.js';
 import type { HostTensor } from '../tensor.js';
@@ -19,8 +19,17 @@ export interface Snapshot {
 
 /** A frozen copy of `exe`'s params (`include: 'all'` adds optimizer state). */
 export function takeSnapshot(exe: Executable, version: number, step: number, include: 'params' | 'all' = 'params'): Snapshot {
+  return freeze(exe.variables(), version, step, include);
+}
+
+/** `takeSnapshot` on any device: the copy is recorded now, the snapshot resolves when read back. */
+export function captureSnapshot(exe: Executable, version: number, step: number, include: 'params' | 'all' = 'params'): Promise<Snapshot> {
+  return exe.captureVariables().then((v) => freeze(v, version, step, include));
+}
+
+function freeze(variables: Record<string, HostTensor>, version: number, step: number, include: 'params' | 'all'): Snapshot {
   const vars: Record<string, HostTensor> = {};
-  for (const [name, t] of Object.entries(exe.variables())) {
+  for (const [name, t] of Object.entries(variables)) {
     if (include === 'all' || name.startsWith('param:')) vars[name] = Object.freeze({ ...t, shape: Object.freeze([...t.shape]) });
   }
   return Object.freeze({ version, step, variables: Object.freeze(vars) });
@@ -55,7 +64,7 @@ export function predictWith<I extends Feeds>(
     let loaded = -1;
     return paired
       .pipe(
-        map(([inputs, snap]) => {
+        concatMap(([inputs, snap]) => {
           if (snap.version !== loaded) {
             const values: Record<string, HostTensor> = {};
             for (const name of names) {
@@ -66,8 +75,11 @@ export function predictWith<I extends Feeds>(
             inference.setVariables(values);
             loaded = snap.version;
           }
-          const outputs = inference.runSync(inputs, opts.outputs ?? inference.defaultOutputs, { update: false });
-          return { version: snap.version, step: snap.step, inputs, outputs };
+          const outs = opts.outputs ?? inference.defaultOutputs;
+          const result = (outputs: Outputs): Prediction<I> => ({ version: snap.version, step: snap.step, inputs, outputs });
+          // synchronously where the device reads back synchronously; in order on WebGPU
+          if (inference.backendInfo.backend !== 'pending' && inference.device.caps.sync) return of(result(inference.runSync(inputs, outs, { update: false })));
+          return from(inference.run(inputs, outs, { update: false }).then(result));
         }),
       )
       .subscribe(out);
