@@ -34,6 +34,11 @@ export const init = {
   glorot: (): Init => ({ kind: 'glorot' }),
 };
 
+declare module '../ops/registry.js' {
+  /** VJP rules and op compositions in ops/ build with the whole builder. */
+  interface OpBuilder extends Builder {}
+}
+
 type Bool<S extends Shape> = Tensor<'bool', S>;
 type Operand<D extends DType, S extends Shape> = Tensor<D, S> | number;
 

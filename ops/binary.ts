@@ -3,12 +3,12 @@
 // shapes with `sumTo`. Operand dtypes must agree; there is no implicit promotion.
 
 import { defineOp } from './registry.js';
-import type { Builder } from '../graphs/builder.js';
+import type { OpBuilder } from './registry.js';
 import type { Tensor } from '../graphs/types.js';
 import { broadcastIndex, broadcastShapes, requireDType, requireSameDType } from './shape.js';
 import type { BinaryOp } from './kernel-ir.js';
 
-type Vjp = (g: Builder, a: Tensor, b: Tensor, y: Tensor, ct: Tensor) => [Tensor | null, Tensor | null];
+type Vjp = (g: OpBuilder, a: Tensor, b: Tensor, y: Tensor, ct: Tensor) => [Tensor | null, Tensor | null];
 
 interface BinaryRow {
   readonly domain: 'num' | 'bool' | 'any';

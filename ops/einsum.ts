@@ -6,7 +6,7 @@
 // contracted index, correct but slow. Repeated indices within one operand (diagonals) and
 // ellipses are refused with a clear error.
 
-import type { Builder } from '../graphs/builder.js';
+import type { OpBuilder } from './registry.js';
 import { defineOp } from './registry.js';
 import { ivar, iconst, type Expr, type IndexExpr, type LoopVar } from './kernel-ir.js';
 import { callSite, ShapeError } from '../graphs/errors.js';
@@ -63,7 +63,7 @@ export function leftToRightPath(n: number): ContractionPath {
   return Array.from({ length: Math.max(0, n - 1) }, (_, k) => (k === 0 ? [0, 1] as const : [n - 1 - k, 0] as const));
 }
 
-export function einsum(g: Builder, spec: string, operands: readonly Tensor[], path: ContractionPath = leftToRightPath(operands.length)): Tensor {
+export function einsum(g: OpBuilder, spec: string, operands: readonly Tensor[], path: ContractionPath = leftToRightPath(operands.length)): Tensor {
   const site = g.site ?? callSite();
   const shapes = operands.map((t) => t.shape);
   const { inputs, output } = parseEinsum(spec, shapes, site);
@@ -93,7 +93,7 @@ export function einsum(g: Builder, spec: string, operands: readonly Tensor[], pa
   }
 }
 
-function sumOut(g: Builder, term: Term, drop: (c: string) => boolean): Term {
+function sumOut(g: OpBuilder, term: Term, drop: (c: string) => boolean): Term {
   const axes = term.idx.map((c, i) => (drop(c) ? i : -1)).filter((i) => i >= 0);
   if (!axes.length) return term;
   return { t: g.sum(term.t, axes, false), idx: term.idx.filter((c) => !drop(c)) };
@@ -112,7 +112,7 @@ function prod(ds: readonly Dim[]): Dim {
 }
 
 /** Contract a pair: indices in both are batch dims if needed later, else summed by the matmul. */
-function contractPair(g: Builder, a: Term, b: Term, later: Set<string>): Term {
+function contractPair(g: OpBuilder, a: Term, b: Term, later: Set<string>): Term {
   const inB = new Set(b.idx);
   const batch = a.idx.filter((c) => inB.has(c) && later.has(c));
   const contracted = a.idx.filter((c) => inB.has(c) && !later.has(c));
@@ -155,7 +155,7 @@ export function einsumSizes(inputs: readonly (readonly string[])[], shapes: read
 }
 
 /** An n-ary einsum node, left for the contraction-ordering pass to lower in a good order. */
-export function einsumNode(g: Builder, spec: string, ...operands: Tensor[]): Tensor {
+export function einsumNode(g: OpBuilder, spec: string, ...operands: Tensor[]): Tensor {
   return g.op('einsum', operands, { spec });
 }
 

@@ -3,12 +3,12 @@
 // Each validates its own operands first, so errors name the op the user called; gradients come
 // from the primitives' VJPs.
 
-import type { Builder } from '../graphs/builder.js';
+import type { OpBuilder } from './registry.js';
 import { callSite, ShapeError } from '../graphs/errors.js';
 import type { DType, Tensor } from '../graphs/types.js';
 import { normalizeAxes, normalizeAxis, requireDType, shapesEqual } from './shape.js';
 
-function countOf(g: Builder, x: Tensor, axes: readonly number[] | null): Tensor {
+function countOf(g: OpBuilder, x: Tensor, axes: readonly number[] | null): Tensor {
   const ax = normalizeAxes('mean', axes, x.shape.length, [x.shape]);
   const numeric = ax.map((a) => x.shape[a]!);
   if (numeric.every((d) => typeof d === 'number')) return g.scalar(numeric.reduce<number>((p, d) => p * (d as number), 1), x);
@@ -16,14 +16,14 @@ function countOf(g: Builder, x: Tensor, axes: readonly number[] | null): Tensor 
   return g.sum(g.ones(x.shape, x.dtype), ax, false);
 }
 
-export function mean(g: Builder, x: Tensor, axes: readonly number[] | null, keepdims: boolean): Tensor {
+export function mean(g: OpBuilder, x: Tensor, axes: readonly number[] | null, keepdims: boolean): Tensor {
   requireDType('mean', [x], (d) => d === 'f32' || d === 'f16', 'a float tensor', g.site ?? callSite());
   const s = g.sum(x, axes, keepdims);
   const c = countOf(g, x, axes);
   return g.div(s, keepdims && c.shape.length ? g.reshape(c, s.shape) : c);
 }
 
-export function logsumexp(g: Builder, x: Tensor, axes: readonly number[] | null, keepdims: boolean): Tensor {
+export function logsumexp(g: OpBuilder, x: Tensor, axes: readonly number[] | null, keepdims: boolean): Tensor {
   requireDType('logsumexp', [x], (d) => d === 'f32' || d === 'f16', 'a float tensor', g.site ?? callSite());
   const m = g.stopGradient(g.max(x, axes, true));
   const lse = g.add(g.log(g.sum(g.exp(g.sub(x, m)), axes, true)), m);
@@ -32,20 +32,20 @@ export function logsumexp(g: Builder, x: Tensor, axes: readonly number[] | null,
   return g.reshape(lse, x.shape.filter((_, i) => !ax.includes(i)));
 }
 
-export function softmax(g: Builder, x: Tensor, axis: number): Tensor {
+export function softmax(g: OpBuilder, x: Tensor, axis: number): Tensor {
   requireDType('softmax', [x], (d) => d === 'f32' || d === 'f16', 'a float tensor', g.site ?? callSite());
   const a = normalizeAxis('softmax', axis, x.shape.length, [x.shape], g.site ?? callSite());
   const e = g.exp(g.sub(x, g.stopGradient(g.max(x, a, true))));
   return g.div(e, g.sum(e, a, true));
 }
 
-export function logSoftmax(g: Builder, x: Tensor, axis: number): Tensor {
+export function logSoftmax(g: OpBuilder, x: Tensor, axis: number): Tensor {
   requireDType('logSoftmax', [x], (d) => d === 'f32' || d === 'f16', 'a float tensor', g.site ?? callSite());
   const a = normalizeAxis('logSoftmax', axis, x.shape.length, [x.shape], g.site ?? callSite());
   return g.sub(x, logsumexp(g, x, [a], true));
 }
 
-export function layerNorm(g: Builder, x: Tensor, gamma: Tensor | undefined, beta: Tensor | undefined, eps: number): Tensor {
+export function layerNorm(g: OpBuilder, x: Tensor, gamma: Tensor | undefined, beta: Tensor | undefined, eps: number): Tensor {
   const site = g.site ?? callSite();
   requireDType('layerNorm', [x], (d) => d === 'f32' || d === 'f16', 'a float tensor', site);
   const last = x.shape[x.shape.length - 1];
@@ -63,7 +63,7 @@ export function layerNorm(g: Builder, x: Tensor, gamma: Tensor | undefined, beta
   return y;
 }
 
-export function softmaxCrossEntropy(g: Builder, logits: Tensor, labels: Tensor): Tensor {
+export function softmaxCrossEntropy(g: OpBuilder, logits: Tensor, labels: Tensor): Tensor {
   const site = g.site ?? callSite();
   if (logits.shape.length < 1 || !shapesEqual(logits.shape, labels.shape)) {
     throw new ShapeError('softmaxCrossEntropy', [logits.shape, labels.shape], 'logits and labels must have the same shape [..., classes]', site);
@@ -74,7 +74,7 @@ export function softmaxCrossEntropy(g: Builder, logits: Tensor, labels: Tensor):
   return perExample.shape.length ? mean(g, perExample, null, false) : perExample;
 }
 
-export function mse(g: Builder, pred: Tensor, target: Tensor): Tensor {
+export function mse(g: OpBuilder, pred: Tensor, target: Tensor): Tensor {
   const site = g.site ?? callSite();
   if (!shapesEqual(pred.shape, target.shape)) {
     throw new ShapeError('mse', [pred.shape, target.shape], 'prediction and target must have the same shape', site);
@@ -84,7 +84,7 @@ export function mse(g: Builder, pred: Tensor, target: Tensor): Tensor {
 }
 
 /** Inverted dropout with an explicit seed: the same mask whenever the graph is recomputed. */
-export function dropout(g: Builder, x: Tensor, rate: number, seed: number): Tensor {
+export function dropout(g: OpBuilder, x: Tensor, rate: number, seed: number): Tensor {
   if (!(rate >= 0 && rate < 1)) throw new ShapeError('dropout', [x.shape], `rate must be in [0, 1), got ${rate}`, g.site ?? callSite());
   if (rate === 0) return x;
   const keep = g.ge(g.rand(x.shape, seed), g.scalar(rate, { dtype: 'f32' }));
@@ -92,7 +92,7 @@ export function dropout(g: Builder, x: Tensor, rate: number, seed: number): Tens
 }
 
 /** conv2d, NCHW input and OIHW weights: pad, unfold into windows (a view), contract with einsum. */
-export function conv2d(g: Builder, x: Tensor, w: Tensor, stride: number, padding: number): Tensor {
+export function conv2d(g: OpBuilder, x: Tensor, w: Tensor, stride: number, padding: number): Tensor {
   const site = g.site ?? callSite();
   if (x.shape.length !== 4 || w.shape.length !== 4) throw new ShapeError('conv2d', [x.shape, w.shape], 'expects x [N, C, H, W] and w [O, C, KH, KW]', site);
   if (x.shape[1] !== w.shape[1]) throw new ShapeError('conv2d', [x.shape, w.shape], `input channels differ (${x.shape[1]} vs ${w.shape[1]})`, site);
@@ -103,7 +103,7 @@ export function conv2d(g: Builder, x: Tensor, w: Tensor, stride: number, padding
   return g.einsum('nckluv,ockl->nouv', win, w);
 }
 
-export function oneHot(g: Builder, labels: Tensor, classes: number, dtype: DType): Tensor {
+export function oneHot(g: OpBuilder, labels: Tensor, classes: number, dtype: DType): Tensor {
   requireDType('oneHot', [labels], (d) => d === 'i32', 'i32 labels', g.site ?? callSite());
   const shape = [...labels.shape, classes];
   const cls = g.iota(shape, labels.shape.length, 'i32');

@@ -3,7 +3,6 @@
 // `opDef`. This module holds the contracts, not any op.
 
 import type { Attrs, Node } from '../graphs/graph.js';
-import type { Builder } from '../graphs/builder.js';
 import type { DType, Tensor, TensorType } from '../graphs/types.js';
 import { UnknownOpError } from '../graphs/errors.js';
 import type { BufferParam, Expr, IndexExpr, Kernel, LoopVar, MatmulOperand } from './kernel-ir.js';
@@ -15,6 +14,13 @@ import type { BufferParam, Expr, IndexExpr, Kernel, LoopVar, MatmulOperand } fro
  * epilogue; `source` ops are buffers.
  */
 export type OpKind = 'source' | 'elementwise' | 'view' | 'reduce' | 'matmul' | 'scatterAdd';
+
+/**
+ * The graph builder that VJP rules and op compositions (ops/nn.ts, ops/einsum.ts) are written
+ * with. Declared empty here and completed by graphs/builder.ts (declaration merging: it extends
+ * the Builder class), so ops/ never imports the builder, which imports ops/.
+ */
+export interface OpBuilder {}
 
 /** What a lowering sees: concrete input types and the expressions of its inputs. */
 export interface LowerCtx {
@@ -79,7 +85,7 @@ export interface OpDef {
    * Reverse-mode rule: given the cotangent of the output, the cotangents of the inputs (null
    * where an input has none). Written with the builder, so gradients are graphs too.
    */
-  vjp?(g: Builder, ins: readonly Tensor[], out: Tensor, ct: Tensor, node: Node): readonly (Tensor | null)[];
+  vjp?(g: OpBuilder, ins: readonly Tensor[], out: Tensor, ct: Tensor, node: Node): readonly (Tensor | null)[];
   /** The output's value at a multi-index (elementwise, view and reduce ops). */
   lower?(ctx: LowerCtx, idx: readonly IndexExpr[]): Expr;
   /** The op's own kernel (matmul, scatter-add): ops that are not an expression at an index. */

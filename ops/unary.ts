@@ -2,13 +2,13 @@
 // Each row is the whole story of its op; the renderers know the scalar ops by name.
 
 import { defineOp } from './registry.js';
-import type { Builder } from '../graphs/builder.js';
+import type { OpBuilder } from './registry.js';
 import type { Tensor } from '../graphs/types.js';
 import { isFloat } from '../graphs/types.js';
 import { requireDType } from './shape.js';
 import type { UnaryOp } from './kernel-ir.js';
 
-type Vjp = (g: Builder, x: Tensor, y: Tensor, ct: Tensor) => Tensor | null;
+type Vjp = (g: OpBuilder, x: Tensor, y: Tensor, ct: Tensor) => Tensor | null;
 
 interface UnaryRow {
   /** float: f32/f16 in and out; num: f32/f16/i32; bool: bool only */
