@@ -66,4 +66,5 @@ export type { Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js
 // Memory budgets
 export { BudgetError } from './scheduler/remat/plan-types.js';
 export { planRematerialization } from './scheduler/remat/planner.js';
+export { loadExactSolver } from './scheduler/remat/highs.js';
 export type { PlannerOptions } from './scheduler/remat/planner.js';

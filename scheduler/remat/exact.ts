@@ -4,9 +4,10 @@
 // nodes are first evaluated; we give it the order of the heuristic's plan, whose schedule then
 // also serves as the starting incumbent. Graphs beyond a few hundred nodes are too big for it.
 
-import loadHighs, { type Highs } from 'highs';
+import type { Highs } from 'highs';
 import { adjacency, topologicallyOrdered, type Adjacency, type CostGraph } from './cost-graph.js';
 import { makeContext, profile } from './context.js';
+import { discardExactSolver, exactSolver } from './highs.js';
 import { defaultTimeLimit, MINIMUM_SEARCH_MS, minimumHeuristicBudget, solveHeuristicSequence, type HeuristicOptions } from './heuristic.js';
 import { buildMilp, milpToLp, sequenceFromSolution, stageStart } from './milp.js';
 import { budgetError, type RematPlan, type RematStats } from './plan-types.js';
@@ -27,15 +28,6 @@ export interface ExactOptions {
   order?: 'heuristic' | 'graph';
 }
 
-// Loaded once, when the module is first imported, so that every solve is synchronous. An
-// aborted solve (out of WebAssembly memory) leaves the instance unusable: a fresh one loads in
-// the background and MILP solves fall back to the heuristic until it is ready.
-let HIGHS: Highs | null = await loadHighs();
-function reloadHighs(): void {
-  HIGHS = null;
-  void loadHighs().then((h) => (HIGHS = h));
-}
-
 /** Models above this many nonzeros exhaust the 2 GB of the WebAssembly build (ResNet-50 does). */
 export const MAX_MILP_NONZEROS = 2_000_000;
 
@@ -49,7 +41,7 @@ export interface MilpResult {
   costLowerBound?: number;
   /** Whether HiGHS accepted the starting sequence. */
   started: boolean;
-  /** False when the model was not given to HiGHS (too large, or the solver is reloading). */
+  /** False when the model was not given to HiGHS (too large, or the solver still loading). */
   ran?: boolean;
 }
 
@@ -67,8 +59,9 @@ export function solveMilp(
   const milp = buildMilp(graph, budget, adj);
   const nonzeros = milp.rows.reduce((sum, row) => sum + row.terms.length, 0);
   if (nonzeros > MAX_MILP_NONZEROS) return { seq: null, status: `model too large (${nonzeros} nonzeros)`, optimal: false, started: false, ran: false };
-  const h = HIGHS;
-  if (!h) return { seq: null, status: 'solver reloading after an abort', optimal: false, started: false, ran: false };
+  // loaded on first use (highs.ts); null only where it loads asynchronously and is not ready yet
+  const h = exactSolver();
+  if (!h) return { seq: null, status: 'MILP solver still loading', optimal: false, started: false, ran: false };
   let created: ReturnType<Highs['createModel']> | null = null;
   try {
     const model = h.createModel({ format: 'lp', data: milpToLp(milp) });
@@ -116,11 +109,15 @@ export function solveMilp(
       return { seq: null, status: `${status}; solution rejected: ${sim.error ?? `peak ${sim.peak} > budget ${budget}`}`, optimal: false, started, ran, ...bound };
     return { seq, status, optimal, started, ran, ...bound };
   } catch (e) {
-    if (!(e instanceof Error && e.name === 'RuntimeError')) throw e;
-    reloadHighs();
-    return { seq: null, status: `solver aborted (${e.message.split('.')[0]})`, optimal: false, started: false, ran: true };
+    // an abort (out of WebAssembly memory) leaves the instance unusable: the next solve loads a
+    // fresh one. Checked by name: the solver's objects come from another realm (highs.ts).
+    const err = e as { name?: unknown; message?: unknown } | null;
+    if (err?.name !== 'RuntimeError') throw e;
+    discardExactSolver(h);
+    created = null;
+    return { seq: null, status: `solver aborted (${String(err.message).split('.')[0]})`, optimal: false, started: false, ran: true };
   } finally {
-    if (HIGHS === h) created?.dispose();
+    created?.dispose();
   }
 }
 
