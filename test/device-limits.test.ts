@@ -1,8 +1,9 @@
 // Device limits shape the plan: on random graphs with many inputs (long elementwise chains over
 // distinct inputs, wide concatenations, matmul epilogues, einsum chains) planned for a device
 // that binds few buffers per kernel, every kernel binds at most that many, and the plan's
-// kernels, run by the reference interpreter, give what the unfused plan gives. A value larger
-// than a device buffer is a typed error naming the node and the limit. On WebGPU (16 storage
+// kernels, run by the reference interpreter, give what the unfused plan gives. An n-ary einsum
+// node wider than the device, and a value larger than a device buffer, are typed errors naming
+// the node and the limit. On WebGPU (16 storage
 // buffers per stage on llvmpipe) a graph with 24 inputs compiles and runs; without an adapter
 // that half skips with the reason, except under CI, where it fails.
 
@@ -18,6 +19,8 @@ import { interpretKernel } from '../runtime/interpreter.js';
 import { compile, compileAsync } from '../runtime/executor.js';
 import { tensor, type HostTensor } from '../runtime/tensor.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
+import { einsumNode } from '../ops/einsum.js';
+import { optimizeGraph } from '../graphs/rewrite/passes.js';
 import { fcParams } from './arbitraries.js';
 
 const N = 3; // every value is [N, N]
@@ -111,8 +114,9 @@ function interpretPlan(plan: Plan, feeds: ReadonlyMap<number, Float32Array>): Fl
   return bufs.get(plan.outputs['out']!)!;
 }
 
+/** Input values by node id, seeded by input name (`x3`, `m3`: 3), so rewritten graphs get the same. */
 function feedsOf(g: Graph, seed: number): Map<number, Float32Array> {
-  return new Map(g.nodes.filter((n) => n.op === 'input').map((n) => [n.id, values(N * N, seed + n.id)]));
+  return new Map(g.nodes.filter((n) => n.op === 'input').map((n) => [n.id, values(N * N, seed + Number(n.name!.slice(1)))]));
 }
 
 describe('device limits shape the plan', () => {
@@ -146,6 +150,20 @@ describe('device limits shape the plan', () => {
     const g = buildProgram(20, [{ kind: 'chain', op: 'add', picks: Array.from({ length: 20 }, (_, i) => i) }]);
     expect(planGraph(g, shapesOf(g), { caps: capsWith(32) }).kernelCount).toBe(1);
     expect(planGraph(g, shapesOf(g), { caps: capsWith(8) }).kernelCount).toBeGreaterThan(1);
+  });
+
+  it('an n-ary einsum node wider than the device is a DeviceLimitError; contraction ordering makes it fit', () => {
+    const g = graph('chain', (b) => {
+      const ms = Array.from({ length: 6 }, (_, i) => b.input(`m${i}`, f32(N, N)));
+      return { out: einsumNode(b, 'ab,bc,cd,de,ef,fg->ag', ...ms) };
+    });
+    expect(() => planGraph(g, shapesOf(g), { caps: capsWith(4) })).toThrow(/einsum \(node \d+\): its kernel binds 7 buffers.*allows 4 \(maxKernelBuffers\)/);
+    const ordered = optimizeGraph(g).graph;
+    const plan = planGraph(ordered, shapesOf(ordered), { caps: capsWith(4) });
+    for (const s of plan.steps) if ('kernel' in s) expect(s.kernel.inputs.length + 1).toBeLessThanOrEqual(4);
+    const got = interpretPlan(plan, feedsOf(ordered, 7));
+    const want = interpretPlan(planGraph(g, shapesOf(g), { fuse: false }), feedsOf(g, 7));
+    want.forEach((w, i) => expect(got[i]).toBeCloseTo(w, 4));
   });
 
   it('a value larger than a device buffer is a DeviceLimitError naming the node and the limit', () => {
