@@ -143,7 +143,7 @@ describe('constant folding keeps every output', () => {
   it('fold-elementwise (unary)', () => checkRule('fold-elementwise', foldRules, constCase((g, a, _b, _x, pick) => g.op(FOLD_UNARY[pick % FOLD_UNARY.length]!, [a]))));
   it('fold-elementwise (binary)', () => checkRule('fold-elementwise', foldRules, constCase((g, a, b, _x, pick) => g.op(FOLD_BINARY[pick % FOLD_BINARY.length]!, [a, b]))));
   it('fold-elementwise (comparisons and where)', () =>
-    checkRule('fold-elementwise', foldRules, constCase((g, a, b, _x, pick) => g.where(g.op(FOLD_COMPARE[pick % FOLD_COMPARE.length]!, [a, b]), a, b))));
+    checkRule('fold-elementwise', foldRules, constCase((g, a, b, _x, pick) => g.where(g.op(FOLD_COMPARE[pick % FOLD_COMPARE.length]!, [a, b]) as Tensor<'bool'>, a, b))));
   it('fold-elementwise (casts)', () => checkRule('fold-elementwise', foldRules, constCase((g, a) => g.cast(g.cast(g.mul(a, 3), 'i32'), 'f32'))));
   it('fold-view', () =>
     checkRule('fold-view', foldRules, constCase((g, a, _b, _x, pick) => {
