@@ -60,8 +60,7 @@ const backendText = info.backend === 'webgpu' ? `webgpu on ${info.adapter}` : `c
 console.log(`train ${train.count} images, test ${test.count} images; MLP ${sizes.join('-')}, Adam lr ${args.lr}, batch ${batchSize}, ${epochs} epochs`);
 console.log(`backend: ${backendText}`);
 const plan = step.plan({ x: [batchSize, PIXELS], y: [batchSize, NUM_CLASSES] });
-const memory = info.backend === 'webgpu' ? 'intermediates from the device buffer pool' : `intermediate arena ${(plan.memory.arenaBytes / 1e6).toFixed(2)} MB`;
-console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion), ${memory}`);
+console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion), at most ${(plan.peakBytes / 1e6).toFixed(2)} MB of computed values held at once`);
 
 function slice(s: typeof data.train, n: number): typeof data.train {
   const c = Math.min(n, s.count);

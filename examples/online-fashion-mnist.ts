@@ -7,7 +7,9 @@
 //       [--seed 0] [--window 2048] [--queue 4] [--policy block|drop-oldest|drop-newest] [--rate 0]
 //       [--eval-every 100] [--checkpoint-dir out/online-fashion-mnist-ckpt] [--checkpoint-every 200]
 //       [--resume] [--redis redis://127.0.0.1:6379 [--stream rheo:fashion-mnist]] [--data DIR]
-//       [--plot out/online-fashion-mnist.svg] [--smoke] [--quiet]
+//       [--plot out/online-fashion-mnist.svg] [--backend auto|cpu|webgpu] [--smoke] [--quiet]
+//
+// --backend auto (the default) trains on WebGPU when an adapter is found, else on the CPU.
 //
 // --rate N makes the in-process producer push N images per second on its own clock (an
 // Observable), so a drop policy has something to drop; by default the trainer pulls.
@@ -17,14 +19,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Observable, Subject, lastValueFrom, tap } from 'rxjs';
-import { adam, compile, grad, tensor } from '../index.js';
+import { adam, grad, tensor } from '../index.js';
+import { backendFlag, compileOn, describeBackend } from './backend.js';
 import { mulberry32, permutation } from '../runtime/rng.js';
 import { mlpGraph } from './mlp-model.js';
 import { loadFashionMnist, NUM_CLASSES, PIXELS, type Split } from '../tools/data/fashion-mnist.js';
 import { createProgress } from '../tools/progress.js';
 import { lineChartSvg } from '../tools/plot.js';
 import {
-  accuracy, batchOf, evaluate, predictWith, pullPipe, redisSource, shuffleWindow, stack, train,
+  accuracy, batchOf, evaluateRecorded, predictWith, pullPipe, redisSource, shuffleWindow, stack, train,
   type BackpressurePolicy, type Batch, type RedisEntry, type Source,
 } from '../runtime/train/index.js';
 
@@ -49,8 +52,10 @@ const { values: args } = parseArgs({
     plot: { type: 'string' },
     smoke: { type: 'boolean', default: false },
     quiet: { type: 'boolean', default: false },
+    backend: { type: 'string', default: 'auto' },
   },
 });
+const backend = backendFlag(args.backend);
 
 const smoke = args.smoke;
 const batchSize = smoke ? 64 : Number(args.batch);
@@ -143,7 +148,8 @@ async function redisProducer(url: string): Promise<{ source: Source<Batch>; prod
 }
 
 const model = mlpGraph(sizes, 'fashion-mnist-mlp');
-const step = compile(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed });
+const step = await compileOn(grad(model, 'loss'), backend, { optimizer: adam(Number(args.lr)), seed });
+console.log(`backend: ${describeBackend(step)}`);
 if (!args.resume) {
   mkdirSync(ckptDir, { recursive: true });
   for (const f of readdirSync(ckptDir)) if (f.endsWith('.safetensors')) rmSync(join(ckptDir, f));
@@ -171,7 +177,7 @@ const bar = createProgress({ total: steps, label: 'online', quiet: args.quiet })
 const log = (line: string) => (args.quiet ? console.log(line) : bar.log(line)); // --quiet hides the bar only
 const probe = batchesOf(slice(testSet, probeCount), probeCount)[0]!;
 const probe$ = new Subject<Batch>();
-predictWith(compile(model, { outputs: ['logits'] }), probe$, run.snapshots$, { on: 'both', outputs: ['logits'] }).subscribe((p) => {
+predictWith(await compileOn(model, backend, { outputs: ['logits'] }), probe$, run.snapshots$, { on: 'both', outputs: ['logits'] }).subscribe((p) => {
   const right = accuracy()(p.outputs, probe)['accuracy']! * probeCount;
   if (p.version > 0) log(`live model v${p.version} (step ${p.step}): ${right}/${probeCount} probe images right`);
 });
@@ -202,7 +208,7 @@ await produced;
 if (!last) {
   console.log('no training steps were left to take');
 } else {
-  const final = evaluate(step, batchesOf(testSet, 1000), { outputs: ['logits'], metrics: accuracy() });
+  const final = await evaluateRecorded(step, batchesOf(testSet, 1000), { outputs: ['logits'], metrics: accuracy() });
   console.log(`trained ${last.trained} batches (${last.dropped} dropped) in ${((performance.now() - started) / 1000).toFixed(1)} s, ${Math.round(last.samplesPerSec)} images/s; last checkpoint in ${ckptDir}`);
   console.log(`test accuracy: ${(final.metrics['accuracy']! * 100).toFixed(2)}% on ${final.samples} test images after ${last.step} steps`);
 }

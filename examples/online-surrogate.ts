@@ -4,16 +4,18 @@
 // (κ, u(·, 0)) -> u(·, T); its error on held-out problems is printed as more data streams in.
 //
 //   npx tsx examples/online-surrogate.ts [--grid 32] [--samples 256000] [--batch 64] [--hidden 256,256]
-//       [--lr 1e-3] [--eval-every 250] [--seed 0] [--checkpoint-dir DIR] [--smoke]
+//       [--lr 1e-3] [--eval-every 250] [--seed 0] [--checkpoint-dir DIR] [--backend auto|cpu|webgpu] [--smoke]
 
 import { parseArgs } from 'node:util';
 import { lastValueFrom, tap } from 'rxjs';
-import { adam, compile, dim, f32, grad, graph, tensor, type Tensor } from '../index.js';
+import { adam, dim, f32, grad, graph, tensor, type Tensor } from '../index.js';
+import { backendFlag, compileOn, describeBackend } from './backend.js';
 import { normal, type Rng } from '../runtime/rng.js';
 import { batchOf, pullPipe, simulated, stack, train, type Batch, type StreamPosition } from '../runtime/train/index.js';
 
 const { values: args } = parseArgs({
   options: {
+    backend: { type: 'string', default: 'auto' },
     grid: { type: 'string', default: '32' },
     samples: { type: 'string', default: '256000' },
     batch: { type: 'string', default: '64' },
@@ -114,7 +116,8 @@ const surrogate = graph('heat-surrogate', (g) => {
   const pred = g.add(u0, h);
   return { pred, loss: g.mse(pred, y) };
 });
-const step = compile(grad(surrogate, 'loss'), { optimizer: adam(Number(args.lr)), seed });
+const step = await compileOn(grad(surrogate, 'loss'), backendFlag(args.backend), { optimizer: adam(Number(args.lr)), seed });
+console.log(`backend: ${describeBackend(step)}`);
 
 // Held-out problems from their own seed; the relative L2 error is ‖pred − u(T)‖ / ‖u(T)‖ per problem.
 const held = [...simulated(solved, { seed: seed + 1_000_003, count: smoke ? 256 : 1024 })];
