@@ -9,6 +9,7 @@ import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
 import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
+import { optimizeGraph, type OptimizeOptions } from '../graphs/rewrite/passes.js';
 import { numel, type DType } from '../graphs/types.js';
 import { bufferBytes, type DeviceCaps } from '../scheduler/caps.js';
 import { planGraph, type Plan } from '../scheduler/plan.js';
@@ -71,6 +72,12 @@ export interface CompileOptions {
   readonly precision?: 'f32' | 'f64';
   /** false runs one kernel per op (for comparisons) */
   readonly fuse?: boolean;
+  /**
+   * graph rewrites run before planning: by default `defaultPasses` (einsum contraction order, then
+   * CSE, constant folding and algebraic simplification to a fixed point); `{ passes, rules }` to
+   * choose or add rules; false to run the graph as built
+   */
+  readonly rewrite?: OptimizeOptions | false;
   /** outputs `run` returns by default (default: all but gradients when training) */
   readonly outputs?: readonly string[];
   /**
@@ -128,7 +135,9 @@ export class Executable {
   /** `shared`: the params/state/const store of another executable over the same node ids. */
   constructor(graph: Graph, opts: CompileOptions = {}, shared?: Store) {
     this.opts = opts;
-    const g = opts.optimizer ? applyOptimizer(graph, opts.optimizer) : graph;
+    const trained = opts.optimizer ? applyOptimizer(graph, opts.optimizer) : graph;
+    // a derived executable's graph comes from this one, already rewritten: ids must stay as they are
+    const g = shared || opts.rewrite === false ? trained : optimizeGraph(trained, opts.rewrite ?? {}).graph;
     validateGraph(g);
     this.graph = g;
     this.fuse = opts.fuse !== false;
