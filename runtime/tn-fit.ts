@@ -8,10 +8,11 @@ import { graph } from '../graphs/builder.js';
 import { f32 } from '../graphs/types.js';
 import type { Tensor } from '../graphs/types.js';
 import {
-  coreShape, coreSubscripts, edgesOf, letters, orderedEinsum, ranksOf, sizeOf, type TensorNetwork,
+  contractNetwork, coreShape, coreSubscripts, edgesOf, letters, orderedEinsum, ranksOf, sizeOf, type TensorNetwork,
 } from '../graphs/tn/network.js';
 import type { FitOptions, TnFit, TnFitter } from '../graphs/tn/fit-types.js';
-import { lowRankSplit, permuteAxes, solveSpd } from '../graphs/tn/linalg.js';
+import { permuteAxes } from '../graphs/tn/linalg.js';
+import { oneSiteUpdate, twoSiteUpdate, type PairDims } from '../graphs/tn/pair-solve.js';
 import { mulberry32 } from './rng.js';
 import { compile, type Executable } from './executor.js';
 
@@ -51,6 +52,12 @@ function alsGraph(net: TensorNetwork) {
   });
 }
 
+const inverse = (perm: readonly number[]): number[] => {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+};
+
 /** Permutation taking axes [modes of k, the other edges of k, edge i] to core k's layout. */
 function layoutPerm(net: TensorNetwork, k: number, i: number, edgeFirst: boolean): number[] {
   const others = outer(net, k, i);
@@ -60,6 +67,26 @@ function layoutPerm(net: TensorNetwork, k: number, i: number, edgeFirst: boolean
     : [...net.cores[k]!.map((m) => `m${m}`), ...others.map((j) => `e${j}`), `e${i}`];
   const dst = [...net.cores[k]!.map((m) => `m${m}`), ...edgesOf(net, k).map((j) => `e${j}`)];
   return dst.map((t) => src.indexOf(t));
+}
+
+/** The dense tensor of a network, contracted by rheo (in double precision unless `precision` says). */
+export function reconstruct(net: TensorNetwork, cores: readonly ArrayLike<number>[], precision: 'f32' | 'f64' = 'f64'): Float64Array {
+  const gr = graph(`tn-reconstruct-${net.family}`, (g) => ({
+    x: contractNetwork(g, net, net.cores.map((_, k) => g.input(`c${k}`, f32(...coreShape(net, k))))),
+  }));
+  const feeds = Object.fromEntries(cores.map((c, k) => [`c${k}`, { dtype: 'f32' as const, shape: coreShape(net, k), data: precision === 'f64' ? Float64Array.from(c) : Float32Array.from(c) }]));
+  return Float64Array.from(compile(gr, { precision }).runSync(feeds, ['x'], { update: false })['x']!.data);
+}
+
+/** ‖a − b‖ / ‖b‖. */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
 }
 
 export interface AlsFitterOptions {
@@ -99,51 +126,39 @@ export function alsFitter(target: ArrayLike<number>, dims: readonly number[], op
     return net.cores.map((_, k) => Float64Array.from({ length: prod(coreShape(net, k)) }, () => gauss() * scale));
   };
 
-  /** One two-site update of edge i: solve for the merged pair of cores, split it at the edge's rank. */
-  const updateEdge = (net: TensorNetwork, exe: Executable, cores: Float64Array[], i: number): number => {
+  /**
+   * One update of edge i's two cores: the two-site solve, or the one-site pair where that would
+   * not lower the error below `prev` (two-site truncation can, on rings and redundant ranks).
+   */
+  const updateEdge = (net: TensorNetwork, exe: Executable, cores: Float64Array[], i: number, prev: number): number => {
     const e = net.edges[i]!;
     const feeds: Record<string, { dtype: 'f32'; shape: readonly number[]; data: Float64Array }> = { x: { dtype: 'f32', shape: dims, data: x } };
     cores.forEach((c, j) => (feeds[`c${j}`] = { dtype: 'f32', shape: coreShape(net, j), data: c }));
     const r = exe.runSync(feeds, [`gram${i}`, `rhs${i}`], { update: false });
     const gram = Float64Array.from(r[`gram${i}`]!.data);
     const rhs = Float64Array.from(r[`rhs${i}`]!.data);
-    const R = Math.round(Math.sqrt(gram.length));
     const oa = outer(net, e.a, i);
     const ob = outer(net, e.b, i);
-    const PA = prod(net.cores[e.a]!.map((m) => dims[m]!));
-    const PB = prod(net.cores[e.b]!.map((m) => dims[m]!));
-    const RA = prod(oa.map((j) => net.edges[j]!.rank));
-    const RB = prod(ob.map((j) => net.edges[j]!.rank));
-    const M = solveSpd(gram, rhs, R); // [PA, PB, RA, RB]
-    const Mab = permuteAxes(M, [PA, PB, RA, RB], [0, 2, 1, 3]);
-    const { A, B } = lowRankSplit(Mab, PA * RA, PB * RB, e.rank);
+    const d: PairDims = {
+      PA: prod(net.cores[e.a]!.map((m) => dims[m]!)),
+      PB: prod(net.cores[e.b]!.map((m) => dims[m]!)),
+      RA: prod(oa.map((j) => net.edges[j]!.rank)),
+      RB: prod(ob.map((j) => net.edges[j]!.rank)),
+      r: e.rank,
+    };
     const shapeA = [...net.cores[e.a]!.map((m) => dims[m]!), ...oa.map((j) => net.edges[j]!.rank), e.rank];
     const shapeB = [e.rank, ...net.cores[e.b]!.map((m) => dims[m]!), ...ob.map((j) => net.edges[j]!.rank)];
-    cores[e.a] = permuteAxes(A, shapeA, layoutPerm(net, e.a, i, false));
-    cores[e.b] = permuteAxes(B, shapeB, layoutPerm(net, e.b, i, true));
-    // ‖X − X̂‖² = ‖X‖² − 2⟨M', rhs⟩ + ⟨M', M'·gram⟩ for the truncated merged core M'.
-    const Mr = new Float64Array(PA * RA * PB * RB);
-    const r0 = e.rank;
-    const m = PA * RA;
-    const n = PB * RB;
-    for (let p = 0; p < m; p++) for (let c = 0; c < r0; c++) {
-      const a = A[p * r0 + c]!;
-      if (a === 0) continue;
-      for (let q = 0; q < n; q++) Mr[p * n + q]! += a * B[c * n + q]!;
+    const permA = layoutPerm(net, e.a, i, false);
+    const permB = layoutPerm(net, e.b, i, true);
+    let u = twoSiteUpdate(gram, rhs, d, normSq);
+    if (!(u.resid < prev * (1 + 1e-9))) {
+      const Bcur = permuteAxes(cores[e.b]!, coreShape(net, e.b), inverse(permB));
+      const v = oneSiteUpdate(gram, rhs, Bcur, d, normSq);
+      if (v.resid < u.resid) u = v;
     }
-    const Mt = permuteAxes(Mr, [PA, RA, PB, RB], [0, 2, 1, 3]);
-    let resid = normSq;
-    for (let p = 0; p < PA * PB; p++) {
-      const row = p * R;
-      for (let u = 0; u < R; u++) {
-        const mu = Mt[row + u]!;
-        if (mu === 0) continue;
-        let gv = 0;
-        for (let v = 0; v < R; v++) gv += gram[u * R + v]! * Mt[row + v]!;
-        resid += mu * (gv - 2 * rhs[row + u]!);
-      }
-    }
-    return resid;
+    cores[e.a] = permuteAxes(u.A, shapeA, permA);
+    cores[e.b] = permuteAxes(u.B, shapeB, permB);
+    return u.resid;
   };
 
   const fit = (net: TensorNetwork, init: readonly Float64Array[] | null, o: FitOptions): TnFit => {
@@ -156,7 +171,7 @@ export function alsFitter(target: ArrayLike<number>, dims: readonly number[], op
     let sweeps = 0;
     if (o.first?.length) {
       let resid = normSq;
-      for (const i of o.first) resid = updateEdge(net, exe, cores, i);
+      for (const i of o.first) resid = updateEdge(net, exe, cores, i, Infinity);
       rse = Math.sqrt(Math.max(resid, 0) / normSq);
       if (o.target !== undefined && rse <= o.target) return { net, cores, rse, sweeps };
     }
@@ -166,8 +181,8 @@ export function alsFitter(target: ArrayLike<number>, dims: readonly number[], op
       // Back and forth, so that neighbouring cores see each other's updates both ways.
       const forward = [...Array(E).keys()];
       const order = sweeps % 2 === 1 ? forward : forward.reverse();
-      let resid = normSq;
-      for (const i of order) resid = updateEdge(net, exe, cores, i);
+      let resid = rse === Infinity ? Infinity : rse * rse * normSq;
+      for (const i of order) resid = updateEdge(net, exe, cores, i, resid);
       rse = Math.sqrt(Math.max(resid, 0) / normSq);
       if (o.target !== undefined && rse <= o.target) break;
       if (o.stall !== undefined && prev < Infinity && prev - rse < o.stall * prev) break;

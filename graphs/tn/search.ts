@@ -91,7 +91,8 @@ function better(a: TnFit, b: TnFit | null, target: number): boolean {
   const fa = a.rse <= target;
   const fb = b.rse <= target;
   if (fa !== fb) return fa;
-  if (!fa) return a.rse < b.rse;
+  // outside ε, lower error wins unless the two are within 1% (then fewer parameters win)
+  if (!fa && Math.abs(a.rse - b.rse) > 0.01 * b.rse) return a.rse < b.rse;
   const pa = paramCount(a.net);
   const pb = paramCount(b.net);
   return pa < pb || (pa === pb && a.rse < b.rse);
@@ -203,7 +204,8 @@ export interface TnaleOptions extends SearchOptions {
  * edge's rank is enumerated within a radius while the others stay fixed, and the best candidate
  * is kept: any fit within ε beats any fit outside it; within ε fewer parameters win, outside it
  * lower error. Candidates start from the current cores resized (a warm start), and a rank vector
- * is fitted at most once. Stops when a sweep there and back changes nothing.
+ * is fitted at most once. Stops when a sweep there and back changes nothing. It starts from
+ * rank 4 on every edge (or `start`), raised together until the fit is within ε.
  */
 export function tnaleSearch(fitter: TnFitter, topology: TensorNetwork, o: TnaleOptions): SearchResult {
   const start = fitter.evaluations;
@@ -221,8 +223,18 @@ export function tnaleSearch(fitter: TnFitter, topology: TensorNetwork, o: TnaleO
     return f;
   };
   let cur = evaluate((o.start ?? bounds.map((b) => Math.min(4, b))).map((r, i) => Math.min(r, bounds[i]!)), null, 0);
-  let best: TnFit | null = cur.rse <= o.target ? cur : null;
   o.log?.(`tnale start: ${show(cur)}`);
+  // Below ε the enumeration only has to shed rank, which is reliable from a warm start; above
+  // it, fits of under-ranked networks stall in poor local minima. So first raise every rank
+  // together until the fit is within ε.
+  while (cur.rse > o.target && fitter.evaluations - start < maxEval) {
+    const ranks = ranksOf(cur.net);
+    const up = ranks.map((r, i) => Math.min(r + 1, bounds[i]!));
+    if (up.every((r, i) => r === ranks[i])) break;
+    cur = evaluate(up, null, 0);
+    o.log?.(`tnale raise: ${show(cur)}`);
+  }
+  let best: TnFit | null = cur.rse <= o.target ? cur : null;
   let forward = true;
   let quiet = 0;
   while (quiet < 2 && fitter.evaluations - start < maxEval) {
@@ -233,6 +245,8 @@ export function tnaleSearch(fitter: TnFitter, topology: TensorNetwork, o: TnaleO
       let pick = cur;
       for (let r = Math.max(1, ranks[i]! - radius); r <= Math.min(bounds[i]!, ranks[i]! + radius); r++) {
         if (r === ranks[i]) continue;
+        // within ε, a larger rank cannot win
+        if (r > ranks[i]! && cur.rse <= o.target) continue;
         const f = evaluate(ranks.map((x, j) => (j === i ? r : x)), cur, i);
         if (better(f, pick, o.target)) pick = f;
       }
