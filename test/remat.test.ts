@@ -1,4 +1,3 @@
-import { readFileSync, readdirSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,6 +9,7 @@ import {
   minimumBudget,
   planRematerialization,
   plainSchedule,
+  randomLayeredGraph,
   scheduleFromSequence,
   simulate,
   solveExact,
@@ -17,6 +17,11 @@ import {
   validateCostGraph,
   type CostGraph,
 } from '../scheduler/remat/index.js';
+import { adam, compile, grad } from '../index.js';
+import { mlpGraph } from '../examples/mlp-model.js';
+import { transformerGraph, type TransformerConfig } from '../examples/transformer-model.js';
+import { planCostGraph } from '../scheduler/remat-plan.js';
+import type { Plan } from '../scheduler/plan.js';
 
 // FC_SEED=<seed> replays a failing run; fast-check prints the seed on failure.
 const params = (numRuns: number): fc.Parameters<unknown> => ({
@@ -110,24 +115,48 @@ describe('memory model', () => {
 });
 
 describe('cost graph loading', () => {
-  const dir = '/work/shared/bench-data/remat/';
-  const expected: Record<string, [number, number]> = {
-    'random_layered_n100.json': [100, 236],
-    'random_layered_n250.json': [250, 944],
-    'random_layered_n500.json': [500, 2461],
-    'random_layered_n1000.json': [1000, 5875],
-    'resnet50_b256_train.json': [353, 751],
-    'fcn8_vgg_b32_train.json': [73, 149],
-  };
+  /** A cost graph as networkx node-link JSON, nodes in a shuffled order, in either key convention. */
+  function nodeLink(g: CostGraph, convention: 'checkmate' | 'moccasin', seed: number) {
+    const order = g.nodes.map((v) => v.id);
+    let s = seed >>> 0;
+    for (let i = order.length - 1; i > 0; i--) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const j = s % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const key = (id: number) => `n${id}`;
+    const nodes = order.map((id) => {
+      const v = g.nodes[id]!;
+      return convention === 'checkmate' ? { id: key(id), cost_cpu: v.compute, cost_ram: v.bytes } : { name: key(id), duration: v.compute, out_cost: v.bytes };
+    });
+    const links = g.edges.map(([a, b]) => (convention === 'checkmate' ? { source: key(a), target: key(b) } : { '0': key(a), '1': key(b) }));
+    return { directed: true, nodes, links };
+  }
 
-  it('loads every benchmark graph in both key conventions, in topological id order', () => {
-    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
-    expect(files.sort()).toEqual(Object.keys(expected).sort());
-    for (const f of files) {
-      const g = loadNetworkxGraph(JSON.parse(readFileSync(dir + f, 'utf8')));
-      expect([g.nodes.length, g.edges.length]).toEqual(expected[f]);
-      expect(() => validateCostGraph(g)).not.toThrow();
-      expect(baselinePeak(g)).toBeGreaterThan(memoryLowerBound(g));
+  it('loads random layered graphs (Gagrani et al., Appendix A) in both key conventions, in topological id order', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 300 }), fc.integer({ min: 0, max: 1e9 }), fc.constantFrom('checkmate' as const, 'moccasin' as const), (n, seed, convention) => {
+        const g = randomLayeredGraph({ nodes: n, seed });
+        expect(() => validateCostGraph(g)).not.toThrow();
+        const loaded = loadNetworkxGraph(JSON.parse(JSON.stringify(nodeLink(g, convention, seed))));
+        expect([loaded.nodes.length, loaded.edges.length]).toEqual([g.nodes.length, g.edges.length]);
+        expect(() => validateCostGraph(loaded)).not.toThrow();
+        // the same graph up to renumbering: sizes, costs and the memory profile of the plain order
+        const byName = new Map(loaded.nodes.map((v) => [v.name, v]));
+        for (const v of g.nodes) expect([byName.get(`n${v.id}`)!.compute, byName.get(`n${v.id}`)!.bytes]).toEqual([v.compute, v.bytes]);
+        expect(memoryLowerBound(loaded)).toBe(memoryLowerBound(g));
+        expect(baselinePeak(loaded)).toBeGreaterThanOrEqual(memoryLowerBound(loaded));
+      }),
+      params(60),
+    );
+  });
+
+  it("loads the benchmark's sizes of random layered graphs and rheo's training graphs, each with room to rematerialize", () => {
+    const layered = Object.fromEntries([100, 250, 500, 1000].map((n) => [`random_layered_n${n}`, randomLayeredGraph({ nodes: n, seed: n })]));
+    for (const [name, g] of Object.entries({ ...layered, ...trainingGraphs() })) {
+      const loaded = loadNetworkxGraph(JSON.parse(JSON.stringify(nodeLink(g, 'checkmate', 7))));
+      expect([loaded.nodes.length, loaded.edges.length], name).toEqual([g.nodes.length, g.edges.length]);
+      expect(baselinePeak(loaded), name).toBeGreaterThan(memoryLowerBound(loaded));
     }
   });
 
@@ -262,14 +291,35 @@ describe('exact planner', () => {
 });
 
 describe('benchmark graphs', () => {
-  it('plans fcn8 at 80% of its plain peak, within budget, exactly and heuristically', () => {
-    const g = loadNetworkxGraph(JSON.parse(readFileSync('/work/shared/bench-data/remat/fcn8_vgg_b32_train.json', 'utf8')));
-    const budget = Math.ceil(0.8 * baselinePeak(g));
-    const h = planRematerialization(g, budget, { solver: 'heuristic', timeLimitMs: 300 });
-    expectValidWithin(g, h.plan, budget);
-    const e = planRematerialization(g, budget, { solver: 'exact', timeLimitMs: 10_000 });
-    expectValidWithin(g, e.plan, budget);
-    expect(e.plan.stats.cost).toBeLessThanOrEqual(h.plan.stats.cost);
-    expect(e.baseline).toBe(baselinePeak(g));
+  it('plans a 70-node random layered graph at 80% of its plain peak, within budget, exactly and heuristically', () => {
+    const g = randomLayeredGraph({ nodes: 70, seed: 3 });
+    expectExactNoWorse(g, Math.ceil(0.8 * baselinePeak(g)));
+  });
+
+  it("plans rheo's own training graphs (MLP and transformer with Adam) at 80% of their plain peak, exactly and heuristically", () => {
+    for (const g of Object.values(trainingGraphs())) expectExactNoWorse(g, Math.ceil(0.8 * baselinePeak(g)), 4_000);
   });
 });
+
+/** Both solvers meet the budget, and the exact plan costs no more than the heuristic's. */
+function expectExactNoWorse(g: CostGraph, budget: number, exactMs = 10_000): void {
+  const h = planRematerialization(g, budget, { solver: 'heuristic', timeLimitMs: 300 });
+  expectValidWithin(g, h.plan, budget);
+  const e = planRematerialization(g, budget, { solver: 'exact', timeLimitMs: exactMs });
+  expectValidWithin(g, e.plan, budget);
+  expect(e.plan.stats.cost).toBeLessThanOrEqual(h.plan.stats.cost);
+  expect(e.baseline).toBe(baselinePeak(g));
+}
+
+/**
+ * Cost graphs of rheo's own training steps: the plan's kernels, their costs and output bytes,
+ * with the optimizer's updates computed in place (as rematerializePlan does where it can), so
+ * that the new parameters do not all stay resident to the end.
+ */
+function trainingGraphs(): Record<string, CostGraph> {
+  const costGraph = (plan: Plan) => planCostGraph(plan, new Map(plan.graph.updates.map((u) => [u.value, u.target])));
+  const mlp = compile(grad(mlpGraph([12, 16, 16, 16, 16, 3]), 'loss'), { optimizer: adam(1e-2) }).plan({ x: [8, 12], y: [8, 3] });
+  const cfg: TransformerConfig = { blocks: 2, seq: 6, dModel: 8, heads: 2, dFF: 16, classes: 3 };
+  const transformer = compile(grad(transformerGraph(cfg), 'loss'), { optimizer: adam(1e-2) }).plan({ x: [4, cfg.seq, cfg.dModel], y: [4, cfg.classes] });
+  return { mlp: costGraph(mlp), transformer: costGraph(transformer) };
+}
