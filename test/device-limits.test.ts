@@ -13,7 +13,7 @@ import { graph, type Builder } from '../graphs/builder.js';
 import type { Graph } from '../graphs/graph.js';
 import { f32, numel, type Tensor } from '../graphs/types.js';
 import { HOST_CAPS, type DeviceCaps } from '../scheduler/caps.js';
-import { planGraph, type Plan } from '../scheduler/plan.js';
+import { planGraph, planLaunches, type Plan } from '../scheduler/plan.js';
 import { DeviceLimitError } from '../scheduler/limits.js';
 import { interpretKernel } from '../runtime/interpreter.js';
 import { compile, compileAsync } from '../runtime/executor.js';
@@ -193,5 +193,25 @@ describe('device limits on WebGPU', () => {
       expect(got.shape).toEqual(want.shape);
       for (let i = 0; i < want.data.length; i++) expect(got.data[i]).toBeCloseTo(want.data[i]!, 4);
     });
+
+    it('random programs wider than the adapter allows run on WebGPU without a KernelLaunchError and match the CPU', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 2, max: 24 }), fc.array(arbStep, { minLength: 1, maxLength: 2 }), fc.nat(), async (inputs, steps, seed) => {
+          const g = buildProgram(inputs, steps);
+          const feeds: Record<string, HostTensor> = {};
+          for (const n of g.nodes) if (n.op === 'input') feeds[n.name!] = tensor(values(N * N, seed + n.id), [N, N]);
+          const want = compile(g, { backend: 'cpu' }).runSync(feeds)['out']!;
+          const exe = await compileAsync(g, { backend: 'webgpu' });
+          const got = (await exe.run(feeds))['out']!;
+          const plan = exe.plan(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])));
+          for (const s of planLaunches(plan)) expect(s.kernel.inputs.length + 1).toBeLessThanOrEqual(exe.device.caps.maxKernelBuffers);
+          for (let i = 0; i < want.data.length; i++) {
+            const x = got.data[i]!, y = want.data[i]!;
+            if (!(Math.abs(x - y) <= 1e-3 * Math.max(1, Math.abs(y)))) throw new Error(`element ${i}: webgpu ${x}, cpu ${y}`);
+          }
+        }),
+        fcParams(15),
+      );
+    }, 300_000);
   });
 });
