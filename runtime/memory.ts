@@ -1,46 +1,23 @@
-// Host memory under a budget: parsing byte sizes, and the instrumented allocator whose measured
-// peak a remat plan's planned peak is checked against. Recycles typed arrays by type and length;
-// it does not plan anything (scheduler/remat-plan.ts does).
+// Memory budgets as users write them: '256 MB', '1.5 GiB' or a number of bytes. The allocators
+// whose measured peaks are checked against plans are the devices' (runtime/device.ts).
 
-import type { DType } from '../graphs/types.js';
-import type { CpuArray } from './cpu/render-js.js';
-import { allocArray } from './tensor.js';
-
-/** '256 MB', '1.5 GiB', '4096' -> bytes */
-export function parseBytes(v: number | string): number {
-  if (typeof v === 'number') return v;
-  const m = /^\s*([\d.]+)\s*([kmg]?i?b?)?\s*$/i.exec(v);
-  if (!m) throw new RangeError(`memory budget '${v}' is not a number of bytes such as '256 MB'`);
-  const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
-  const scale: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3 };
-  if (!(unit in scale)) throw new RangeError(`memory budget '${v}' has an unknown unit`);
-  return Math.floor(Number(m[1]) * scale[unit]!);
-}
-
+const SCALE: Readonly<Record<string, number>> = {
+  '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, k: 1e3, m: 1e6, g: 1e9, t: 1e12,
+  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3, ti: 1024 ** 4,
+};
 
 /**
- * The allocator used under a memory budget: typed arrays recycled by (dtype, length), counting
- * the bytes handed out and not yet returned, and the peak of that count.
+ * '256 MB', '1.5 GiB', '4096', 1e9 -> bytes. Units B, KB, MB, GB, TB (powers of 1000) and KiB,
+ * MiB, GiB, TiB (powers of 1024); anything else, NaN, infinities and negative sizes are a RangeError.
  */
-export class CountingPool {
-  private readonly free_ = new Map<string, CpuArray[]>();
-  liveBytes = 0;
-  peakBytes = 0;
-  constructor(private readonly f64: boolean) {}
-
-  alloc(dtype: DType, elements: number): CpuArray {
-    const key = `${dtype === 'i32' ? 'Int32Array' : dtype === 'bool' ? 'Uint8Array' : this.f64 ? 'Float64Array' : 'Float32Array'}:${elements}`;
-    const a = this.free_.get(key)?.pop() ?? allocArray(dtype, elements, this.f64);
-    this.liveBytes += a.byteLength;
-    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
-    return a;
+export function parseBytes(v: number | string): number {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0) throw new RangeError(`memory budget ${v} is not a number of bytes`);
+    return Math.floor(v);
   }
-
-  free(a: CpuArray): void {
-    this.liveBytes -= a.byteLength;
-    const key = `${a.constructor.name}:${a.length}`;
-    const list = this.free_.get(key) ?? [];
-    list.push(a);
-    this.free_.set(key, list);
-  }
+  const m = /^\s*(\d+(?:\.\d+)?|\.\d+)(?:e(\d+))?\s*([a-z]*)\s*$/i.exec(String(v));
+  if (!m) throw new RangeError(`memory budget '${v}' is not a number of bytes such as '256 MB' or '1.5 GiB'`);
+  const scale = SCALE[m[3]!.toLowerCase()];
+  if (scale === undefined) throw new RangeError(`memory budget '${v}' has an unknown unit '${m[3]}' (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)`);
+  return Math.floor(Number(m[1]) * 10 ** Number(m[2] ?? 0) * scale);
 }

@@ -16,10 +16,6 @@ export function allocArray(dtype: DType, n: number, f64 = false): CpuArray {
   return dtype === 'i32' ? new Int32Array(n) : dtype === 'bool' ? new Uint8Array(n) : new Float32Array(n);
 }
 
-export function arrayOn(dtype: DType, buf: ArrayBuffer, byteOffset: number, n: number): CpuArray {
-  return dtype === 'i32' ? new Int32Array(buf, byteOffset, n) : dtype === 'bool' ? new Uint8Array(buf, byteOffset, n) : new Float32Array(buf, byteOffset, n);
-}
-
 /** A host tensor from values and a shape; the dtype defaults from the array type. */
 export function tensor(data: ArrayLike<number> | CpuArray, shape: readonly number[], dtype?: DType): HostTensor {
   const d: DType = dtype ?? (data instanceof Int32Array ? 'i32' : data instanceof Uint8Array ? 'bool' : 'f32');
