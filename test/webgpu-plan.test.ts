@@ -10,13 +10,14 @@ import { Subject, firstValueFrom, skip } from 'rxjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FeedError, compile, compileAsync, reactive, type HostTensor, type Outputs } from '../index.js';
+import { FeedError, compileAsync, reactive, tensor, type HostTensor, type Outputs } from '../index.js';
 import { BudgetError } from '../scheduler/remat/plan-types.js';
-import { listCheckpoints } from '../runtime/train/index.js';
+import { listCheckpoints, predictWith, train, type Batch as TrainBatch, type Prediction, type Snapshot } from '../runtime/train/index.js';
+import { mlpGraph } from '../examples/mlp-model.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { arbGraph } from './arbitraries.js';
-import { batchSource, makeStep, prepare, trainToEnd } from './fixtures/online-trainer.js';
+import { SIZES, batchSource, makeStep, prepare, trainToEnd } from './fixtures/online-trainer.js';
 
 const gpu = await sharedWebGpuBackend();
 if (!gpu) console.warn(`WebGPU plan tests skipped: no adapter (${WebGpuBackend.unavailableReason})`);
@@ -115,6 +116,33 @@ describe('plans on WebGPU', () => {
         { numRuns: 20, ...seed },
       );
     }, 600_000);
+
+    it('live predictions on WebGPU use one snapshot each, and equal a WebGPU run on that snapshot', async () => {
+      const spec = { seed: 8, batch: 3, batches: 20 };
+      const exe = makeStep(8, 'webgpu');
+      const run = train(exe, batchSource(spec, 'seek'), { snapshots: { every: 5 } });
+      const snaps = new Map<number, Snapshot>();
+      run.snapshots$.subscribe((s) => snaps.set(s.version, s));
+      const queries = new Subject<TrainBatch>();
+      const inference = await compileAsync(mlpGraph(SIZES), { outputs: ['logits'], backend: 'webgpu' });
+      const preds: Prediction<TrainBatch>[] = [];
+      const predicted = new Promise<void>((done) => predictWith(inference, queries, run.snapshots$, { outputs: ['logits'] }).subscribe({ next: (p) => preds.push(p), complete: done }));
+      const query = { x: tensor(Float32Array.from({ length: 8 }, (_, i) => Math.sin(i)), [2, 4]) };
+      await new Promise<void>((done) => run.subscribe({ next: (e) => e.step % 3 === 0 && queries.next(query), complete: done }));
+      queries.complete();
+      await predicted;
+      expect(snaps.size).toBe(5); // the start, then every 5 steps
+      expect(preds.length).toBeGreaterThan(3);
+      for (let i = 1; i < preds.length; i++) expect(preds[i]!.version).toBeGreaterThanOrEqual(preds[i - 1]!.version);
+      const check = await compileAsync(mlpGraph(SIZES), { outputs: ['logits'], backend: 'webgpu' });
+      for (const p of preds) {
+        const snap = snaps.get(p.version)!;
+        expect(p.step).toBe(snap.step);
+        check.setVariables(snap.variables);
+        expect(bits(p.outputs)).toEqual(bits(await check.run(query, ['logits'], { update: false })));
+      }
+      expect(bits(snaps.get(4)!.variables)).toEqual(bits(Object.fromEntries(Object.entries(await exe.readVariables()).filter(([k]) => k.startsWith('param:')))));
+    });
 
     it('the same training on the CPU and on WebGPU each measure the peak their plan states', async () => {
       for (const backend of ['cpu', 'reference', 'webgpu'] as const) {
