@@ -190,26 +190,29 @@ export function alsFitter(target: ArrayLike<number>, dims: readonly number[], op
     return { net, cores, rse, sweeps };
   };
 
-  const unfoldingGram = (rows: readonly number[]): Float64Array => {
+  const unfoldingGrams = (rowSets: readonly (readonly number[])[]): Float64Array[] => {
     const L = 'abcdefghijklmnopqrstuvwxyz';
-    const d = dims.length;
+    if (dims.length > 26) throw new RangeError('unfoldingGrams: at most 26 modes');
     const a = dims.map((_, i) => L[i]!).join('');
-    const b = dims.map((_, i) => (rows.includes(i) ? L[i]!.toUpperCase() : L[i]!)).join('');
-    const n = prod(rows.map((m) => dims[m]!));
-    if (d > 26) throw new RangeError('unfoldingGram: at most 26 modes');
-    const gr = graph('tn-unfolding-gram', (g) => {
+    const gr = graph('tn-unfolding-grams', (g) => {
       const t = g.input('x', f32(...dims));
-      return { gram: g.reshape(g.einsum(`${a},${b}->${rows.map((m) => L[m]!).join('')}${rows.map((m) => L[m]!.toUpperCase()).join('')}`, t, t), [n, n]) };
+      const out: Record<string, Tensor> = {};
+      rowSets.forEach((rows, k) => {
+        const b = dims.map((_, i) => (rows.includes(i) ? L[i]!.toUpperCase() : L[i]!)).join('');
+        const n = prod(rows.map((m) => dims[m]!));
+        out[`gram${k}`] = g.reshape(g.einsum(`${a},${b}->${rows.map((m) => L[m]!).join('')}${rows.map((m) => L[m]!.toUpperCase()).join('')}`, t, t), [n, n]);
+      });
+      return out;
     });
-    const r = compile(gr, { precision: 'f64' }).runSync({ x: { dtype: 'f32', shape: dims, data: x } }, ['gram'], { update: false });
-    return Float64Array.from(r['gram']!.data);
+    const r = compile(gr, { precision: 'f64' }).runSync({ x: { dtype: 'f32', shape: dims, data: x } }, rowSets.map((_, k) => `gram${k}`), { update: false });
+    return rowSets.map((_, k) => Float64Array.from(r[`gram${k}`]!.data));
   };
 
   return {
     dims,
     normSq,
     fit,
-    unfoldingGram,
+    unfoldingGrams,
     get evaluations() { return evaluations; },
   };
 }

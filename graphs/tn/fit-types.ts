@@ -32,8 +32,8 @@ export interface TnFitter {
   readonly normSq: number;
   /** Fit `net` starting from `init` (cores shaped for `net`), or from random cores. */
   fit(net: TensorNetwork, init: readonly Float64Array[] | null, opts: FitOptions): TnFit;
-  /** The Gram matrix X_(S)·X_(S)ᵀ of the unfolding with the modes `rows` as rows (row-major). */
-  unfoldingGram(rows: readonly number[]): Float64Array;
+  /** For each set S of modes, the Gram matrix X_(S)·X_(S)ᵀ of the unfolding with S as rows (row-major). */
+  unfoldingGrams(rows: readonly (readonly number[])[]): Float64Array[];
   /** candidate fits started so far */
   readonly evaluations: number;
 }

@@ -6,7 +6,7 @@
 // TnFitter (runtime/tn-fit.ts fits them with rheo); this module never runs a graph itself.
 
 import type { TnFit, TnFitter } from './fit-types.js';
-import { coreShape, paramCount, ranksOf, withRanks, type TensorNetwork } from './network.js';
+import { coreShape, edgesOf, paramCount, ranksOf, withRanks, type TensorNetwork } from './network.js';
 import { numericalRank, symmetricEigenvalues } from './linalg.js';
 
 export type SearchStrategy = 'greedy' | 'tnale' | 'one-shot';
@@ -284,30 +284,19 @@ export function oneShotSearch(fitter: TnFitter, topology: TensorNetwork, o: OneS
   const bounds = topology.edges.map((_, i) => edgeBound(topology, i, o.maxRank));
   const tol = o.target / Math.sqrt(E);
   const constraints: { edges: number[]; rank: number }[] = [];
-  const rankCache = new Map<string, number>();
-  const cutRank = (side: number[]): number => {
-    const rest = topology.dims.map((_, m) => m).filter((m) => !side.includes(m));
-    const size = (ms: number[]) => ms.reduce((p, m) => p * topology.dims[m]!, 1);
-    const rows = size(side) <= size(rest) ? side : rest;
-    const key = [...rows].sort((a, b) => a - b).join(',');
-    let r = rankCache.get(key);
-    if (r === undefined) {
-      const n = size(rows);
-      r = numericalRank(symmetricEigenvalues(fitter.unfoldingGram(rows), n), fitter.normSq, tol);
-      rankCache.set(key, r);
-    }
-    return r;
-  };
-  const cuts: number[][] = [];
-  for (let i = 0; i < E; i++) {
-    cuts.push([i]);
-    for (let j = i + 1; j < E; j++) cuts.push([i, j]);
-  }
-  for (const cut of cuts) {
+  const size = (ms: readonly number[]): number => ms.reduce((p, m) => p * topology.dims[m]!, 1);
+  const cutRows: { edges: number[]; rows: number[] }[] = [];
+  for (let i = 0; i < E; i++) for (let j = i; j < E; j++) {
+    const cut = i === j ? [i] : [i, j];
     const side = cutSide(topology, cut);
     if (!side) continue;
-    constraints.push({ edges: cut, rank: cutRank(side) });
+    const rest = topology.dims.map((_, m) => m).filter((m) => !side.includes(m));
+    cutRows.push({ edges: cut, rows: size(side) <= size(rest) ? side : rest });
   }
+  const grams = fitter.unfoldingGrams(cutRows.map((c) => c.rows));
+  cutRows.forEach((c, k) => {
+    constraints.push({ edges: c.edges, rank: numericalRank(symmetricEigenvalues(grams[k]!, size(c.rows)), fitter.normSq, tol) });
+  });
   const candidates = fewestParams(topology, constraints, bounds, o.tries ?? 3);
   let last: TnFit | null = null;
   let best: TnFit | null = null;
@@ -357,14 +346,18 @@ function fewestParams(net: TensorNetwork, constraints: readonly { edges: number[
   const found: { ranks: number[]; params: number }[] = [];
   const ranks = upper.map(() => 1);
   const worst = (): number => (found.length < count ? Infinity : found[found.length - 1]!.params);
-  const ok = (upTo: number): boolean => constraints.every((c) => c.edges.some((e) => e > upTo) || c.edges.reduce((p, e) => p * ranks[e]!, 1) >= c.rank);
+  const incident = net.cores.map((_, k) => edgesOf(net, k));
+  const physical = net.cores.map((modes) => modes.reduce((p, m) => p * net.dims[m]!, 1));
+  const params = (): number => incident.reduce((s, es, k) => s + es.reduce((p, e) => p * ranks[e]!, physical[k]!), 0);
+  // constraints by the last edge they involve: checked once that edge's rank is set
+  const byLast = ranks.map((_, i) => constraints.filter((c) => Math.max(...c.edges) === i));
+  const ok = (i: number): boolean => byLast[i]!.every((c) => c.edges.reduce((p, e) => p * ranks[e]!, 1) >= c.rank);
   const visit = (i: number): void => {
     // later edges are still at rank 1, so the count only grows from here
-    const params = paramCount(withRanks(net, ranks));
-    if (params > worst()) return;
+    const p = params();
+    if (p > worst()) return;
     if (i === E) {
-      if (!ok(E)) return;
-      found.push({ ranks: [...ranks], params });
+      found.push({ ranks: [...ranks], params: p });
       found.sort((a, b) => a.params - b.params);
       if (found.length > count) found.pop();
       return;
