@@ -1,4 +1,5 @@
-// One op suite, run once per backend (CPU and WebGPU): every op family, executed through
+// One op suite, run once per device (the reference interpreter's, CPU and WebGPU), each through
+// the one plan interpreter: every op family, executed through
 // `compile(...).run`, must give what the reference interpreter gives one op at a time (f32
 // tolerance for floats, exactly for integers and booleans), and a training step with Adam must
 // keep doing so step after step. Without a WebGPU adapter its half of the suite skips with the
@@ -20,6 +21,7 @@ const gpu = await sharedWebGpuBackend();
 if (!gpu) console.warn(`WebGPU half of the backend suite skipped: no adapter (${WebGpuBackend.unavailableReason})`);
 
 const backends = [
+  { name: 'reference' as const, available: true },
   { name: 'cpu' as const, available: true },
   { name: 'webgpu' as const, available: gpu !== null || Boolean(process.env.CI) },
 ];
