@@ -3,10 +3,10 @@
 // Adds SHA-256 checksums of the data section and of the header to the metadata and validates
 // every field on read. Pure bytes in and out: writing files atomically is checkpoint.ts's job.
 
-import { createHash } from 'node:crypto';
 import { RheoError } from '../../graphs/errors.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import type { HostTensor } from '../tensor.js';
+import { sha256 } from '../sha256.js';
 
 /** A checkpoint is truncated, corrupted, or does not fit the model it is restored into. */
 export class CheckpointError extends RheoError {
@@ -52,11 +52,8 @@ export interface Safetensors {
   readonly metadata: Record<string, string>;
 }
 
-const sha256 = (...parts: Uint8Array[]): string => {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return h.digest('hex');
-};
+const utf8 = new TextEncoder();
+const utf8Length = (s: string): number => utf8.encode(s).length;
 
 /**
  * Tensors (in name order) and string metadata as safetensors bytes, with `data_sha256` and
@@ -83,13 +80,13 @@ export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>,
   header['__metadata__'] = { ...metadata, [DATA_CHECKSUM]: sha256(data), [HEADER_CHECKSUM]: PLACEHOLDER };
   for (const e of entries) header[e.name] = e.entry;
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8); // data starts 8-byte aligned
-  const text = Buffer.from(json, 'utf8');
+  json += ' '.repeat((8 - ((utf8Length(json) + 8) % 8)) % 8); // data starts 8-byte aligned
+  const text = utf8.encode(json);
   const out = new Uint8Array(8 + text.length + data.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
   out.set(text, 8);
   const digest = sha256(out.subarray(0, 8 + text.length));
-  out.set(Buffer.from(digest, 'latin1'), 8 + checksumOffset(json, PLACEHOLDER));
+  out.set(utf8.encode(digest), 8 + checksumOffset(json, PLACEHOLDER));
   out.set(data, 8 + text.length);
   return out;
 }
@@ -98,7 +95,7 @@ export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>,
 function checksumOffset(json: string, value: string): number {
   const key = `"${HEADER_CHECKSUM}":"`;
   const i = json.indexOf(key + value + '"');
-  return i < 0 ? -1 : Buffer.byteLength(json.slice(0, i)) + key.length;
+  return i < 0 ? -1 : utf8Length(json.slice(0, i)) + key.length;
 }
 
 /**
@@ -141,7 +138,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
   const at = checksumOffset(json, headerSum as string);
   if (at < 0) fail(`${HEADER_CHECKSUM} is not written in canonical form`);
   const zeroed = Uint8Array.from(bytes.subarray(0, 8 + headerLen));
-  zeroed.set(Buffer.from(PLACEHOLDER, 'latin1'), 8 + at);
+  zeroed.set(utf8.encode(PLACEHOLDER), 8 + at);
   if (sha256(zeroed) !== headerSum) fail('header checksum mismatch: the header is corrupted');
 
   const data = bytes.subarray(8 + headerLen);
