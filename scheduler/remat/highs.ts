@@ -13,6 +13,7 @@ import type * as NodeVm from 'node:vm';
 
 let highs: Highs | null = null;
 let loading: Promise<Highs> | null = null;
+let loadFailed = false;
 
 /**
  * The solver, loaded now if it can be loaded synchronously; null while an asynchronous load is
@@ -22,26 +23,45 @@ export function exactSolver(): Highs | null {
   if (highs) return highs;
   if (loading) return null;
   highs = loadSync();
-  if (!highs) void loadExactSolver();
+  if (!highs && !loadFailed) {
+    // where it cannot load (a browser with no loader given), planning stays on the heuristic
+    loadExactSolver().catch(() => {
+      loadFailed = true;
+    });
+  }
   return highs;
 }
 
 /**
  * Loads HiGHS ahead of the first exact solve. Needed only where it cannot be loaded
  * synchronously (browsers): until it resolves, exact planning falls back to the heuristic.
+ * `load` replaces the default `import('highs')`, for bundles that ship the package and its
+ * `highs.wasm` their own way.
  *
  * @example
  *   await loadExactSolver();
  *   planRematerialization(graph, budget); // the MILP runs from the first call on
  */
-export async function loadExactSolver(): Promise<void> {
+export async function loadExactSolver(load?: () => Promise<Highs>): Promise<void> {
   if (highs) return;
-  loading ??= import('highs').then((m) => m.default());
+  loading ??= (load ?? importHighs)();
   try {
     highs = await loading;
   } finally {
     loading = null;
   }
+}
+
+/**
+ * The `highs` package's default loader. The specifier is a variable so that bundlers for the
+ * browser leave the package (whose Node branch imports `node:module`) out of the main bundle; a
+ * browser app passes its own loader to `loadExactSolver`, e.g.
+ * `() => import('highs').then((m) => m.default({ locateFile: () => wasmUrl }))`.
+ */
+async function importHighs(): Promise<Highs> {
+  const name = 'highs';
+  const m = (await import(/* @vite-ignore */ name)) as typeof import('highs');
+  return m.default();
 }
 
 /** Drops the instance (an aborted solve leaves it unusable); the next use loads a fresh one. */
