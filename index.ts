@@ -68,3 +68,13 @@ export { BudgetError } from './scheduler/remat/plan-types.js';
 export { planRematerialization } from './scheduler/remat/planner.js';
 export { loadExactSolver } from './scheduler/remat/highs.js';
 export type { PlannerOptions } from './scheduler/remat/planner.js';
+
+// Tensor-network structure search: networks as einsum graphs, the search strategies (graphs/tn)
+// and the ALS fitter that fits candidates with rheo.
+export { tensorTrain, tensorRing, tucker, fullyConnected, generalNetwork, paramCount as networkParamCount, ranksOf, withRanks, coreShape, contractNetwork } from './graphs/tn/network.js';
+export type { TensorNetwork, TnEdge, TnFamily } from './graphs/tn/network.js';
+export { greedySearch, tnaleSearch, oneShotSearch, searchStructure } from './graphs/tn/search.js';
+export type { SearchOptions as StructureSearchOptions, SearchResult as StructureSearchResult, SearchStrategy, TnaleOptions, OneShotOptions } from './graphs/tn/search.js';
+export type { TnFit, TnFitter, FitOptions } from './graphs/tn/fit-types.js';
+export { replaceParamByNetwork, coreParamName } from './graphs/tn/replace.js';
+export { alsFitter, reconstruct as reconstructNetwork } from './runtime/tn-fit.js';

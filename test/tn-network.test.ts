@@ -152,3 +152,29 @@ describe('host linear algebra for ALS', () => {
     }), fcParams(100));
   });
 });
+
+describe('replacing a parameter by a network', () => {
+  it('the rewritten graph computes what the dense graph computes with the reconstructed weight', async () => {
+    const { graph, f32, compile } = await import('../index.js');
+    const { replaceParamByNetwork, coreParamName } = await import('../graphs/tn/replace.js');
+    fc.assert(fc.property(fc.integer({ min: 0, max: 1e9 }), (seed) => {
+      const rand = mulberry32(seed);
+      const net = generalNetwork([2, 3, 3, 2], [[0, 2], [1, 3]], [[0, 1, 1 + Math.floor(rand() * 3)]]);
+      const dense = graph('layer', (g) => {
+        const x = g.input('x', f32(4, 6));
+        return { y: g.relu(g.matmul(x, g.param('w', f32(6, 6)))) };
+      });
+      const cores = randomCores(net, seed);
+      // modes (i1, i2, o1, o2) of sizes (2, 3, 3, 2) are w's row-major layout [i1·3 + i2, o1·2 + o2]
+      const w = reconstruct(net, cores);
+      const x = Float32Array.from({ length: 24 }, () => rand() - 0.5);
+      const a = compile(dense);
+      a.setVariables({ 'param:w': Float32Array.from(w) });
+      const b = compile(replaceParamByNetwork(dense, 'w', net));
+      b.setVariables(Object.fromEntries(cores.map((c, k) => [`param:${coreParamName('w', k)}`, Float32Array.from(c)])));
+      const ya = a.runSync({ x: { dtype: 'f32', shape: [4, 6], data: x } })['y']!.data;
+      const yb = b.runSync({ x: { dtype: 'f32', shape: [4, 6], data: x } })['y']!.data;
+      ya.forEach((v, i) => expect(yb[i]!).toBeCloseTo(v, 4));
+    }), fcParams(20));
+  });
+});

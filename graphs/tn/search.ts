@@ -20,8 +20,12 @@ export interface SearchOptions {
   readonly maxEvaluations?: number;
   /** sweeps of a full fit (default 30) */
   readonly fullSweeps?: number;
+  /** never consider networks with more parameters than this (e.g. a compression budget) */
+  readonly maxParams?: number;
   /** one line per step, for progress output */
   readonly log?: (line: string) => void;
+  /** called with the fit after each step of the greedy search */
+  readonly onStep?: (fit: TnFit) => void;
 }
 
 export interface SearchResult {
@@ -114,10 +118,12 @@ export function greedySearch(fitter: TnFitter, topology: TensorNetwork, o: Searc
   const bounds = topology.edges.map((_, i) => edgeBound(topology, i, o.maxRank));
   let cur = fitter.fit(withRanks(topology, topology.edges.map(() => 1)), null, fullFit(o));
   o.log?.(`greedy start: ${show(cur)}`);
+  o.onStep?.(cur);
   const tryGrow = (edges: number[]): { fit: TnFit; gain: number; edges: number[] } | null => {
     const ranks = ranksOf(cur.net).map((r, j) => (edges.includes(j) ? r + 1 : r));
     const net = withRanks(cur.net, ranks);
     if (edges.some((i) => ranks[i]! > bounds[i]! || ranks[i]! > usefulRank(net, i))) return null;
+    if (o.maxParams !== undefined && paramCount(net) > o.maxParams) return null;
     const f = fitter.fit(net, resizeCores(cur.net, cur.cores, net), { sweeps: 0, first: edges });
     return { fit: f, gain: (cur.rse ** 2 - f.rse ** 2) / (paramCount(net) - paramCount(cur.net)), edges };
   };
@@ -139,6 +145,7 @@ export function greedySearch(fitter: TnFitter, topology: TensorNetwork, o: Searc
     if (!pick) break;
     cur = fitter.fit(pick.fit.net, pick.fit.cores, fullFit(o));
     o.log?.(`greedy +1 on edge ${pick.edges.join(' and ')}: ${show(cur)}`);
+    o.onStep?.(cur);
   }
   if (cur.rse > o.target) return { strategy: 'greedy', best: null, last: cur, evaluations: fitter.evaluations - start };
   const best = trim(fitter, cur, o, bounds);
