@@ -27,8 +27,15 @@ export const FASHION_MNIST_FILES = {
 } as const;
 
 export const DEBIAN_DIR = '/usr/share/datasets/fashion-mnist/';
-/** The committed subset (first 5000 train, first 1000 test examples); see data/README.md. */
-export const EMBEDDED_DIR = fileURLToPath(new URL('../../data/fashion-mnist-subset/', import.meta.url));
+/**
+ * The committed subset (first 5000 train, first 1000 test examples); see data/README.md. It is
+ * the package's `data/` folder: two levels above this file in the sources (tools/data/), three
+ * in the built package (dist/tools/data/).
+ */
+export const EMBEDDED_DIR = [
+  fileURLToPath(new URL('../../data/fashion-mnist-subset/', import.meta.url)),
+  fileURLToPath(new URL('../../../data/fashion-mnist-subset/', import.meta.url)),
+].find((d) => existsSync(d)) ?? fileURLToPath(new URL('../../data/fashion-mnist-subset/', import.meta.url));
 
 export interface Split {
   /** count × 784 pixels, row-major 28×28 per image, scaled to [0, 1]. */

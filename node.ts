@@ -1,0 +1,7 @@
+// rheo's Node-only parts, the package entry 'rheo/node': training checkpoints in a directory
+// (atomic safetensors files). The main entry ('rheo') runs in browsers too and loads the directory
+// store itself when `train` is given `checkpoint: { dir }`; import from here to read, write or
+// list checkpoint files yourself. Datasets from files are 'rheo/data', Redis Streams 'rheo/redis'.
+
+export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, checkpointFileName } from './runtime/train/checkpoint.js';
+export type { StreamPosition, RngState, CheckpointState, Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js';
