@@ -7,6 +7,7 @@ import type { Graph, Node } from './graph.js';
 import { ancestors, descendants } from './graph.js';
 import { extend, type Builder } from './builder.js';
 import { GraphError, ShapeError } from './errors.js';
+import { lookup } from './dict.js';
 import { isFloat, type Tensor } from './types.js';
 import { opDef } from '../ops/registry.js';
 
@@ -18,7 +19,7 @@ export interface GradOptions {
 export const gradName = (param: string): string => `grad/${param}`;
 
 export function grad(g: Graph, loss: string, opts: GradOptions = {}): Graph {
-  const lossId = g.outputs[loss];
+  const lossId = lookup(g.outputs, loss);
   if (lossId === undefined) throw new GraphError(`grad: graph '${g.name}' has no output '${loss}' (outputs: ${Object.keys(g.outputs).join(', ')})`);
   const lossNode = g.nodes[lossId]!;
   if (lossNode.shape.length !== 0 || !isFloat(lossNode.dtype)) {

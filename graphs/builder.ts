@@ -7,6 +7,7 @@ import { produce } from 'immer';
 import type { Attrs, AttrValue, Graph, Node, Update } from './graph.js';
 import { emptyGraph, nodeType } from './graph.js';
 import { callSite, GraphError, ShapeError } from './errors.js';
+import { dictOf, hasName } from './dict.js';
 import type { BroadcastShape, Dim, DType, MatmulCheck, MatmulShape, Shape, Tensor, TensorType } from './types.js';
 import { opDef } from '../ops/registry.js';
 import '../ops/index.js';
@@ -53,7 +54,7 @@ export class Builder {
 
   constructor(base: Graph) {
     this.nodes = [...base.nodes];
-    this.outputs = { ...base.outputs };
+    this.outputs = dictOf(base.outputs);
     this.updates = [...base.updates];
   }
 
@@ -373,8 +374,8 @@ export class Builder {
   /** Write the builder's additions into an immer draft of the graph it started from. */
   commitTo(draft: { nodes: Node[]; outputs: Record<string, number>; updates: Update[] }): void {
     draft.nodes.push(...this.added);
-    for (const k of Object.keys(draft.outputs)) if (!(k in this.outputs)) delete draft.outputs[k];
-    Object.assign(draft.outputs, this.outputs);
+    for (const k of Object.keys(draft.outputs)) if (!hasName(this.outputs, k)) delete draft.outputs[k];
+    for (const [k, id] of Object.entries(this.outputs)) draft.outputs[k] = id;
     draft.updates.length = 0;
     draft.updates.push(...this.updates);
   }

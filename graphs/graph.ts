@@ -5,6 +5,7 @@
 import { freeze } from 'immer';
 import type { DType, Shape, TensorType } from './types.js';
 import { GraphError } from './errors.js';
+import { dict } from './dict.js';
 
 export type AttrValue = number | string | boolean | null | readonly AttrValue[] | { readonly [k: string]: AttrValue };
 export type Attrs = { readonly [k: string]: AttrValue };
@@ -38,7 +39,7 @@ export interface Graph {
 export const SOURCE_OPS = new Set(['input', 'param', 'state', 'const']);
 
 export function emptyGraph(name: string): Graph {
-  return freeze({ name, nodes: [], outputs: {}, updates: [] }, true);
+  return freeze({ name, nodes: [], outputs: dict<number>(), updates: [] }, true);
 }
 
 export function nodeType(n: Node): TensorType {

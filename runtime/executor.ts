@@ -8,6 +8,7 @@ import type { Graph } from '../graphs/graph.js';
 import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
 import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
+import { dict, lookup } from '../graphs/dict.js';
 import { applyOptimizer, type Optimizer } from '../graphs/optim.js';
 import { optimizeGraph, type OptimizeOptions } from '../graphs/rewrite/passes.js';
 import { numel, type DType } from '../graphs/types.js';
@@ -148,7 +149,7 @@ export class Executable {
     if (this.f64 && requested === 'webgpu') throw new BackendError('webgpu', "precision 'f64' needs the CPU");
     const names = Object.keys(g.outputs);
     this.defaultOutputs = opts.outputs ?? (opts.optimizer ? names.filter((n) => !n.startsWith('grad/')) : names);
-    for (const o of this.defaultOutputs) if (g.outputs[o] === undefined) throw new GraphError(`compile: graph '${g.name}' has no output '${o}'`);
+    for (const o of this.defaultOutputs) if (lookup(g.outputs, o) === undefined) throw new GraphError(`compile: graph '${g.name}' has no output '${o}'`);
     if (shared) {
       this.store = shared;
       return;
@@ -235,7 +236,7 @@ export class Executable {
     const seen = JSON.stringify([[...feedShapes].sort((a, b) => (a[0] < b[0] ? -1 : 1)), outputs, withUpdates]);
     const known = this.plansByFeeds.get(seen);
     if (known) return known;
-    for (const o of outputs) if (this.graph.outputs[o] === undefined) throw new GraphError(`run: graph '${this.graph.name}' has no output '${o}'`);
+    for (const o of outputs) if (lookup(this.graph.outputs, o) === undefined) throw new GraphError(`run: graph '${this.graph.name}' has no output '${o}'`);
     const roots = [...outputs.map((o) => this.graph.outputs[o]!), ...(withUpdates ? this.graph.updates.map((u) => u.value) : [])];
     const needed = new Set(ancestors(this.graph, roots));
     const bindings = bindDims(this.graph, feedShapes, needed);
@@ -269,6 +270,9 @@ export class Executable {
     for (const [name, f] of Object.entries(feeds)) {
       const n = declared.get(name);
       if (!n) throw new FeedError(name, `is not an input of graph '${this.graph.name}' (inputs: ${[...declared.keys()].join(', ')})`);
+      if (f === null || f === undefined || typeof f !== 'object') {
+        throw new FeedError(name, `was fed ${f === null || f === undefined ? String(f) : `a ${typeof f}`}, not a tensor or an array of numbers`, n.shape);
+      }
       if (f && typeof f === 'object' && 'shape' in f && 'data' in f) {
         const t = f as HostTensor;
         if (t.dtype !== n.dtype && !(n.dtype === 'f16' && t.dtype === 'f32')) throw new FeedError(name, `dtype ${t.dtype} does not match declared ${n.dtype}`, n.shape, [...t.shape]);
@@ -345,7 +349,7 @@ export class Executable {
   }
 
   private outputsOf(plan: Plan, values: readonly CpuArray[]): Outputs {
-    const result: Outputs = {};
+    const result: Outputs = dict();
     Object.entries(plan.outputs).forEach(([name, id], i) => {
       result[name] = { dtype: this.graph.nodes[id]!.dtype, shape: plan.shapes[id]!, data: values[i]! };
     });
@@ -382,7 +386,7 @@ export class Executable {
 
   /** Name, dtype, shape and host array type of every param and state, without reading them. */
   variableLayout(): Record<string, { dtype: DType; shape: readonly number[]; elements: number; arrayType: string }> {
-    const out: Record<string, { dtype: DType; shape: readonly number[]; elements: number; arrayType: string }> = {};
+    const out = dict<{ dtype: DType; shape: readonly number[]; elements: number; arrayType: string }>();
     for (const n of this.graph.nodes) {
       if (n.op !== 'param' && n.op !== 'state') continue;
       const shape = concreteShape(n.shape, new Map());
@@ -397,7 +401,7 @@ export class Executable {
   }
 
   private named(ids: readonly number[], data: ReadonlyMap<number, CpuArray>): Record<string, HostTensor> {
-    const out: Record<string, HostTensor> = {};
+    const out = dict<HostTensor>();
     for (const id of ids) {
       const n = this.graph.nodes[id]!;
       out[variableName(n.op, n.name!)] = { dtype: n.dtype, shape: concreteShape(n.shape, new Map()), data: data.get(id)! };

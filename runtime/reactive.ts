@@ -11,6 +11,7 @@ import { produce } from 'immer';
 import type { Graph, Node } from '../graphs/graph.js';
 import { ancestors, descendants, SOURCE_OPS } from '../graphs/graph.js';
 import { GraphError } from '../graphs/errors.js';
+import { dict, hasName, lookup } from '../graphs/dict.js';
 import type { Executable, Feed, Outputs } from './executor.js';
 import type { HostTensor } from './tensor.js';
 
@@ -35,9 +36,13 @@ const cacheName = (id: number) => `__cache/${id}`;
 export function reactive(exe: Executable, sources: Readonly<Record<string, Observable<Feed>>>, opts: { outputs?: readonly string[] } = {}): ReactiveRun {
   const g = exe.graph;
   const inputs = g.nodes.filter((n) => n.op === 'input');
-  for (const n of inputs) if (!sources[n.name!]) throw new GraphError(`reactive: no Observable for input '${n.name}'`);
+  for (const n of inputs) if (!lookup(sources, n.name!)) throw new GraphError(`reactive: no Observable for input '${n.name}'`);
   const outNames = opts.outputs ?? exe.defaultOutputs;
-  const outIds = outNames.map((o) => g.outputs[o]!);
+  const outIds = outNames.map((o) => {
+    const id = lookup(g.outputs, o);
+    if (id === undefined) throw new GraphError(`reactive: graph '${g.name}' has no output '${o}'`);
+    return id;
+  });
   const needed = new Set(ancestors(g, outIds));
 
   // Per input: the nodes it dirties and the clean computed values those nodes read.
@@ -71,12 +76,12 @@ export function reactive(exe: Executable, sources: Readonly<Record<string, Obser
     latest.set(name, value);
     if (latest.size < inputs.length) return of(null);
     const runner = primed ? partial.get(name)! : { exe: full, outs: [...outNames, ...allFrontier.map(cacheName)] };
-    const feeds: Record<string, Feed> = Object.fromEntries(latest);
+    const feeds = dict<Feed>(latest);
     if (primed) for (const id of frontier.get(name)!) feeds[cacheName(id)] = cache.get(id)!;
     const before = runner.exe.stats.kernelLaunches;
     const changed = primed ? [name] : inputs.map((n) => n.name!);
     const finish = (res: Outputs): ReactiveResult => {
-      const outputs: Outputs = {};
+      const outputs: Outputs = dict();
       for (const [k, v] of Object.entries(res)) {
         if (k.startsWith('__cache/')) cache.set(Number(k.slice(8)), v);
         else outputs[k] = v;
@@ -95,10 +100,10 @@ export function reactive(exe: Executable, sources: Readonly<Record<string, Obser
     filter((r): r is ReactiveResult => r !== null),
     share(),
   );
-  const outputs: Record<string, Observable<HostTensor>> = {};
+  const outputs = dict<Observable<HostTensor>>();
   for (const o of outNames) {
     outputs[o] = results$.pipe(
-      filter((r) => o in r.outputs),
+      filter((r) => hasName(r.outputs, o)),
       map((r) => r.outputs[o]!),
     );
   }

@@ -5,6 +5,7 @@
 
 import type { Graph } from '../graphs/graph.js';
 import { ancestors } from '../graphs/graph.js';
+import { dict } from '../graphs/dict.js';
 import { numel, type DType } from '../graphs/types.js';
 import { opDef } from '../ops/registry.js';
 import { HOST_CAPS, bufferBytes, type DeviceCaps } from './caps.js';
@@ -115,7 +116,7 @@ function finish(
     .map((s, i) => ({ s, i }))
     .filter(({ s }) => buffers.get(s.node)!.role === 'intermediate')
     .map(({ s, i }) => ({ id: s.node, bytes: bytesOf(s.node), first: i, last: Math.max(i, lastUse.get(s.node) ?? i) }));
-  const outputs: Record<string, number> = {};
+  const outputs = dict<number>();
   for (const n of outNames) outputs[n] = g.outputs[n]!;
   // A fill constant that needs a buffer (an output, a scatter-add base) takes a kernel too.
   const isFill = (id: number) => g.nodes[id]!.op === 'const' && !Array.isArray(g.nodes[id]!.attrs['data']);

@@ -14,6 +14,7 @@ import { castDraft, enablePatches, freeze, produceWithPatches, type Patch } from
 import type { Graph, Node, Update } from '../graph.js';
 import { Builder } from '../builder.js';
 import { DTypeError, GraphError, ShapeError } from '../errors.js';
+import { dict } from '../dict.js';
 import type { Tensor } from '../types.js';
 import { match, type Match, type Pattern } from './pattern.js';
 
@@ -352,7 +353,7 @@ class Working {
     const same = nodes.length === g.nodes.length && nodes.every((n, i) => n.id === i);
     if (same) return { graph: g, ids };
     const renumbered = nodes.map((n) => ({ ...n, id: ids.get(n.id)!, inputs: n.inputs.map((i) => ids.get(i)!) }));
-    const outputs = Object.fromEntries(Object.entries(g.outputs).map(([k, v]) => [k, ids.get(v)!]));
+    const outputs = dict(Object.entries(g.outputs).map(([k, v]) => [k, ids.get(v)!] as const));
     const updates: Update[] = g.updates.map((u) => ({ target: ids.get(u.target)!, value: ids.get(u.value)! }));
     const out: Graph = { name: g.name, nodes: renumbered, outputs, updates };
     return { graph: freeze(out, true), ids };

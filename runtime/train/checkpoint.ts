@@ -7,6 +7,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import type { Executable } from '../executor.js';
 import type { HostTensor } from '../tensor.js';
+import { dict, dictOf, hasName, lookup } from '../../graphs/dict.js';
 import { CheckpointError, decodeSafetensors, encodeSafetensors, DATA_CHECKSUM, HEADER_CHECKSUM } from './safetensors.js';
 
 export { CheckpointError } from './safetensors.js';
@@ -78,7 +79,7 @@ export function writeCheckpoint(dir: string, state: CheckpointState, opts: { kee
   const keep = opts.keep ?? 3;
   if (!(Number.isInteger(keep) && keep >= 1)) throw new RangeError(`writeCheckpoint: keep must be a positive integer, got ${keep}`);
   mkdirSync(dir, { recursive: true });
-  const meta: Record<string, string> = { ...state.metadata };
+  const meta = dictOf<string>(state.metadata ?? {});
   for (const k of Object.keys(meta)) if (OWN_KEYS.has(k)) delete meta[k];
   meta['format'] = FORMAT;
   meta['step'] = String(state.step);
@@ -170,7 +171,7 @@ export function readCheckpoint(path: string): Checkpoint {
     return fail(`metadata 'rng' is ${JSON.stringify(metadata['rng'])}, expected {"seed":int,"counter":int}`);
   }
   const token = metadata['stream_token'];
-  const extra = Object.fromEntries(Object.entries(metadata).filter(([k]) => !OWN_KEYS.has(k)));
+  const extra = dict(Object.entries(metadata).filter(([k]) => !OWN_KEYS.has(k)));
   return { path, step, position: token === undefined ? { index } : { index, token }, rng, variables: tensors, metadata: extra };
 }
 
@@ -208,12 +209,12 @@ export function restoreCheckpoint(exe: Executable, ckpt: Checkpoint): void {
     throw new CheckpointError(ckpt.path, `does not fit graph '${exe.graph.name}': ${reason}`);
   };
   for (const [name, t] of Object.entries(current)) {
-    const c = ckpt.variables[name];
+    const c = lookup(ckpt.variables, name);
     if (!c) fail(`no tensor '${name}'`);
     if (c!.data.length !== t.elements || c!.data.constructor.name !== t.arrayType) {
       fail(`'${name}' is ${c!.data.constructor.name}[${c!.data.length}], the graph's is ${t.arrayType}[${t.elements}]`);
     }
   }
-  for (const name of Object.keys(ckpt.variables)) if (!(name in current)) fail(`it has '${name}', which the graph does not`);
+  for (const name of Object.keys(ckpt.variables)) if (!hasName(current, name)) fail(`it has '${name}', which the graph does not`);
   exe.setVariables(ckpt.variables);
 }

@@ -4,6 +4,7 @@
 
 import type { Executable, Outputs } from '../executor.js';
 import { batchSizeOf, type Batch } from './sources.js';
+import { dict, lookup } from '../../graphs/dict.js';
 
 export interface EvalOptions {
   /** held-out batches, iterated afresh at each evaluation: an array, or a function giving a fresh iterable */
@@ -48,7 +49,7 @@ export function evaluateRecorded(exe: Executable, data: EvalOptions['data'], opt
 }
 
 function summarize(batches: readonly Batch[], outs: readonly Outputs[], outputs: readonly string[], opts: Omit<EvalOptions, 'data'>, step: number): EvalResult {
-  const sums: Record<string, number> = {};
+  const sums = dict<number>();
   let samples = 0;
   batches.forEach((batch, i) => {
     const n = batchSizeOf(batch);
@@ -58,7 +59,7 @@ function summarize(batches: readonly Batch[], outs: readonly Outputs[], outputs:
     if (opts.metrics) for (const [name, v] of Object.entries(opts.metrics(out, batch))) add(name, v);
     samples += n;
   });
-  const metrics = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / samples]));
+  const metrics = dict(Object.entries(sums).map(([k, v]) => [k, v / samples] as const));
   return metrics['loss'] === undefined ? { step, samples, metrics } : { step, samples, loss: metrics['loss'], metrics };
 }
 
@@ -76,7 +77,7 @@ function mean(a: ArrayLike<number>): number {
  */
 export function accuracy(logits = 'logits', target = 'y'): (outputs: Outputs, batch: Batch) => Record<string, number> {
   return (outputs, batch) => {
-    const l = outputs[logits], y = batch[target];
+    const l = lookup(outputs, logits), y = lookup(batch, target);
     if (!l || !y) throw new RangeError(`accuracy: needs output '${logits}' and feed '${target}'`);
     const [rows, classes] = [l.shape[0]!, l.shape[1]!];
     let correct = 0;

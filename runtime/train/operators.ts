@@ -5,6 +5,7 @@
 
 import { Observable, type MonoTypeOperatorFunction, type OperatorFunction } from 'rxjs';
 import { randBits } from '../../ops/rand.js';
+import { dict, lookup } from '../../graphs/dict.js';
 import { allocArray, type HostTensor } from '../tensor.js';
 import type { Batch } from './sources.js';
 
@@ -87,12 +88,12 @@ export function batchOf<T, B>(n: number, collate: (items: T[]) => B, opts: { dro
 export function stack(samples: readonly Batch[]): Batch {
   if (samples.length === 0) throw new RangeError('stack: no samples');
   const first = samples[0]!;
-  const out: Record<string, HostTensor> = {};
+  const out = dict<HostTensor>();
   for (const [name, t0] of Object.entries(first)) {
     const n = t0.data.length;
     const data = t0.data instanceof Float64Array ? new Float64Array(n * samples.length) : allocArray(t0.dtype, n * samples.length);
     samples.forEach((s, i) => {
-      const t = s[name];
+      const t = lookup(s, name);
       if (!t || t.dtype !== t0.dtype || t.data.length !== n || t.shape.length !== t0.shape.length || t.shape.some((d, k) => d !== t0.shape[k])) {
         throw new RangeError(`stack: sample ${i}'s '${name}' is ${t ? `${t.dtype}[${t.shape.join(', ')}]` : 'missing'}, sample 0's is ${t0.dtype}[${t0.shape.join(', ')}]`);
       }

@@ -5,6 +5,7 @@
 
 import { Redis } from 'ioredis';
 import { allocArray, type HostTensor } from '../tensor.js';
+import { dict } from '../../graphs/dict.js';
 import type { StreamPosition } from './checkpoint.js';
 import { stack } from './operators.js';
 import { withToken, type Batch, type ResumableSource } from './sources.js';
@@ -71,7 +72,7 @@ export function redisSource(opts: RedisSourceOptions): RedisSource {
     const reply = (await reader.callBuffer('XREADGROUP', args)) as [Buffer, [Buffer, Buffer[] | null][]][] | null;
     const rows = reply?.[0]?.[1] ?? [];
     return rows.map(([rid, flat]) => {
-      const fields: Record<string, Buffer> = {};
+      const fields = dict<Buffer>();
       for (let i = 0; flat && i + 1 < flat.length; i += 2) fields[flat[i]!.toString()] = flat[i + 1]!;
       return { id: rid.toString(), fields };
     });
@@ -147,7 +148,7 @@ const DTYPE_CODES = ['f32', 'i32', 'bool', 'f64'] as const;
  * await redis.xadd('samples', '*', ...Object.entries(encodeEntry({ x, y })).flat());
  */
 export function encodeEntry(sample: Batch): Record<string, Buffer> {
-  const out: Record<string, Buffer> = {};
+  const out = dict<Buffer>();
   for (const [name, t] of Object.entries(sample)) {
     const code = t.data instanceof Float64Array ? 3 : DTYPE_CODES.indexOf(t.dtype === 'f16' ? 'f32' : t.dtype);
     const head = Buffer.alloc(2 + 4 * t.shape.length);
@@ -162,7 +163,7 @@ export function encodeEntry(sample: Batch): Record<string, Buffer> {
 
 /** The inverse of `encodeEntry`; a malformed field is a RangeError naming it. */
 export function decodeEntry(fields: Readonly<Record<string, Buffer>>): Batch {
-  const out: Record<string, HostTensor> = {};
+  const out = dict<HostTensor>();
   for (const [name, buf] of Object.entries(fields)) {
     const code = buf[0] ?? 255;
     const rank = buf[1] ?? 0;

@@ -7,6 +7,7 @@
 
 import { Subject, takeUntil, type Subscriber, type Subscription } from 'rxjs';
 import { randBits } from '../../ops/rand.js';
+import { dict } from '../../graphs/dict.js';
 import type { Executable } from '../executor.js';
 import { loadLatest, restoreCheckpoint, writeCheckpoint, type StreamPosition } from './checkpoint.js';
 import { evaluateRecorded, type EvalResult } from './evaluate.js';
@@ -237,7 +238,7 @@ export class Run {
     }
     this.emit(async () => {
       const [res, evalResult, path] = await Promise.all([run, evaluation, checkpoint]);
-      const metrics: Record<string, number> = {};
+      const metrics = dict<number>();
       for (const m of opts.metrics ?? []) metrics[m] = mean(res[m]!.data);
       const elapsed = (performance.now() - this.started) / 1000;
       const event: StepEvent = {

@@ -4,6 +4,7 @@
 // every field on read. Pure bytes in and out: writing files atomically is checkpoint.ts's job.
 
 import { RheoError } from '../../graphs/errors.js';
+import { dict, dictOf, lookup } from '../../graphs/dict.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import type { HostTensor } from '../tensor.js';
 import { sha256 } from '../sha256.js';
@@ -66,7 +67,7 @@ const utf8Length = (s: string): number => utf8.encode(s).length;
  */
 export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>, metadata: Readonly<Record<string, string>> = {}): Uint8Array {
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
+  const header = dict<unknown>();
   let offset = 0;
   const entries = names.map((name) => {
     const t = tensors[name]!;
@@ -77,7 +78,7 @@ export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>,
   });
   const data = new Uint8Array(offset);
   for (const e of entries) writeLE(tensors[e.name]!.data, data, e.start);
-  header['__metadata__'] = { ...metadata, [DATA_CHECKSUM]: sha256(data), [HEADER_CHECKSUM]: PLACEHOLDER };
+  header['__metadata__'] = dict([...Object.entries(metadata), [DATA_CHECKSUM, sha256(data)], [HEADER_CHECKSUM, PLACEHOLDER]]);
   for (const e of entries) header[e.name] = e.entry;
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((utf8Length(json) + 8) % 8)) % 8); // data starts 8-byte aligned
@@ -131,7 +132,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
   const h = header as Record<string, unknown>;
   const meta = h['__metadata__'];
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return fail('header has no __metadata__ object');
-  const metadata = meta as Record<string, unknown>;
+  const metadata = dictOf(meta as Record<string, unknown>);
   for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') fail(`metadata '${k}' is not a string`);
   const headerSum = metadata[HEADER_CHECKSUM];
   if (typeof headerSum !== 'string' || !/^[0-9a-f]{64}$/.test(headerSum)) fail(`metadata has no valid ${HEADER_CHECKSUM}`);
@@ -143,11 +144,11 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
 
   const data = bytes.subarray(8 + headerLen);
   const spans: [number, number, string][] = [];
-  const tensors: Record<string, HostTensor> = {};
+  const tensors = dict<HostTensor>();
   for (const [name, entry] of Object.entries(h)) {
     if (name === '__metadata__') continue;
     const e = entry as Record<string, unknown>;
-    const codec = typeof e?.['dtype'] === 'string' ? CODECS[e['dtype']] : undefined;
+    const codec = typeof e?.['dtype'] === 'string' ? lookup(CODECS, e['dtype']) : undefined;
     if (!codec) return fail(`tensor '${name}' has unsupported dtype ${JSON.stringify(e?.['dtype'])}`);
     const shape = e['shape'];
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return fail(`tensor '${name}' has a malformed shape`);

@@ -5,6 +5,7 @@
 
 import { Observable, combineLatest, concatMap, from, of, withLatestFrom } from 'rxjs';
 import { GraphError } from '../../graphs/errors.js';
+import { dict, lookup } from '../../graphs/dict.js';
 import type { Executable, Feeds, Outputs } from '../executor.js';
 import type { HostTensor } from '../tensor.js';
 
@@ -28,7 +29,7 @@ export function captureSnapshot(exe: Executable, version: number, step: number, 
 }
 
 function freeze(variables: Record<string, HostTensor>, version: number, step: number, include: 'params' | 'all'): Snapshot {
-  const vars: Record<string, HostTensor> = {};
+  const vars = dict<HostTensor>();
   for (const [name, t] of Object.entries(variables)) {
     if (include === 'all' || name.startsWith('param:')) vars[name] = Object.freeze({ ...t, shape: Object.freeze([...t.shape]) });
   }
@@ -66,9 +67,9 @@ export function predictWith<I extends Feeds>(
       .pipe(
         concatMap(([inputs, snap]) => {
           if (snap.version !== loaded) {
-            const values: Record<string, HostTensor> = {};
+            const values = dict<HostTensor>();
             for (const name of names) {
-              const v = snap.variables[name];
+              const v = lookup(snap.variables, name);
               if (v) values[name] = v;
               else if (name.startsWith('param:')) throw new GraphError(`predictWith: snapshot ${snap.version} has no '${name}'`);
             }
