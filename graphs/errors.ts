@@ -69,8 +69,18 @@ export class FeedError extends RheoError {
   }
 }
 
-/** A graph is malformed (dangling ids, cycles, bad outputs), e.g. after a bad deserialization. */
-export class GraphError extends RheoError {}
+/**
+ * A graph is malformed (dangling ids, cycles, bad outputs, a node whose declared type its op
+ * does not give), e.g. after a bad deserialization. `node` is the id of the node at fault, if one is.
+ */
+export class GraphError extends RheoError {
+  constructor(
+    message: string,
+    readonly node?: number,
+  ) {
+    super(message);
+  }
+}
 
 function at(site?: string): string {
   return site ? ` (at ${site})` : '';
