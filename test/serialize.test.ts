@@ -204,4 +204,3 @@ describe('graph JSON is type-checked node by node', () => {
     expect(() => fromJSON(JSON.stringify(node((n) => (n['op'] = 'frob'))))).toThrowError(UnknownOpError);
   });
 });
-});
