@@ -1,5 +1,6 @@
 // Reverse-mode autodiff as a graph-to-graph transform: `grad(g, 'loss')` returns a new graph
-// whose outputs add `grad/<param>` for every parameter the loss depends on. Cotangents are
+// whose outputs add `grad/<param>` for every parameter the loss depends on (and, asked for by
+// name in `wrt`, `grad/<input>` for inputs). Cotangents are
 // built with each op's VJP from ops/, so the gradient graph is fused, planned and run like any
 // other. It does not compute anything and never looks at values.
 
@@ -12,7 +13,10 @@ import { isFloat, type Tensor } from './types.js';
 import { opDef } from '../ops/registry.js';
 
 export interface GradOptions {
-  /** names of params (default: every param the loss depends on) */
+  /**
+   * names of params and inputs to differentiate with respect to (default: every param). An
+   * input named here gets a `grad/<input>` output too; a float input only.
+   */
   readonly wrt?: readonly string[];
 }
 
@@ -25,9 +29,14 @@ export function grad(g: Graph, loss: string, opts: GradOptions = {}): Graph {
   if (lossNode.shape.length !== 0 || !isFloat(lossNode.dtype)) {
     throw new ShapeError('grad', [lossNode.shape], `the loss '${loss}' must be a float scalar`, lossNode.site);
   }
-  const params = g.nodes.filter((n) => n.op === 'param' && (!opts.wrt || opts.wrt.includes(n.name!)));
+  const params = g.nodes.filter((n) => (n.op === 'param' || (opts.wrt && n.op === 'input')) && (!opts.wrt || opts.wrt.includes(n.name!)));
   if (opts.wrt) {
-    for (const w of opts.wrt) if (!params.some((p) => p.name === w)) throw new GraphError(`grad: no param named '${w}'`);
+    for (const w of opts.wrt) {
+      const found = params.filter((p) => p.name === w);
+      if (found.length === 0) throw new GraphError(`grad: graph '${g.name}' has no param or input named '${w}'`);
+      if (found.length > 1) throw new GraphError(`grad: '${w}' names both a param and an input of graph '${g.name}'`);
+      if (!isFloat(found[0]!.dtype)) throw new GraphError(`grad: ${found[0]!.op} '${w}' is ${found[0]!.dtype}; only float tensors have gradients`);
+    }
   }
   const needed = ancestors(g, [lossId]);
   const neededSet = new Set(needed);

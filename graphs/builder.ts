@@ -43,6 +43,9 @@ declare module '../ops/registry.js' {
 type Bool<S extends Shape> = Tensor<'bool', S>;
 type Operand<D extends DType, S extends Shape> = Tensor<D, S> | number;
 
+/** Name of the state counting training steps for random ops (see `Builder.rngStep`). */
+export const RNG_STEP = 'rng/step';
+
 export class Builder {
   readonly init = init;
   private readonly nodes: Node[];
@@ -141,9 +144,25 @@ export class Builder {
     return this.op('iota', [], { dtype, shape: [...shape], axis }) as Tensor<DType, S>;
   }
 
-  /** Uniform [0, 1) values from a counter-based generator: the same numbers whenever recomputed. */
-  rand<const S extends Shape>(shape: S, seed: number): Tensor<'f32', S> {
-    return this.op('rand', [], { dtype: 'f32', shape: [...shape], seed }) as Tensor<'f32', S>;
+  /**
+   * Uniform [0, 1) values from a counter-based generator: the same numbers whenever recomputed
+   * within a run. By default the stream is keyed by the graph's step counter (`rngStep()`), which
+   * optimizers advance every training step, so each step draws fresh numbers; `key: null` keeps
+   * one fixed stream, or pass any i32 scalar.
+   */
+  rand<const S extends Shape>(shape: S, seed: number, key: Tensor<'i32', readonly []> | null = this.rngStep()): Tensor<'f32', S> {
+    return this.op('rand', key ? [key] : [], { dtype: 'f32', shape: [...shape], seed }) as Tensor<'f32', S>;
+  }
+
+  /**
+   * The graph's random-stream counter: the i32 state `rng/step` (0 at first), declared on first
+   * use. Random ops mix it into their seeds; `applyOptimizer` adds it 1 every step, and
+   * checkpoints save it with the other state, so a resumed run draws what an unbroken one would.
+   */
+  rngStep(): Tensor<'i32', readonly []> {
+    const n = this.nodes.find((x) => x.op === 'state' && x.name === RNG_STEP);
+    if (n) return this.tensor(n.id) as Tensor<'i32', readonly []>;
+    return this.state(RNG_STEP, { dtype: 'i32', shape: [] as const }, init.zeros());
   }
 
   // ------------------------------------------------------------------ elementwise

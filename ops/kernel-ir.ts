@@ -155,8 +155,11 @@ export type Expr =
   | { readonly k: 'select'; readonly pred: IndexPred; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
   /** an index used as a value (iota) */
   | { readonly k: 'index'; readonly at: IndexExpr; readonly dtype: DType }
-  /** counter-based uniform random number in [0, 1): the same on every backend for a seed */
-  | { readonly k: 'rand'; readonly seed: number; readonly at: IndexExpr; readonly dtype: DType }
+  /**
+   * counter-based uniform random number in [0, 1): the same on every backend for a seed; `key`
+   * (an i32 value, e.g. a step counter) selects one of the seed's streams: `keyedSeed(seed, key)`
+   */
+  | { readonly k: 'rand'; readonly seed: number; readonly at: IndexExpr; readonly key?: Expr; readonly dtype: DType }
   /**
    * A reduction over its own loop variables. `argmax`/`argmin` reduce over one variable and yield
    * that variable's index (first occurrence on ties).

@@ -83,7 +83,11 @@ export function mse(g: OpBuilder, pred: Tensor, target: Tensor): Tensor {
   return mean(g, g.mul(d, d), null, false);
 }
 
-/** Inverted dropout with an explicit seed: the same mask whenever the graph is recomputed. */
+/**
+ * Inverted dropout with an explicit seed. The mask is keyed by the graph's step counter
+ * (`rng/step`): a fresh mask every training step, the same one whenever it is recomputed within
+ * a step (rematerialization) and on every backend.
+ */
 export function dropout(g: OpBuilder, x: Tensor, rate: number, seed: number): Tensor {
   if (!(rate >= 0 && rate < 1)) throw new ShapeError('dropout', [x.shape], `rate must be in [0, 1), got ${rate}`, g.site ?? callSite());
   if (rate === 0) return x;

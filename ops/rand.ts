@@ -19,6 +19,14 @@ export function randBits(seed: number, index: number): number {
 }
 
 /**
+ * The seed of stream `key` of `seed`: `seed + hash32(key)` modulo 2^32. Key 0 is the seed itself,
+ * so a random op keyed by a step counter draws at step 0 what an unkeyed one draws.
+ */
+export function keyedSeed(seed: number, key: number): number {
+  return (seed + hash32(key >>> 0)) >>> 0;
+}
+
+/**
  * A uniform number in [0, 1) with 24 random bits, so it is exactly representable in f32 and
  * every backend returns the same value.
  *

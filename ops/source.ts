@@ -44,12 +44,23 @@ defineOp({
   },
 });
 
-/** Uniform [0, 1) numbers from a counter-based hash of (seed, element index): recomputable. */
+/**
+ * Uniform [0, 1) numbers from a counter-based hash of (seed, element index): recomputable. An
+ * optional input, an i32 scalar (the graph's `rng/step` counter), chooses the stream, so the
+ * numbers change when it does and stay the same whenever they are recomputed within a run.
+ */
 defineOp({
   name: 'rand',
   kind: 'elementwise',
-  infer: (_ins, attrs) => declared(attrs),
+  infer(ins, attrs, site) {
+    if (ins.length > 1 || (ins.length === 1 && (ins[0]!.dtype !== 'i32' || ins[0]!.shape.length !== 0))) {
+      throw new ShapeError('rand', ins.map((t) => t.shape), 'takes at most one input, an i32 scalar key', site);
+    }
+    return declared(attrs);
+  },
   lower(ctx, idx) {
-    return { k: 'rand', seed: Number(ctx.attrs['seed']), at: linearize(idx, ctx.out.shape), dtype: 'f32' };
+    const at = linearize(idx, ctx.out.shape);
+    const seed = Number(ctx.attrs['seed']);
+    return ctx.ins.length ? { k: 'rand', seed, at, key: ctx.input(0, []), dtype: 'f32' } : { k: 'rand', seed, at, dtype: 'f32' };
   },
 });

@@ -22,6 +22,7 @@ import { HostDevice, type Device } from './device.js';
 import { initialValues } from './init.js';
 import { parseBytes } from './memory.js';
 import { runPlan } from './plan-interpreter.js';
+import { diagnosisGraph, firstBadNode, NumericsError, scanRun, type NonFinite } from './numerics.js';
 import { allocArray, type HostTensor } from './tensor.js';
 import { Variables } from './variables.js';
 import { WebGpuBackend } from './webgpu/backend.js';
@@ -90,6 +91,20 @@ export interface CompileOptions {
   readonly memoryBudget?: number | string;
   /** how rematerialization is solved (default: exact MILP up to 300 kernels, else heuristic; or Chen's √n schedule) */
   readonly remat?: RematOptions;
+  /**
+   * After every run, check float outputs and updated params and state for NaN and ±Infinity; a
+   * run that made one fails with a NumericsError naming the first op that did (node id, op,
+   * name, call site). Costs a read of every variable per run: for debugging.
+   */
+  readonly checkNumerics?: boolean;
+}
+
+/** Options of one run. */
+export interface RunOptions {
+  /** false leaves params and state as they are (default true) */
+  readonly update?: boolean;
+  /** this run's numerics check (default: the compile option `checkNumerics`) */
+  readonly checkNumerics?: boolean;
 }
 
 export interface RunStats {
@@ -303,14 +318,14 @@ export class Executable {
    * params and state are left as they are (e.g. evaluating a model while training it); inputs the
    * outputs do not need may be omitted. A WebGPU executable cannot run synchronously: use `run`.
    */
-  runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Outputs {
+  runSync(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: RunOptions = {}): Outputs {
     const info = this.store.info;
     if (info.backend === 'pending' || !this.device.caps.sync) {
       throw new BackendError(info.requested, info.backend === 'webgpu'
         ? 'runSync runs on the CPU only; use `await exe.run(feeds)` on WebGPU'
         : "runSync cannot wait for the device search; use `await exe.run(feeds)` (or `compileAsync`, then check `backendInfo`), or compile with backend 'cpu'");
     }
-    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, true);
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, true, opts.checkNumerics);
     return this.outputsOf(plan, values as CpuArray[]);
   }
 
@@ -319,7 +334,7 @@ export class Executable {
    * recorded (and on the CPU, run) before this returns its promise, and the outputs are read
    * back once, at the end; runs started one after another apply their updates in that order.
    */
-  async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Promise<Outputs> {
+  async run(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: RunOptions = {}): Promise<Outputs> {
     if (this.store.info.backend === 'pending') await this.ready();
     return this.record(feeds, outputs, opts);
   }
@@ -328,12 +343,12 @@ export class Executable {
    * Like `run` on a settled executable, but everything up to the read-back happens before this
    * returns: the values resolve later, the updates are applied now. What the trainer uses.
    */
-  record(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: { update?: boolean } = {}): Promise<Outputs> {
-    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, false);
+  record(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: RunOptions = {}): Promise<Outputs> {
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, false, opts.checkNumerics);
     return Promise.resolve(values).then((v) => this.outputsOf(plan, v));
   }
 
-  private execute(feeds: Feeds, outputs: readonly string[], update: boolean, sync: boolean) {
+  private execute(feeds: Feeds, outputs: readonly string[], update: boolean, sync: boolean, check = this.opts.checkNumerics ?? false) {
     const vars = this.store.vars;
     if (!vars) throw new BackendError(this.store.info.requested, 'the device is not settled yet: `await exe.ready()` first');
     const fed = this.feedArrays(feeds);
@@ -341,11 +356,38 @@ export class Executable {
     const byId = new Map<number, HostValue>();
     // only inputs the plan reads are uploaded
     for (const n of this.graph.nodes) if (n.op === 'input' && fed.has(n.name!) && plan.buffers.has(n.id)) byId.set(n.id, fed.get(n.name!)!);
+    // the numerics check reads the variables before the run (to evaluate it again if it fails)
+    const ids = check ? this.variableIds() : [];
+    const before = check ? (sync ? vars.readSync(ids) : vars.read(ids)) : undefined;
     const r = runPlan(plan, vars, byId, { update, sync });
     this.stats.runs++;
     this.stats.kernelLaunches += plan.kernelCount;
     this.stats.measuredPeakBytes = r.measuredPeakBytes;
-    return { plan, values: r.values };
+    if (!check) return { plan, values: r.values };
+    const targets = update ? [...new Set(this.graph.updates.map((u) => u.target))] : [];
+    const verify = (values: CpuArray[], after: ReadonlyMap<number, CpuArray>, prior: ReadonlyMap<number, CpuArray>): CpuArray[] => {
+      const bad = scanRun(this.graph, Object.values(plan.outputs).map((id, i) => [id, values[i]!] as [number, CpuArray]), update ? after : new Map());
+      if (bad) throw this.diagnose(plan, update, fed, ids, prior, bad);
+      return values;
+    };
+    if (sync) return { plan, values: verify(r.values as CpuArray[], vars.readSync(targets), before as Map<number, CpuArray>) };
+    const after = vars.read(targets);
+    return { plan, values: Promise.all([r.values, after, before!]).then(([v, a, b]) => verify(v, a, b)) };
+  }
+
+  /** The first op that made a value not finite, found by evaluating the run op by op on the CPU. */
+  private diagnose(plan: Plan, update: boolean, fed: ReadonlyMap<string, HostTensor>, ids: readonly number[], prior: ReadonlyMap<number, CpuArray>, bad: NonFinite): NumericsError {
+    const roots = [...Object.values(plan.outputs), ...(update ? this.graph.updates.map((u) => u.value) : [])];
+    try {
+      const { graph, outputs } = diagnosisGraph(this.graph, roots);
+      const cpu = new Executable(graph, { backend: 'cpu', rewrite: false, fuse: false, outputs, ...(this.f64 ? { precision: 'f64' as const } : {}) });
+      cpu.setVariables(this.named(ids, prior));
+      const found = firstBadNode(graph, cpu.runSync(Object.fromEntries(fed), outputs, { update: false }));
+      if (found) return found;
+    } catch {
+      // the diagnosis could not run: name the value found instead
+    }
+    return new NumericsError(this.graph.nodes[bad.node]!, bad.value, bad.element, ' (the op-by-op evaluation on the CPU did not reproduce it)');
   }
 
   private outputsOf(plan: Plan, values: readonly CpuArray[]): Outputs {

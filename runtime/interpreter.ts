@@ -3,7 +3,7 @@
 // it is far too slow to be a backend and is never used as one.
 
 import type { Expr, IndexExpr, IndexPred, Kernel } from '../ops/kernel-ir.js';
-import { randUniform } from '../ops/rand.js';
+import { keyedSeed, randUniform } from '../ops/rand.js';
 import { evalBinary, evalCast, evalUnary } from '../ops/scalar.js';
 import type { CpuArray } from './cpu/render-js.js';
 
@@ -40,7 +40,7 @@ export function evalExpr(e: Expr, env: Env, ins: readonly CpuArray[], acc = 0): 
     case 'cast': return evalCast(ev(e.a), e.a.dtype, e.dtype);
     case 'select': return pred(e.pred, env, ins) ? ev(e.a) : ev(e.b);
     case 'index': return idx(e.at, env, ins);
-    case 'rand': return randUniform(e.seed, idx(e.at, env, ins));
+    case 'rand': return randUniform(e.key ? keyedSeed(e.seed, ev(e.key)) : e.seed, idx(e.at, env, ins));
     case 'acc': return acc;
     case 'reduce': {
       let best = e.op === 'sum' ? 0 : e.op === 'max' || e.op === 'argmax' ? -Infinity : Infinity;

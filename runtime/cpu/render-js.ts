@@ -5,7 +5,7 @@
 
 import type { BinaryOp, Expr, IndexExpr, IndexPred, Kernel, MapKernel, ScatterAddKernel, UnaryOp } from '../../ops/kernel-ir.js';
 import { kernelSignature } from '../../ops/kernel-ir.js';
-import { randUniform } from '../../ops/rand.js';
+import { keyedSeed, randUniform } from '../../ops/rand.js';
 import { compileMatmulJs } from './matmul-js.js';
 
 export type CpuArray = Float32Array | Float64Array | Int32Array | Uint8Array;
@@ -73,7 +73,7 @@ const BINARY_JS: Record<BinaryOp, (a: string, b: string, int: boolean) => string
 };
 
 /** Helpers every kernel may call; passed in as arguments so the generated code stays pure. */
-const PRELUDE_NAMES = ['rne', 'sq', 'fmod', 'imod', 'clampi', 'rand'] as const;
+const PRELUDE_NAMES = ['rne', 'sq', 'fmod', 'imod', 'clampi', 'rand', 'keyed'] as const;
 const PRELUDE = [
   (x: number) => { const r = Math.round(x); return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; },
   (x: number) => x * x,
@@ -81,6 +81,7 @@ const PRELUDE = [
   (a: number, b: number) => { const r = a % b | 0; return r !== 0 && (r < 0) !== (b < 0) ? r + b : r; },
   (i: number, hi: number) => (i < 0 ? 0 : i > hi ? hi : i),
   randUniform,
+  keyedSeed,
 ];
 
 /** Renders expressions, hoisting reductions into loops emitted before the current statement. */
@@ -98,7 +99,7 @@ class JsExprRenderer {
       case 'cast': return castJs(this.expr(e.a), e.a.dtype, e.dtype);
       case 'select': return `(${renderPred(e.pred)} ? ${this.expr(e.a)} : ${this.expr(e.b)})`;
       case 'index': return renderIndex(e.at);
-      case 'rand': return `rand(${e.seed}, ${renderIndex(e.at)})`;
+      case 'rand': return `rand(${e.key ? `keyed(${e.seed}, ${this.expr(e.key)})` : e.seed}, ${renderIndex(e.at)})`;
       case 'acc': return 'acc';
       case 'reduce': return this.reduce(e);
     }

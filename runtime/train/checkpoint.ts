@@ -103,6 +103,32 @@ export function writeCheckpoint(dir: string, state: CheckpointState, opts: { kee
   return path;
 }
 
+/**
+ * Makes `dir` if missing and writes, syncs and removes a probe file there: a directory that
+ * cannot take checkpoints (read-only, a path under a file, no permission, full) is a
+ * CheckpointError now rather than at the first checkpoint, after training time is spent.
+ */
+export function checkWritable(dir: string): void {
+  const probe = join(dir, `.probe.${process.pid}.${tempCounter++}.tmp`);
+  let step = 'create the directory';
+  try {
+    mkdirSync(dir, { recursive: true });
+    step = 'write a file in it';
+    const fd = openSync(probe, 'wx');
+    try {
+      writeSync(fd, new Uint8Array(1));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    step = 'remove a file from it';
+    unlinkSync(probe);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new CheckpointError(dir, `cannot ${step} (${code}); checkpoints need a writable directory`);
+  }
+}
+
 function fsyncDirectory(dir: string): void {
   let fd: number | undefined;
   try {

@@ -9,7 +9,7 @@ import { Subject, takeUntil, type Subscriber, type Subscription } from 'rxjs';
 import { randBits } from '../../ops/rand.js';
 import { dict } from '../../graphs/dict.js';
 import type { Executable } from '../executor.js';
-import { loadLatest, restoreCheckpoint, writeCheckpoint, type StreamPosition } from './checkpoint.js';
+import { checkWritable, loadLatest, restoreCheckpoint, writeCheckpoint, type StreamPosition } from './checkpoint.js';
 import { evaluateRecorded, type EvalResult } from './evaluate.js';
 import { BoundedQueue } from './queue.js';
 import { captureSnapshot, type Snapshot } from './snapshots.js';
@@ -71,6 +71,7 @@ export class Run {
   async start(): Promise<void> {
     try {
       await this.exe.ready();
+      if (this.opts.checkpoint) checkWritable(this.opts.checkpoint.dir);
       const position = this.resume();
       this.started = performance.now();
       this.lastCheckpoint = { step: this.stepNo, at: Date.now() };
@@ -220,7 +221,7 @@ export class Run {
     const { opts, exe } = this;
     const feeds = opts.prepare ? opts.prepare(item.batch, { step: stepNo, seed: stepSeed(this.seed, stepNo) }) : item.batch;
     const lossName = opts.loss ?? 'loss';
-    const run = exe.record(feeds, [lossName, ...(opts.metrics ?? [])]);
+    const run = exe.record(feeds, [lossName, ...(opts.metrics ?? [])], opts.checkNumerics === undefined ? {} : { checkNumerics: opts.checkNumerics });
     this.stepNo = stepNo;
     this.samples += batchSizeOf(item.batch);
     const due = (every: number | undefined) => every !== undefined && every > 0 && stepNo % every === 0;

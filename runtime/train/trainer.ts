@@ -36,9 +36,15 @@ export interface TrainOptions {
   readonly eval?: EvalOptions & { readonly every: number };
   /** called once the run has resumed (or not) and before the first step */
   readonly onStart?: (info: StartInfo) => void;
+  /**
+   * check every step for NaN and ±Infinity (see the compile option `checkNumerics`): the run
+   * fails with a NumericsError naming the first op that made one
+   */
+  readonly checkNumerics?: boolean;
 }
 
 export interface CheckpointOptions {
+  /** created if missing; checked writable before the first step (a CheckpointError if not) */
   readonly dir: string;
   /** every this many steps */
   readonly every?: number;

@@ -94,7 +94,8 @@ class VecEmitter {
     if (d === undefined) {
       const sub = (x: Expr) => this.dependsOnLane(x);
       switch (e.k) {
-        case 'load': case 'index': case 'rand': d = usesVar(e.at, this.lane); break;
+        case 'load': case 'index': d = usesVar(e.at, this.lane); break;
+        case 'rand': d = usesVar(e.at, this.lane) || (e.key !== undefined && sub(e.key)); break;
         case 'unary': case 'cast': d = sub(e.a); break;
         case 'binary': d = sub(e.a) || sub(e.b); break;
         case 'where': d = sub(e.c) || sub(e.a) || sub(e.b); break;

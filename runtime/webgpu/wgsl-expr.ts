@@ -216,7 +216,10 @@ export class ExprEmitter {
       case 'index': return this.bind(e, convert(this.index(e.at), 'i32', e.dtype));
       case 'rand':
         this.helpers.add(RAND_WGSL);
-        return this.bind(e, convert(`rheo_rand(${e.seed >>> 0}u, bitcast<u32>(${this.index(e.at)}))`, 'f32', e.dtype));
+        {
+          const seed = e.key ? `${e.seed >>> 0}u + rheo_hash32(bitcast<u32>(${convert(this.value(e.key), e.key.dtype, 'i32')}))` : `${e.seed >>> 0}u`;
+          return this.bind(e, convert(`rheo_rand(${seed}, bitcast<u32>(${this.index(e.at)}))`, 'f32', e.dtype));
+        }
       case 'cast': return this.bind(e, convert(this.runtime(this.value(e.a), e.a.dtype), e.a.dtype, e.dtype));
       case 'where': {
         const c = convert(this.value(e.c), e.c.dtype, 'bool');
