@@ -64,7 +64,7 @@ function accuracy(step: Executable): number {
     for (let i = 0; i < b.size; i++) {
       let best = 0;
       for (let c = 1; c < NUM_CLASSES; c++) if (logits[i * NUM_CLASSES + c]! > logits[i * NUM_CLASSES + best]!) best = c;
-      if (best === test.labels[i]) correct++;
+      if (best === b.labels[i]) correct++;
     }
   }
   return (100 * correct) / test.count;
