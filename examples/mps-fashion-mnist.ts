@@ -17,7 +17,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { adam, grad, tensor, type Optimizer } from '../index.js';
+import { adam, cosine, grad, tensor } from '../index.js';
 import { compileAsync } from '../runtime/executor.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { initialCores, mpsGraph, mpsPixels, type MpsShape } from './mps-model.js';
@@ -81,7 +81,7 @@ const shape: MpsShape = { sites, bond, classes: NUM_CLASSES };
 const totalSteps = epochs * Math.floor(train.count / batchSize);
 const trainStep = grad(mpsGraph(shape, 'fashion-mnist-mps'), 'loss');
 const compileOn = (backend: 'auto' | 'webgpu' | 'cpu') =>
-  compileAsync(trainStep, { optimizer: adamCosine(lr, totalSteps), seed, backend }).catch((e: Error) => {
+  compileAsync(trainStep, { optimizer: adam(lr, { schedule: cosine(totalSteps) }), seed, backend }).catch((e: Error) => {
     console.error(`--backend ${args.backend}: ${e.message}`);
     process.exit(1);
   });
@@ -99,24 +99,6 @@ console.log(`train ${train.count} images, test ${test.count} images; MPS over ${
 console.log(`Adam lr ${lr} with cosine decay over ${totalSteps} steps, batch ${batchSize}, ${epochs} epochs; backend: ${backendText}`);
 const plan = step.plan({ x: [batchSize, sites], y: [batchSize, NUM_CLASSES] }, ['loss']);
 console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion) per training step`);
-
-/**
- * Adam whose step size falls from `lr` to 0 along a half cosine over `total` steps. The schedule
- * reads the optimizer's own step counter, so it lives in the graph and needs no extra feed.
- */
-function adamCosine(lr: number, total: number): Optimizer {
-  const base = adam(1);
-  return {
-    name: 'adam-cosine',
-    config: { ...base.config, lr, total },
-    step(b, p, dp, t, name) {
-      const next = base.step(b, p, dp, t, name); // p - u, with u Adam's update at step size 1
-      const progress = b.minimum(b.div(t, total), 1);
-      const rate = b.mul(b.add(b.cos(b.mul(progress, Math.PI)), 1), lr / 2);
-      return b.sub(p, b.mul(b.sub(p, next), rate));
-    },
-  };
-}
 
 async function accuracy(split: Split): Promise<number> {
   let correct = 0;
