@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { adam, cosine, grad, tensor } from '../index.js';
 import { compileAsync } from '../runtime/executor.js';
 import { mulberry32 } from '../runtime/rng.js';
-import { initialCores, mpsGraph, mpsPixels, type MpsShape } from './mps-model.js';
+import { initialCores, labelSiteOf, mpsGraph, mpsPixels, type MpsShape } from './mps-model.js';
 import { batches, IMAGE_SIZE, loadFashionMnist, NUM_CLASSES, type Split } from '../tools/data/fashion-mnist.js';
 import { createProgress } from '../tools/progress.js';
 import { lineChartSvg } from '../tools/plot.js';
@@ -53,6 +53,10 @@ for (const [flag, v] of [['epochs', epochs], ['bond', bond], ['batch', batchSize
     console.error(`--${flag} must be a positive integer (got '${args[flag]}')`);
     process.exit(2);
   }
+}
+if (!(lr > 0)) {
+  console.error(`--lr must be a positive number (got '${args.lr}')`);
+  process.exit(2);
 }
 if (IMAGE_SIZE % pool !== 0) {
   console.error(`--pool must divide ${IMAGE_SIZE} (got ${pool})`);
@@ -95,7 +99,7 @@ if (args.backend === 'auto' && SOFTWARE_ADAPTER.test(adapter)) {
 step.setVariables(initialCores(shape, mulberry32(seed)));
 const info = step.backendInfo;
 const backendText = info.backend === 'webgpu' ? `webgpu on ${info.adapter}` : `cpu${reason ? ` (${reason})` : ''}`;
-console.log(`train ${train.count} images, test ${test.count} images; MPS over ${side}×${side} = ${sites} sites (${pool}×${pool} pooling, snake order), bond ${bond}, label core on site ${Math.floor(sites / 2)}`);
+console.log(`train ${train.count} images, test ${test.count} images; MPS over ${side}×${side} = ${sites} sites (${pool}×${pool} pooling, snake order), bond ${bond}, label core on site ${labelSiteOf(shape)}`);
 console.log(`Adam lr ${lr} with cosine decay over ${totalSteps} steps, batch ${batchSize}, ${epochs} epochs; backend: ${backendText}`);
 const plan = step.plan({ x: [batchSize, sites], y: [batchSize, NUM_CLASSES] }, ['loss']);
 console.log(`plan: ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion) per training step`);
