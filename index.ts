@@ -65,6 +65,13 @@ export { CheckpointError, encodeSafetensors, decodeSafetensors } from './runtime
 export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, restoreCheckpoint } from './runtime/train/checkpoint.js';
 export type { Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js';
 
+// Models for inference: a graph's params apart from training state, and a summary of a graph's
+// params and costs. Saving and loading model directories is in 'rheo/node'.
+export { paramsOf, ModelError } from './runtime/model.js';
+export type { WeightSource, VariableValues } from './runtime/model.js';
+export { summary, formatSummary } from './scheduler/summary.js';
+export type { GraphSummary, ParamSummary, StepCost, SummaryOptions } from './scheduler/summary.js';
+
 // Memory budgets
 export { BudgetError } from './scheduler/remat/plan-types.js';
 export { planRematerialization } from './scheduler/remat/planner.js';

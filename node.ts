@@ -5,3 +5,7 @@
 
 export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, checkpointFileName } from './runtime/train/checkpoint.js';
 export type { StreamPosition, RngState, CheckpointState, Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js';
+
+// Saved models: a directory with the graph (JSON) and its params (safetensors), for inference.
+export { saveModel, loadModel, MODEL_FILES } from './runtime/model-files.js';
+export type { SavedModel, SaveModelOptions } from './runtime/model-files.js';

@@ -88,7 +88,17 @@ describe('README code', () => {
     for (const f of files) expect(EXPECT, `no expected output for ${f}`).toHaveProperty([f.slice(DIR.length + 1)]);
     const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8')) as { include: string[]; compilerOptions: { paths?: Record<string, string[]> } };
     expect(tsconfig.include.some((p) => DIR === p || DIR.startsWith(`${p}/`))).toBe(true);
-    expect(tsconfig.compilerOptions.paths?.['rheo']).toEqual(['./index.ts']);
+  });
+
+  it("tsconfig's paths map every package entry ('rheo', 'rheo/node', ...) to the source of what it exports", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, string | { import: string }> };
+    const paths = (JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8')) as { compilerOptions: { paths?: Record<string, string[]> } }).compilerOptions.paths ?? {};
+    const expected: Record<string, string[]> = {};
+    for (const [sub, target] of Object.entries(pkg.exports)) {
+      if (typeof target === 'string') continue; // ./package.json
+      expected[`rheo${sub.slice(1)}`] = [target.import.replace(/^\.\/dist\//, './').replace(/\.js$/, '.ts')];
+    }
+    expect(paths).toEqual(expected);
   });
 
   it.each(files)('%s runs and prints what the README says', (file) => {
