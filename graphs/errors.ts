@@ -92,10 +92,46 @@ function cwd(): string {
   return p?.cwd?.() ?? '';
 }
 
-const INTERNAL = /[\\/](graphs|ops|scheduler|runtime)[\\/][^\\/]+\.[tj]s|node_modules|node:internal|<anonymous>/;
+/**
+ * rheo's own folder, as a path with forward slashes ending in '/' ('' where modules are not
+ * files, e.g. bundled for a browser). Frames in its modules are never the user's call site.
+ */
+const ROOT = ((): string => {
+  try {
+    const url = new URL('..', import.meta.url);
+    return url.protocol === 'file:' ? normalizePath(decodeURIComponent(url.pathname)) : '';
+  } catch {
+    return '';
+  }
+})();
+
+function normalizePath(p: string): string {
+  return p.replace(/^file:\/\//, '').replace(/\\/g, '/').replace(/^\/([A-Za-z]:\/)/, '$1');
+}
+
+/** rheo's modules that build graphs (its entry points only re-export, so they are never frames). */
+const OWN = /^(?:graphs|ops|scheduler|runtime|tools)\/.+\.[cm]?[tj]s$/;
+/** Frames that are nobody's source line, and (where rheo is not a file tree) rheo's folders. */
+const FOREIGN = /node_modules|^node:|^internal\/|^native$/;
+const OWN_ANYWHERE = /[\\/](graphs|ops|scheduler|runtime)[\\/][^\\/]+\.[cm]?[tj]s$/;
+
+/** The source location a stack line names ('path:line:col'), without the function name. */
+function frameLocation(line: string): string | undefined {
+  const t = line.trim();
+  const m = /\(([^()]+:\d+:\d+)\)$/.exec(t) ?? /^at (?:async )?([^\s()]+:\d+:\d+)$/.exec(t) ?? /@(\S+:\d+:\d+)$/.exec(t);
+  return m?.[1];
+}
+
+function isOwnFrame(location: string): boolean {
+  const file = normalizePath(location.replace(/:\d+:\d+$/, ''));
+  if (FOREIGN.test(file)) return true;
+  if (ROOT) return file.startsWith(ROOT) && OWN.test(file.slice(ROOT.length));
+  return OWN_ANYWHERE.test(file);
+}
 
 /**
- * The first stack frame outside rheo's own modules: the line of user code that built a node.
+ * The first stack frame outside rheo's own modules: the line of user code that built a node,
+ * also when that code is a callback rheo calls (`graph(name, (g) => ...)`).
  * Cheap enough to call for every node of a graph under construction.
  */
 export function callSite(): string | undefined {
@@ -104,9 +140,11 @@ export function callSite(): string | undefined {
   const stack = new Error().stack ?? '';
   Error.stackTraceLimit = limit;
   for (const line of stack.split('\n').slice(1)) {
-    if (INTERNAL.test(line) || line.includes('index.ts')) continue;
-    const m = /\(?((?:file:\/\/)?[^\s()]+:\d+:\d+)\)?\s*$/.exec(line.trim());
-    if (m) return m[1]!.replace(/^file:\/\//, '').replace(`${cwd()}/`, '');
+    const loc = frameLocation(line);
+    if (!loc || isOwnFrame(loc)) continue;
+    const path = loc.startsWith('file://') ? decodeURIComponent(loc.slice(7)) : loc;
+    const dir = cwd();
+    return dir && path.startsWith(`${dir}/`) ? path.slice(dir.length + 1) : path;
   }
   return undefined;
 }

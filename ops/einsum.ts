@@ -27,17 +27,13 @@ export function parseEinsum(spec: string, shapes: readonly (readonly Dim[])[], s
   const [lhs, rhs] = clean.split('->') as [string, string | undefined];
   const inputs = lhs.split(',').map((s) => [...s]);
   if (inputs.length !== shapes.length) fail(`${inputs.length} operand subscripts for ${shapes.length} operands`);
-  const sizes = new Map<string, Dim>();
+  // every size each index has, in operand order
+  const sizes = new Map<string, Dim[]>();
   inputs.forEach((ix, j) => {
     if (!ix.every((c) => /[a-zA-Z]/.test(c))) fail('subscripts must be letters');
     if (new Set(ix).size !== ix.length) fail(`operand ${j} repeats an index (diagonals are not supported)`);
     if (ix.length !== shapes[j]!.length) fail(`operand ${j} has rank ${shapes[j]!.length} but ${ix.length} subscripts`);
-    ix.forEach((c, i) => {
-      const d = shapes[j]![i]!;
-      const prev = sizes.get(c);
-      if (prev !== undefined && prev !== d && prev !== 1 && d !== 1) fail(`index '${c}' has sizes ${prev} and ${d}`);
-      if (prev === undefined || prev === 1) sizes.set(c, d);
-    });
+    ix.forEach((c, i) => sizes.set(c, [...(sizes.get(c) ?? []), shapes[j]![i]!]));
   });
   let output: string[];
   if (rhs === undefined) {
@@ -48,6 +44,17 @@ export function parseEinsum(spec: string, shapes: readonly (readonly Dim[])[], s
     output = [...rhs];
     if (new Set(output).size !== output.length) fail('output repeats an index');
     for (const c of output) if (!sizes.has(c)) fail(`output index '${c}' appears in no operand`);
+  }
+  // An index kept in the output may broadcast from size 1; a summed index has one size.
+  for (const [c, ds] of sizes) {
+    const other = ds.find((d) => d !== ds[0]);
+    if (other === undefined) continue;
+    const [a, b] = [ds[0]!, other];
+    if (a !== 1 && b !== 1) fail(`index '${c}' has sizes ${a} and ${b}`);
+    const big = a === 1 ? b : a;
+    const clash = ds.find((d) => d !== 1 && d !== big);
+    if (clash !== undefined) fail(`index '${c}' has sizes ${big} and ${clash}`);
+    if (!output.includes(c)) fail(`index '${c}' has sizes ${a} and ${b}; it is summed over, so its sizes must be equal (only indices of the output broadcast from 1)`);
   }
   return { inputs, output };
 }
@@ -175,11 +182,15 @@ defineOp({
   vjp(g, ins, _out, ct, node) {
     const spec = String(node.attrs['spec']);
     const { inputs, output } = parseEinsum(spec, ins.map((t) => t.shape));
+    // operands that broadcast an output index from size 1 are widened first: in the cotangent's
+    // einsum that index may be summed, and summed indices do not broadcast
+    const full = einsumSizes(inputs, ins.map((t) => t.shape));
+    const wide = ins.map((t, k) => g.broadcastTo(t, inputs[k]!.map((c) => full.get(c)!)));
     return ins.map((x, j) => {
       const others = inputs.filter((_, k) => k !== j);
       const seen = new Set([...output, ...others.flat()]);
       const kept = inputs[j]!.filter((c) => seen.has(c));
-      const operands = [...ins.filter((_, k) => k !== j), ct];
+      const operands = [...wide.filter((_, k) => k !== j), ct];
       let d = g.op('einsum', operands, { spec: `${[...others, output].map((ix) => ix.join('')).join(',')}->${kept.join('')}` });
       const sizes = einsumSizes([...others, output], operands.map((t) => t.shape));
       const full = inputs[j]!.map((c) => (kept.includes(c) ? sizes.get(c)! : 1));
