@@ -48,8 +48,9 @@ export type { ReactiveRun, ReactiveResult } from './runtime/reactive.js';
 export { tensor, toNested } from './runtime/tensor.js';
 export type { HostTensor } from './runtime/tensor.js';
 
-// Streaming online training: trainer, sources, operators, snapshots, checkpoints. The Redis
-// Streams source is a separate entry ('rheo/redis') so importing rheo does not load a client.
+// Streaming online training: trainer, sources, operators, snapshots, checkpoints. This entry runs
+// in browsers too: checkpoint files on disk are 'rheo/node' (train() loads them itself for
+// `checkpoint: { dir }`), and the Redis Streams source is 'rheo/redis', which loads a client.
 export { train, stepSeed } from './runtime/train/trainer.js';
 export type { TrainOptions, CheckpointOptions, StepEvent, TrainRun } from './runtime/train/trainer.js';
 export { BoundedQueue, POLICIES } from './runtime/train/queue.js';
@@ -62,8 +63,9 @@ export type { Snapshot, Prediction } from './runtime/train/snapshots.js';
 export { evaluate, evaluateRecorded, accuracy } from './runtime/train/evaluate.js';
 export type { EvalOptions, EvalResult } from './runtime/train/evaluate.js';
 export { CheckpointError, encodeSafetensors, decodeSafetensors } from './runtime/train/safetensors.js';
-export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, restoreCheckpoint } from './runtime/train/checkpoint.js';
-export type { Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js';
+export { restoreCheckpoint } from './runtime/train/checkpoint-store.js';
+export type { CheckpointStore } from './runtime/train/checkpoint-store.js';
+export type { Checkpoint, CheckpointState, LoadedCheckpoint, StreamPosition, RngState } from './runtime/train/checkpoint.js';
 
 // Models for inference: a graph's params apart from training state, and a summary of a graph's
 // params and costs. Saving and loading model directories is in 'rheo/node'.

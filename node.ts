@@ -3,7 +3,7 @@
 // store itself when `train` is given `checkpoint: { dir }`; import from here to read, write or
 // list checkpoint files yourself. Datasets from files are 'rheo/data', Redis Streams 'rheo/redis'.
 
-export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, checkpointFileName } from './runtime/train/checkpoint.js';
+export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, checkpointFileName, checkWritable, directoryStore } from './runtime/train/checkpoint.js';
 export type { StreamPosition, RngState, CheckpointState, Checkpoint, LoadedCheckpoint } from './runtime/train/checkpoint.js';
 
 // Saved models: a directory with the graph (JSON) and its params (safetensors), for inference.

@@ -2,15 +2,18 @@
 // state in one safetensors file, written atomically (temp file in the same directory, fsync,
 // rename, fsync of the directory), the last K kept. Loading validates everything and falls back
 // to the previous good checkpoint. It does not decide when to checkpoint; the trainer does.
+// Node only (node:fs): the package entry 'rheo/node'; `train` loads it on demand as the
+// directory store (checkpoint-store.ts).
 
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Executable } from '../executor.js';
 import type { HostTensor } from '../tensor.js';
-import { dict, dictOf, hasName, lookup } from '../../graphs/dict.js';
+import { dict, dictOf } from '../../graphs/dict.js';
+import type { CheckpointStore } from './checkpoint-store.js';
 import { CheckpointError, decodeSafetensors, encodeSafetensors, DATA_CHECKSUM, HEADER_CHECKSUM } from './safetensors.js';
 
 export { CheckpointError } from './safetensors.js';
+export { restoreCheckpoint } from './checkpoint-store.js';
 
 /**
  * Where a stream is: `index` counts the source items before it (all trained or dropped);
@@ -226,21 +229,14 @@ export function loadLatest(dir: string): LoadedCheckpoint | undefined {
 }
 
 /**
- * Puts a checkpoint's variables into `exe`, after checking that they are exactly its params and
- * state with the same sizes and element types; a mismatch is a CheckpointError (nothing is written then).
+ * The directory store `train` uses for `checkpoint: { dir }`: `open` checks the directory is
+ * writable, `loadLatest` and `write` are this module's functions on `dir`.
  */
-export function restoreCheckpoint(exe: Executable, ckpt: Checkpoint): void {
-  const current = exe.variableLayout();
-  const fail = (reason: string): never => {
-    throw new CheckpointError(ckpt.path, `does not fit graph '${exe.graph.name}': ${reason}`);
+export function directoryStore(dir: string): CheckpointStore {
+  return {
+    location: dir,
+    open: () => checkWritable(dir),
+    loadLatest: () => loadLatest(dir),
+    write: (state, keep) => writeCheckpoint(dir, state, { keep }),
   };
-  for (const [name, t] of Object.entries(current)) {
-    const c = lookup(ckpt.variables, name);
-    if (!c) fail(`no tensor '${name}'`);
-    if (c!.data.length !== t.elements || c!.data.constructor.name !== t.arrayType) {
-      fail(`'${name}' is ${c!.data.constructor.name}[${c!.data.length}], the graph's is ${t.arrayType}[${t.elements}]`);
-    }
-  }
-  for (const name of Object.keys(ckpt.variables)) if (!hasName(current, name)) fail(`it has '${name}', which the graph does not`);
-  exe.setVariables(ckpt.variables);
 }

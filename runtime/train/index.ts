@@ -17,5 +17,8 @@ export { CheckpointError, encodeSafetensors, decodeSafetensors } from './safeten
 export type { Safetensors } from './safetensors.js';
 export { writeCheckpoint, readCheckpoint, loadLatest, listCheckpoints, restoreCheckpoint, checkpointFileName } from './checkpoint.js';
 export type { StreamPosition, RngState, CheckpointState, Checkpoint, LoadedCheckpoint } from './checkpoint.js';
+export { checkWritable, directoryStore } from './checkpoint.js';
+export { openCheckpointStore } from './checkpoint-store.js';
+export type { CheckpointStore } from './checkpoint-store.js';
 export { redisSource, encodeEntry, decodeEntry } from './redis.js';
 export type { RedisSource, RedisSourceOptions, RedisEntry } from './redis.js';

@@ -9,7 +9,8 @@ import { Subject, takeUntil, type Subscriber, type Subscription } from 'rxjs';
 import { randBits } from '../../ops/rand.js';
 import { dict } from '../../graphs/dict.js';
 import type { Executable } from '../executor.js';
-import { checkWritable, loadLatest, restoreCheckpoint, writeCheckpoint, type StreamPosition } from './checkpoint.js';
+import type { StreamPosition } from './checkpoint.js';
+import { openCheckpointStore, restoreCheckpoint, type CheckpointStore } from './checkpoint-store.js';
 import { evaluateRecorded, type EvalResult } from './evaluate.js';
 import { BoundedQueue } from './queue.js';
 import { captureSnapshot, type Snapshot } from './snapshots.js';
@@ -28,7 +29,9 @@ interface Item {
   readonly prevToken: string | undefined;
 }
 
-const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
+// setImmediate where there is one (Node); a macrotask elsewhere (browsers)
+const later: (f: () => void) => unknown = typeof setImmediate === 'function' ? setImmediate : (f) => setTimeout(f, 0);
+const immediate = () => new Promise<void>((resolve) => later(resolve));
 
 /** One training run: what `train` starts for each subscriber. */
 export class Run {
@@ -55,6 +58,7 @@ export class Run {
   private emitted: Promise<void> = Promise.resolve();
   private closed: Promise<void> | undefined;
   private subscription: Subscription | undefined;
+  private store: CheckpointStore | undefined;
 
   constructor(
     private readonly exe: Executable,
@@ -71,8 +75,11 @@ export class Run {
   async start(): Promise<void> {
     try {
       await this.exe.ready();
-      if (this.opts.checkpoint) checkWritable(this.opts.checkpoint.dir);
-      const position = this.resume();
+      if (this.opts.checkpoint) {
+        this.store = await openCheckpointStore(this.opts.checkpoint);
+        await this.store.open?.();
+      }
+      const position = await this.resume();
       this.started = performance.now();
       this.lastCheckpoint = { step: this.stepNo, at: Date.now() };
       if (this.opts.snapshots) this.publish();
@@ -96,12 +103,12 @@ export class Run {
     return this.state === 'running';
   }
 
-  private resume(): StreamPosition {
+  private async resume(): Promise<StreamPosition> {
     let position: StreamPosition = { index: 0 };
     let info: StartInfo = { step: 0, position, skipped: [] };
     const ck = this.opts.checkpoint;
     if (ck && ck.resume !== false) {
-      const c = loadLatest(ck.dir);
+      const c = await this.store!.loadLatest();
       if (c) {
         restoreCheckpoint(this.exe, c);
         this.stepNo = c.step;
@@ -278,7 +285,7 @@ export class Run {
     const step = this.stepNo;
     const rng = { seed: this.seed, counter: step };
     this.lastCheckpoint = { step, at: Date.now() };
-    const written = this.exe.captureVariables().then((variables) => writeCheckpoint(ck.dir, { step, position, rng, variables }, { keep: ck.keep }));
+    const written = this.exe.captureVariables().then((variables) => this.store!.write({ step, position, rng, variables }, ck.keep ?? 3));
     const resumable = this.resumable;
     if (resumable?.commit) {
       this.commits = this.commits.then(() => written).then(() => resumable.commit!(position));

@@ -6,6 +6,7 @@
 import { Observable, ReplaySubject } from 'rxjs';
 import type { Executable, Feeds } from '../executor.js';
 import type { StreamPosition } from './checkpoint.js';
+import type { CheckpointStore } from './checkpoint-store.js';
 import type { EvalOptions, EvalResult } from './evaluate.js';
 import type { BackpressurePolicy } from './queue.js';
 import { Run } from './run.js';
@@ -43,16 +44,22 @@ export interface TrainOptions {
   readonly checkNumerics?: boolean;
 }
 
+/**
+ * Where and when a run checkpoints: `dir` (Node: safetensors files there, written atomically) or
+ * `store` (any other place, e.g. IndexedDB in a browser; see CheckpointStore), one of the two.
+ */
 export interface CheckpointOptions {
   /** created if missing; checked writable before the first step (a CheckpointError if not) */
-  readonly dir: string;
+  readonly dir?: string;
+  /** keeps the checkpoints instead of a directory */
+  readonly store?: CheckpointStore;
   /** every this many steps */
   readonly every?: number;
   /** and/or when this many seconds have passed since the last one */
   readonly everySeconds?: number;
   /** checkpoints kept (default 3) */
   readonly keep?: number;
-  /** resume from the newest good checkpoint in `dir` (default true) */
+  /** resume from the newest good checkpoint there (default true) */
   readonly resume?: boolean;
   /** write one when the run completes (default true) */
   readonly final?: boolean;
