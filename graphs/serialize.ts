@@ -23,9 +23,7 @@ function encodeValue(v: AttrValue): unknown {
   }
   if (Array.isArray(v)) return v.map(encodeValue);
   if (v && typeof v === 'object') {
-    const o: Record<string, unknown> = {};
-    for (const k of Object.keys(v).sort()) o[k] = encodeValue((v as Record<string, AttrValue>)[k]!);
-    return o;
+    return dict(Object.keys(v).sort().map((k) => [k, encodeValue((v as Record<string, AttrValue>)[k]!)] as const));
   }
   return v;
 }

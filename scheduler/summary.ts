@@ -4,6 +4,7 @@
 // inputs). It plans the graph as given (no rewrite passes) on the host's element sizes.
 
 import { GraphError } from '../graphs/errors.js';
+import { dict } from '../graphs/dict.js';
 import { ancestors, type Graph } from '../graphs/graph.js';
 import { numel, type DType } from '../graphs/types.js';
 import { opDef } from '../ops/registry.js';
@@ -89,7 +90,7 @@ function stepCost(graph: Graph, inputShapes: Readonly<Record<string, readonly nu
     graph.nodes.filter((n) => n.op === op && needed.has(n.id)).reduce((a, n) => a + bufferBytes(HOST_CAPS, n.dtype, numel(shapes[n.id]!)), 0);
   return {
     outputs: outs,
-    inputShapes: Object.fromEntries(graph.nodes.filter((n) => n.op === 'input' && needed.has(n.id)).map((n) => [n.name!, shapes[n.id]!])),
+    inputShapes: dict(graph.nodes.filter((n) => n.op === 'input' && needed.has(n.id)).map((n) => [n.name!, shapes[n.id]!] as const)),
     flops: planLaunches(plan).reduce((a, s) => a + kernelCost(s.kernel), 0),
     kernels: plan.kernelCount,
     peakBytes: plan.peakBytes,
