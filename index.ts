@@ -74,6 +74,23 @@ export type { WeightSource, VariableValues } from './runtime/model.js';
 export { summary, formatSummary } from './scheduler/summary.js';
 export type { GraphSummary, ParamSummary, StepCost, SummaryOptions } from './scheduler/summary.js';
 
+// Types that appear in the signatures above, for annotations (and so the API reference links them)
+export type { CpuArray } from './runtime/cpu/render-js.js';
+export type { Feed } from './runtime/executor.js';
+export type { RematOptions } from './scheduler/remat-plan.js';
+export type { MemoryPlan } from './scheduler/memory.js';
+export type { BufferRole } from './scheduler/plan.js';
+export type { Safetensors } from './runtime/train/safetensors.js';
+export type { RematResult } from './scheduler/remat/planner.js';
+export type { RematPlan, RematStats } from './scheduler/remat/plan-types.js';
+export type { RematSchedule, RematStep } from './scheduler/remat/schedule.js';
+export type { CostGraph, CostNode } from './scheduler/remat/cost-graph.js';
+export type { BroadcastShape, MatmulShape } from './graphs/types.js';
+export type { AttrValue } from './graphs/graph.js';
+export type { DotOptions } from './graphs/dot.js';
+export type { StartInfo } from './runtime/train/trainer.js';
+export type { AlsFitterOptions } from './runtime/tn-fit.js';
+
 // Memory budgets
 export { BudgetError } from './scheduler/remat/plan-types.js';
 export { planRematerialization } from './scheduler/remat/planner.js';

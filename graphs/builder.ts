@@ -36,7 +36,8 @@ export const init = {
 };
 
 declare module '../ops/registry.js' {
-  /** VJP rules and op compositions in ops/ build with the whole builder. */
+  // VJP rules and op compositions in ops/ build with the whole builder. (A line comment: the
+  // declaration in ops/registry.ts carries OpBuilder's doc comment.)
   interface OpBuilder extends Builder {}
 }
 

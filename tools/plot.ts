@@ -118,7 +118,7 @@ function finiteRuns(points: readonly (readonly [number, number])[]): (readonly [
   return runs;
 }
 
-interface Ticks {
+export interface Ticks {
   readonly lo: number;
   readonly hi: number;
   readonly values: number[];
