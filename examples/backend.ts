@@ -1,17 +1,10 @@
-// The examples' --backend flag: auto (WebGPU when an adapter is found, else the CPU), webgpu or
-// cpu; compiles on it and says which backend and adapter it took, or why it fell back.
+// The examples' --backend flag (parsed as `backendOption` of cli.ts): auto (WebGPU when an adapter
+// is found, else the CPU), webgpu or cpu; compiles on it and says which backend and adapter it
+// took, or why it fell back.
 
 import { compileAsync, type CompileOptions, type Executable, type Graph } from '../index.js';
 
 export type BackendFlag = 'auto' | 'webgpu' | 'cpu';
-
-/** The flag's value, or a message on stderr and exit code 2. */
-export function backendFlag(value: string | undefined): BackendFlag {
-  const v = value ?? 'auto';
-  if (v === 'auto' || v === 'webgpu' || v === 'cpu') return v;
-  console.error(`--backend must be auto, webgpu or cpu (got '${v}')`);
-  process.exit(2);
-}
 
 /** Compiles on the flag's backend; without an adapter, `--backend webgpu` says so and exits 1. */
 export async function compileOn(g: Graph, backend: BackendFlag, opts: Omit<CompileOptions, 'backend'> = {}): Promise<Executable> {

@@ -11,38 +11,32 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import { adam, grad, tensor } from '../index.js';
 import { compileAsync } from '../runtime/executor.js';
+import { backendOption, cli } from './cli.js';
 import { mlpGraph } from './mlp-model.js';
 import { batches, loadFashionMnist, NUM_CLASSES, PIXELS } from '../tools/data/fashion-mnist.js';
 import { createProgress } from '../tools/progress.js';
 import { lineChartSvg } from '../tools/plot.js';
 
-const { values: args } = parseArgs({
-  options: {
-    data: { type: 'string' },
-    epochs: { type: 'string', default: '10' },
-    batch: { type: 'string', default: '128' },
-    lr: { type: 'string', default: '1e-3' },
-    hidden: { type: 'string', default: '256,256' },
-    seed: { type: 'string', default: '0' },
-    plot: { type: 'string', default: 'out/fashion-mnist.svg' },
-    backend: { type: 'string', default: 'auto' },
-    smoke: { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
-  },
+const args = cli({ command: 'npx tsx examples/fashion-mnist.ts', summary: 'Trains an MLP on Fashion-MNIST with Adam and reports the accuracy on the test images.' }, {
+  data: { type: 'string', placeholder: 'DIR', help: 'directory of the IDX files (default: Debian\'s dataset-fashion-mnist, else the shipped subset)' },
+  epochs: { type: 'int', min: 1, default: 10, help: 'passes over the training images' },
+  batch: { type: 'int', min: 1, default: 128, help: 'images per step' },
+  lr: { type: 'number', min: 0, default: 1e-3, help: 'Adam learning rate' },
+  hidden: { type: 'ints', min: 1, default: [256, 256], help: 'hidden layer sizes' },
+  seed: { type: 'int', min: 0, default: 0, help: 'seed of the initialization and shuffling' },
+  plot: { type: 'string', placeholder: 'FILE', default: 'out/fashion-mnist.svg', help: 'where to write the loss/accuracy plot' },
+  backend: backendOption,
+  smoke: { type: 'flag', help: 'train briefly on a small slice (for the tests)' },
+  quiet: { type: 'flag', help: 'no progress bar' },
 });
 
 const smoke = args.smoke;
-const epochs = smoke ? 1 : Number(args.epochs);
-const batchSize = Number(args.batch);
-const seed = Number(args.seed);
-const sizes = [PIXELS, ...args.hidden!.split(',').map(Number), NUM_CLASSES];
-if (!['auto', 'webgpu', 'cpu'].includes(args.backend!)) {
-  console.error(`--backend must be auto, webgpu or cpu (got '${args.backend}')`);
-  process.exit(2);
-}
+const epochs = smoke ? 1 : args.epochs;
+const batchSize = args.batch;
+const seed = args.seed;
+const sizes = [PIXELS, ...args.hidden, NUM_CLASSES];
 
 const data = loadFashionMnist(args.data ? { dir: args.data } : {});
 const source = { dir: `${data.dir}`, debian: `Debian's dataset-fashion-mnist (${data.dir})`, embedded: `the embedded subset (${data.dir}); install dataset-fashion-mnist or pass --data for the full set` }[data.source];
@@ -51,7 +45,7 @@ const test = smoke ? slice(data.test, 500) : data.test;
 console.log(`data: ${source}`);
 
 const model = mlpGraph(sizes, 'fashion-mnist-mlp');
-const step = await compileAsync(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed, backend: args.backend as 'auto' }).catch((e: Error) => {
+const step = await compileAsync(grad(model, 'loss'), { optimizer: adam(args.lr), seed, backend: args.backend }).catch((e: Error) => {
   console.error(`--backend ${args.backend}: ${e.message}`);
   process.exit(1);
 });

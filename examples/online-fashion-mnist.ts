@@ -17,10 +17,10 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Observable, Subject, lastValueFrom, tap } from 'rxjs';
 import { adam, grad, tensor } from '../index.js';
-import { backendFlag, compileOn, describeBackend } from './backend.js';
+import { compileOn, describeBackend } from './backend.js';
+import { backendOption, cli } from './cli.js';
 import { mulberry32, permutation } from '../runtime/rng.js';
 import { mlpGraph } from './mlp-model.js';
 import { loadFashionMnist, NUM_CLASSES, PIXELS, type Split } from '../tools/data/fashion-mnist.js';
@@ -31,35 +31,36 @@ import {
   type BackpressurePolicy, type Batch, type RedisEntry, type Source,
 } from '../runtime/train/index.js';
 
-const { values: args } = parseArgs({
-  options: {
-    data: { type: 'string' },
-    samples: { type: 'string' },
-    batch: { type: 'string', default: '128' },
-    hidden: { type: 'string', default: '256,256' },
-    lr: { type: 'string', default: '1e-3' },
-    seed: { type: 'string', default: '0' },
-    window: { type: 'string', default: '2048' },
-    queue: { type: 'string', default: '4' },
-    policy: { type: 'string', default: 'block' },
-    rate: { type: 'string', default: '0' },
-    'eval-every': { type: 'string', default: '100' },
-    'checkpoint-dir': { type: 'string', default: 'out/online-fashion-mnist-ckpt' },
-    'checkpoint-every': { type: 'string', default: '200' },
-    resume: { type: 'boolean', default: false },
-    redis: { type: 'string' },
-    stream: { type: 'string', default: 'rheo:fashion-mnist' },
-    plot: { type: 'string' },
-    smoke: { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
-    backend: { type: 'string', default: 'auto' },
-  },
+const args = cli({
+  command: 'npx tsx examples/online-fashion-mnist.ts',
+  summary: 'Trains an MLP online on streamed Fashion-MNIST images (in-process, or through a Redis stream with --redis), with backpressure, held-out evaluation, live snapshots and checkpoints.',
+}, {
+  data: { type: 'string', placeholder: 'DIR', help: "directory of the IDX files (default: Debian's dataset-fashion-mnist, else the shipped subset)" },
+  samples: { type: 'int', min: 1, help: 'training images streamed (default: 3 passes, or 1 through Redis)' },
+  batch: { type: 'int', min: 1, default: 128, help: 'images per step' },
+  hidden: { type: 'ints', min: 1, default: [256, 256], help: 'hidden layer sizes' },
+  lr: { type: 'number', min: 0, default: 1e-3, help: 'Adam learning rate' },
+  seed: { type: 'int', min: 0, default: 0, help: 'seed of the initialization and shuffling' },
+  window: { type: 'int', min: 1, default: 2048, help: 'shuffle window, images' },
+  queue: { type: 'int', min: 1, default: 4, help: 'batches held between the source and the trainer' },
+  policy: { type: 'enum', choices: ['block', 'drop-oldest', 'drop-newest'], default: 'block', help: 'backpressure policy' },
+  rate: { type: 'number', min: 0, default: 0, help: 'images per second pushed by the producer (0: the trainer pulls)' },
+  'eval-every': { type: 'int', min: 1, default: 100, help: 'steps between held-out evaluations' },
+  'checkpoint-dir': { type: 'string', placeholder: 'DIR', default: 'out/online-fashion-mnist-ckpt', help: 'where checkpoints go' },
+  'checkpoint-every': { type: 'int', min: 1, default: 200, help: 'steps between checkpoints' },
+  resume: { type: 'flag', help: 'resume from the newest checkpoint (and the Redis stream as it is)' },
+  redis: { type: 'string', placeholder: 'URL', help: 'stream the images through Redis at this URL, e.g. redis://127.0.0.1:6379' },
+  stream: { type: 'string', placeholder: 'KEY', default: 'rheo:fashion-mnist', help: 'the Redis stream' },
+  plot: { type: 'string', placeholder: 'FILE', help: 'where to write the loss/accuracy plot (default out/online-fashion-mnist.svg)' },
+  smoke: { type: 'flag', help: 'a short run on a small slice (for the tests)' },
+  quiet: { type: 'flag', help: 'no progress bar' },
+  backend: backendOption,
 });
-const backend = backendFlag(args.backend);
+const backend = args.backend;
 
 const smoke = args.smoke;
 const batchSize = smoke ? 64 : Number(args.batch);
-const hidden = smoke ? [64] : args.hidden!.split(',').map(Number);
+const hidden = smoke ? [64] : args.hidden;
 const sizes = [PIXELS, ...hidden, NUM_CLASSES];
 const seed = Number(args.seed);
 const evalEvery = smoke ? 20 : Number(args['eval-every']);

@@ -6,33 +6,34 @@
 //   npx tsx examples/online-surrogate.ts [--grid 32] [--samples 256000] [--batch 64] [--hidden 256,256]
 //       [--lr 1e-3] [--eval-every 250] [--seed 0] [--checkpoint-dir DIR] [--backend auto|cpu|webgpu] [--smoke]
 
-import { parseArgs } from 'node:util';
 import { lastValueFrom, tap } from 'rxjs';
 import { adam, dim, f32, grad, graph, tensor, type Tensor } from '../index.js';
-import { backendFlag, compileOn, describeBackend } from './backend.js';
+import { compileOn, describeBackend } from './backend.js';
+import { backendOption, cli } from './cli.js';
 import { normal, type Rng } from '../runtime/rng.js';
 import { batchOf, pullPipe, simulated, stack, train, type Batch, type StreamPosition } from '../runtime/train/index.js';
 
-const { values: args } = parseArgs({
-  options: {
-    backend: { type: 'string', default: 'auto' },
-    grid: { type: 'string', default: '32' },
-    samples: { type: 'string', default: '256000' },
-    batch: { type: 'string', default: '64' },
-    hidden: { type: 'string', default: '256,256' },
-    lr: { type: 'string', default: '1e-3' },
-    'eval-every': { type: 'string', default: '250' },
-    seed: { type: 'string', default: '0' },
-    'checkpoint-dir': { type: 'string' },
-    smoke: { type: 'boolean', default: false },
-  },
+const args = cli({
+  command: 'npx tsx examples/online-surrogate.ts',
+  summary: 'Trains an MLP online as a surrogate of a 1-D heat-equation solver, on problems solved on the fly, and prints its error on held-out problems.',
+}, {
+  backend: backendOption,
+  grid: { type: 'int', min: 2, max: 4096, default: 32, help: 'interior grid points' },
+  samples: { type: 'int', min: 1, default: 256000, help: 'problems streamed' },
+  batch: { type: 'int', min: 1, default: 64, help: 'problems per step' },
+  hidden: { type: 'ints', min: 1, default: [256, 256], help: 'hidden layer sizes' },
+  lr: { type: 'number', min: 0, default: 1e-3, help: 'Adam learning rate' },
+  'eval-every': { type: 'int', min: 1, default: 250, help: 'steps between held-out evaluations' },
+  seed: { type: 'int', min: 0, default: 0, help: 'seed of the problems and the initialization' },
+  'checkpoint-dir': { type: 'string', placeholder: 'DIR', help: 'write checkpoints there (and resume from them)' },
+  smoke: { type: 'flag', help: 'a short run (for the tests)' },
 });
 
 const smoke = args.smoke;
 const G = smoke ? 16 : Number(args.grid); // interior grid points
 const batchSize = Number(args.batch);
 const samples = smoke ? 150 * batchSize : Number(args.samples);
-const hidden = smoke ? [64, 64] : args.hidden!.split(',').map(Number);
+const hidden = smoke ? [64, 64] : args.hidden;
 const evalEvery = smoke ? 30 : Number(args['eval-every']);
 const seed = Number(args.seed);
 const T = 0.1;
@@ -116,7 +117,7 @@ const surrogate = graph('heat-surrogate', (g) => {
   const pred = g.add(u0, h);
   return { pred, loss: g.mse(pred, y) };
 });
-const step = await compileOn(grad(surrogate, 'loss'), backendFlag(args.backend), { optimizer: adam(Number(args.lr)), seed });
+const step = await compileOn(grad(surrogate, 'loss'), args.backend, { optimizer: adam(Number(args.lr)), seed });
 console.log(`backend: ${describeBackend(step)}`);
 
 // Held-out problems from their own seed; the relative L2 error is ‖pred − u(T)‖ / ‖u(T)‖ per problem.

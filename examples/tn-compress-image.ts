@@ -17,18 +17,25 @@ import { paramCount, ranksOf, tensorRing, tensorTrain, tucker, type TensorNetwor
 import { searchStructure, type SearchStrategy } from '../graphs/tn/search.js';
 import { alsFitter, reconstruct, relativeError } from '../runtime/tn-fit.js';
 import { decodePng, encodeGrayPng, resizeGray, type GrayImage } from '../tools/png.js';
+import { cli } from './cli.js';
 
-const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const SMOKE = argv.includes('--smoke');
+const args = cli({
+  command: 'npx tsx examples/tn-compress-image.ts',
+  summary: 'Compresses a grayscale image with a searched tensor network and writes the reconstruction as a PNG beside the original.',
+}, {
+  image: { type: 'string', placeholder: 'PNG', help: 'the image (default: a procedural test card)' },
+  target: { type: 'number', min: 0, max: 1, help: 'relative squared error to reach (default 0.03, 0.1 with --smoke)' },
+  family: { type: 'enum', choices: ['tt', 'tr', 'tucker'], default: 'tt', help: 'tensor-network family' },
+  strategy: { type: 'enum', choices: ['one-shot', 'greedy', 'tnale'], default: 'one-shot', help: 'structure search' },
+  out: { type: 'string', placeholder: 'DIR', default: 'out', help: 'where the PNGs go' },
+  smoke: { type: 'flag', help: 'a 64×64 image and a looser target (for the tests)' },
+});
+const SMOKE = args.smoke;
 const SIZE = SMOKE ? 64 : 256;
-const TARGET = Number(flag('--target') ?? (SMOKE ? 0.1 : 0.03));
-const FAMILY = flag('--family') ?? 'tt';
-const STRATEGY = (flag('--strategy') ?? 'one-shot') as SearchStrategy;
-const OUT = flag('--out') ?? 'out';
+const TARGET = args.target ?? (SMOKE ? 0.1 : 0.03);
+const FAMILY = args.family;
+const STRATEGY: SearchStrategy = args.strategy;
+const OUT = args.out;
 
 /** A test card: a gradient, three soft discs, a ring and a band of stripes. */
 export function proceduralImage(size: number): GrayImage {
@@ -66,7 +73,7 @@ function topology(dims: number[]): TensorNetwork {
   return tensorTrain(dims, ones(dims.length - 1));
 }
 
-const source = flag('--image');
+const source = args.image;
 let img: GrayImage;
 if (source) {
   img = decodePng(readFileSync(source));

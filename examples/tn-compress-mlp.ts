@@ -10,9 +10,9 @@
 //
 // Data: Debian's dataset-fashion-mnist when installed (or --data DIR), else the embedded subset.
 
-import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { adam, compile, grad, tensor, type Executable, type Graph } from '../index.js';
+import { cli } from './cli.js';
 import { mlpGraph } from './mlp-model.js';
 import { batches, loadFashionMnist, NUM_CLASSES, PIXELS, type Split } from '../tools/data/fashion-mnist.js';
 import { generalNetwork, paramCount, ranksOf, type TensorNetwork } from '../graphs/tn/network.js';
@@ -21,27 +21,28 @@ import type { TnFit } from '../graphs/tn/fit-types.js';
 import { coreParamName, replaceParamByNetwork } from '../graphs/tn/replace.js';
 import { alsFitter } from '../runtime/tn-fit.js';
 
-const { values: args } = parseArgs({
-  options: {
-    smoke: { type: 'boolean', default: false },
-    epochs: { type: 'string', default: '3' },
-    finetune: { type: 'string', default: '2' },
-    compressions: { type: 'string', default: '10,20,40' },
-    data: { type: 'string' },
-    lr: { type: 'string', default: '0.001' },
-    seed: { type: 'string', default: '1' },
-  },
+const args = cli({
+  command: 'npx tsx examples/tn-compress-mlp.ts',
+  summary: "Compresses the hidden layer of a Fashion-MNIST MLP with a searched tensor network, fine-tunes each compressed model and prints the accuracy / compression curve.",
+}, {
+  smoke: { type: 'flag', help: 'a narrow layer and one compression (for the tests)' },
+  epochs: { type: 'int', min: 1, default: 3, help: 'epochs of dense training' },
+  finetune: { type: 'int', min: 0, default: 2, help: 'epochs of fine-tuning per compression' },
+  compressions: { type: 'ints', min: 1, default: [10, 20, 40], help: 'compression factors to reach' },
+  data: { type: 'string', placeholder: 'DIR', help: "directory of the IDX files (default: Debian's dataset-fashion-mnist, else the shipped subset)" },
+  lr: { type: 'number', min: 0, default: 0.001, help: 'Adam learning rate' },
+  seed: { type: 'int', min: 0, default: 1, help: 'seed of the initialization and shuffling' },
 });
-const smoke = args.smoke!;
+const smoke = args.smoke;
 // In smoke mode a narrower layer (784×64 as (16·7·7)×(4·4·4)) keeps the search to seconds.
 const HIDDEN = smoke ? 64 : 256;
 const IN_FACTORS = smoke ? [16, 7, 7] : [4, 7, 7, 4];
 const OUT_FACTORS = smoke ? [4, 4, 4] : [4, 4, 4, 4];
-const epochs = smoke ? 1 : Number(args.epochs);
-const finetune = smoke ? 1 : Number(args.finetune);
-const compressions = (smoke ? '40' : args.compressions!).split(',').map(Number).sort((a, b) => b - a);
+const epochs = smoke ? 1 : args.epochs;
+const finetune = smoke ? 1 : args.finetune;
+const compressions = (smoke ? [40] : args.compressions).sort((a, b) => b - a);
 const batchSize = 128;
-const seed = Number(args.seed);
+const seed = args.seed;
 
 const data = loadFashionMnist(args.data ? { dir: args.data } : {});
 const cut = (s: Split, n: number): Split => ({ images: s.images.subarray(0, n * PIXELS), labels: s.labels.subarray(0, n), count: Math.min(n, s.count) });
@@ -73,7 +74,7 @@ function accuracy(step: Executable): number {
 // 1. The dense model.
 const t0 = performance.now();
 const dense: Graph = mlpGraph([PIXELS, HIDDEN, NUM_CLASSES], 'mlp');
-const denseStep = compile(grad(dense, 'loss'), { optimizer: adam(Number(args.lr)), seed });
+const denseStep = compile(grad(dense, 'loss'), { optimizer: adam(args.lr), seed });
 trainEpochs(denseStep, epochs, 0);
 const denseAcc = accuracy(denseStep);
 const trained = denseStep.variables();
@@ -98,7 +99,7 @@ for (const c of compressions) {
   const fit = [...steps].reverse().find((f) => paramCount(f.net) <= layerParams / c);
   if (!fit) continue;
   const model = replaceParamByNetwork(dense, 'w0', fit.net);
-  const step = compile(grad(model, 'loss'), { optimizer: adam(Number(args.lr)), seed });
+  const step = compile(grad(model, 'loss'), { optimizer: adam(args.lr), seed });
   step.setVariables({
     'param:w1': trained['param:w1']!, 'param:b0': trained['param:b0']!, 'param:b1': trained['param:b1']!,
     ...Object.fromEntries(fit.cores.map((core, k) => [`param:${coreParamName('w0', k)}`, Float32Array.from(core)])),

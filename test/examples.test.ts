@@ -1,11 +1,12 @@
-// Every example has a --smoke mode; running them here keeps them from rotting. The main example
+// Every example has a --smoke mode; running them here keeps them from rotting (flags after `--`, as
+// `npx tsx examples/x.ts -- --smoke` passes them). The main example
 // runs on the CPU and, where an adapter is found (always under CI), on WebGPU, to the same accuracy.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { acquireWebGpu, lastAcquireFailure } from '../runtime/webgpu/device.js';
 
 function runExample(file: string, args: string[] = []): string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--smoke', ...args], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--', '--smoke', ...args], { encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`${file} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }

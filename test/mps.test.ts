@@ -109,7 +109,7 @@ describe('MPS classifier', () => {
   });
 
   it('the Fashion-MNIST example trains in smoke mode to well above chance', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/mps-fashion-mnist.ts', '--smoke', '--quiet', '--backend', 'cpu'], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/mps-fashion-mnist.ts', '--', '--smoke', '--quiet', '--backend', 'cpu'], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     const m = /test accuracy: ([\d.]+)%/.exec(r.stdout);
     expect(m, r.stdout).not.toBeNull();

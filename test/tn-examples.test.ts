@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 function runExample(file: string, args: string[] = []): string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--smoke', ...args], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--', '--smoke', ...args], { encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`${file} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
