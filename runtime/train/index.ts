@@ -20,5 +20,5 @@ export type { StreamPosition, RngState, CheckpointState, Checkpoint, LoadedCheck
 export { checkWritable, directoryStore } from './checkpoint.js';
 export { openCheckpointStore } from './checkpoint-store.js';
 export type { CheckpointStore } from './checkpoint-store.js';
-export { redisSource, encodeEntry, decodeEntry } from './redis.js';
+export { redisSource, encodeEntry, decodeEntry, RedisSourceError } from './redis.js';
 export type { RedisSource, RedisSourceOptions, RedisEntry } from './redis.js';

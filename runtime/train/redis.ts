@@ -2,8 +2,11 @@
 // (each batch tagged with its last entry ID, which checkpoints record) and acknowledged (XACK) only
 // once a covering checkpoint is durable: a crashed trainer neither loses nor repeats an entry.
 // One consumer per stream and group; it does not balance entries over several consumers.
+// A lost connection is retried with backoff for `reconnectMs`; then the source fails with a
+// RedisSourceError naming the URL and the stream. Connection errors never go unhandled.
 
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
+import { RheoError } from '../../graphs/errors.js';
 import { allocArray, type HostTensor } from '../tensor.js';
 import { dict } from '../../graphs/dict.js';
 import type { StreamPosition } from './checkpoint.js';
@@ -30,7 +33,42 @@ export interface RedisSourceOptions {
   readonly blockMs?: number;
   /** end the stream once no new entry has arrived for this long, ms (default: never end) */
   readonly idleMs?: number;
+  /**
+   * how long to keep trying when Redis cannot be reached (at the start or after a lost
+   * connection), with backoff from 50 ms to 1 s between attempts; then a RedisSourceError (ms,
+   * default 30000)
+   */
+  readonly reconnectMs?: number;
 }
+
+/** Redis could not be reached for the source's `reconnectMs`: names the server and the stream. */
+export class RedisSourceError extends RheoError {
+  constructor(
+    /** the server, without any password */
+    readonly url: string,
+    readonly stream: string,
+    /** how long it was tried, ms */
+    readonly waitedMs: number,
+    override readonly cause: unknown,
+  ) {
+    super(`Redis source: no connection to ${url} (stream '${stream}') for ${waitedMs} ms; last error: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/** A URL without credentials, for messages. */
+function displayUrl(redis: Redis | string): string {
+  if (typeof redis !== 'string') return `redis://${redis.options.host ?? '127.0.0.1'}:${redis.options.port ?? 6379}`;
+  try {
+    const u = new URL(redis);
+    u.password = '';
+    u.username = '';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return redis.replace(/\/\/[^@/]*@/, '//');
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface RedisSource extends ResumableSource<Batch> {
   /** entries acknowledged so far by this source */
@@ -50,18 +88,58 @@ export function redisSource(opts: RedisSourceOptions): RedisSource {
   const n = opts.entriesPerBatch;
   if (!(Number.isInteger(n) && n >= 1)) throw new RangeError(`redisSource: entriesPerBatch must be a positive integer, got ${n}`);
   const decode = opts.decode ?? ((entries: readonly RedisEntry[]) => stack(entries.map((e) => decodeEntry(e.fields))));
+  const reconnectMs = opts.reconnectMs ?? 30_000;
+  if (!(Number.isFinite(reconnectMs) && reconnectMs >= 0)) throw new RangeError(`redisSource: reconnectMs must be a non-negative number, got ${reconnectMs}`);
+  const url = displayUrl(opts.redis);
+  // Commands fail at once while the connection is down (no offline queue, no resending); `call`
+  // retries them with backoff until `reconnectMs` has passed, while the client reconnects.
+  const connection = {
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), 1000),
+  };
   const owned = typeof opts.redis === 'string';
-  const cmd = typeof opts.redis === 'string' ? new Redis(opts.redis, { lazyConnect: false, maxRetriesPerRequest: 3 }) : opts.redis;
+  const cmd = typeof opts.redis === 'string' ? new Redis(opts.redis, { lazyConnect: false, ...connection }) : opts.redis;
   // Blocking reads hold their connection; acknowledgements go over the other one.
-  const reader = cmd.duplicate();
+  const reader = cmd.duplicate(connection);
+  /** the last error seen, of a command or of the connection (which tells why it is down) */
+  let lastError: unknown;
+  let connectionError: unknown;
+  const onError = (e: unknown) => (lastError = connectionError = e);
+  cmd.on('error', onError);
+  reader.on('error', onError);
   let acked = 0;
-  let groupReady: Promise<void> | undefined;
+  let closed = false;
 
+  /** `f` until it succeeds, a Redis reply error, or the connection has been down for `reconnectMs`. */
+  async function call<T>(f: () => Promise<T>): Promise<T> {
+    let downSince: number | undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await f();
+        if (downSince !== undefined) connectionError = undefined;
+        return r;
+      } catch (e) {
+        if (e instanceof ReplyError || closed) throw e;
+        lastError = e;
+        downSince ??= Date.now();
+        const left = reconnectMs - (Date.now() - downSince);
+        if (left <= 0) throw new RedisSourceError(url, opts.stream, reconnectMs, connectionError ?? e);
+        await sleep(Math.min(50 * 2 ** Math.min(attempt, 10), 1000, left));
+      }
+    }
+  }
+
+  let groupReady: Promise<void> | undefined;
   const ensureGroup = () =>
-    (groupReady ??= cmd.xgroup('CREATE', opts.stream, group, '0', 'MKSTREAM').then(
+    (groupReady ??= call(() => cmd.xgroup('CREATE', opts.stream, group, '0', 'MKSTREAM')).then(
       () => undefined,
       (e: Error) => {
-        if (!/BUSYGROUP/.test(e.message)) throw e;
+        if (!/BUSYGROUP/.test(e.message)) {
+          groupReady = undefined;
+          throw e;
+        }
       },
     ));
 
@@ -69,7 +147,7 @@ export function redisSource(opts: RedisSourceOptions): RedisSource {
     const args: (string | number)[] = ['GROUP', group, consumer, 'COUNT', count];
     if (block !== undefined) args.push('BLOCK', block);
     args.push('STREAMS', opts.stream, id);
-    const reply = (await reader.callBuffer('XREADGROUP', args)) as [Buffer, [Buffer, Buffer[] | null][]][] | null;
+    const reply = (await call(() => reader.callBuffer('XREADGROUP', args))) as [Buffer, [Buffer, Buffer[] | null][]][] | null;
     const rows = reply?.[0]?.[1] ?? [];
     return rows.map(([rid, flat]) => {
       const fields = dict<Buffer>();
@@ -83,9 +161,9 @@ export function redisSource(opts: RedisSourceOptions): RedisSource {
     if (position.token === undefined) return;
     await ensureGroup();
     for (;;) {
-      const rows = (await cmd.xpending(opts.stream, group, '-', position.token, 1000, consumer)) as [string, string, number, number][];
+      const rows = (await call(() => cmd.xpending(opts.stream, group, '-', position.token!, 1000, consumer))) as [string, string, number, number][];
       if (rows.length === 0) return;
-      acked += await cmd.xack(opts.stream, group, ...rows.map((r) => r[0]));
+      acked += await call(() => cmd.xack(opts.stream, group, ...rows.map((r) => r[0])));
       if (rows.length < 1000) return;
     }
   }
@@ -103,12 +181,20 @@ export function redisSource(opts: RedisSourceOptions): RedisSource {
     // ...then new ones.
     const blockMs = opts.blockMs ?? 1000;
     let idleSince = Date.now();
+    let last = from.token ?? '0';
     for (;;) {
       const wait = opts.idleMs === undefined ? blockMs : Math.max(1, Math.min(blockMs, opts.idleMs - (Date.now() - idleSince)));
-      const got = await read('>', n, wait);
+      const before = lastError;
+      let got = await read('>', n, wait);
+      // After a reconnect, a read the server ran whose reply was lost left entries pending for
+      // this consumer: take those (after the last one yielded) before new ones.
+      if (lastError !== before) got = [...(await read(last, Math.max(n, 100))), ...got].filter((e, i, all) => all.findIndex((x) => x.id === e.id) === i);
       if (got.length) idleSince = Date.now();
       else if (opts.idleMs !== undefined && Date.now() - idleSince >= opts.idleMs) return;
-      yield* got;
+      for (const e of got) {
+        last = e.id;
+        if (Object.keys(e.fields).length) yield e;
+      }
     }
   }
 
@@ -131,8 +217,10 @@ export function redisSource(opts: RedisSourceOptions): RedisSource {
     open: (from) => batches(from),
     commit,
     async close() {
+      closed = true;
       reader.disconnect();
-      if (owned) await cmd.quit();
+      if (owned) await cmd.quit().catch(() => cmd.disconnect());
+      else cmd.off('error', onError);
     },
   };
   return source;
