@@ -48,6 +48,9 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
  * await saveModel('mlp-model', mlp, step);
  */
 export async function saveModel(dir: string, graph: Graph, from: Executable | WeightSource, opts: SaveModelOptions = {}): Promise<string> {
+  if (graph.updates.length > 0) {
+    throw new ModelError(dir, `graph '${graph.name}' updates its params (a training graph): save the model graph it was made from`);
+  }
   const variables = from instanceof Executable ? await from.readVariables() : from;
   const params = paramsOf(graph, variables);
   const tensors = Object.create(null) as Record<string, HostTensor>;

@@ -113,7 +113,7 @@ describe('saveModel and loadModel', () => {
     expect(values(loadModel(join(dir, 'model')).params['param:w1']!)).toEqual(values(step.variables()['param:w1']!));
   });
 
-  it("weights that do not fit the graph are a ModelError naming the source and the param", () => {
+  it("weights that do not fit the graph, or a training graph, are a ModelError naming the source and the param", async () => {
     const step = trained();
     const other = mlpGraph([6, 5, 3]);
     const e = thrown(() => paramsOf(other, step.variables()));
@@ -123,6 +123,7 @@ describe('saveModel and loadModel', () => {
     const e2 = thrown(() => paramsOf(mlp, readCheckpoint(path)));
     expect(e2.file).toBe(path);
     expect(e2.message).toMatch(/has no 'param:b0'/);
+    await expect(saveModel(join(dir, 'model'), step.graph, step)).rejects.toThrow(/a training graph\): save the model graph/);
   });
 
   it('a missing or corrupt model directory is a ModelError naming the file', async () => {
