@@ -2,12 +2,15 @@
 // (or write a variable in place), frees give buffers back, and at the end the outputs are read
 // and the updates applied. Every liveness and reuse decision is the plan's; this module counts
 // the bytes of computed values the device holds, so the measured peak can be checked against the
-// planned one. It does not plan, and it knows no backend.
+// planned one. Send, recv and collective steps go through a communicator (runtime/mesh/); a run
+// with one is asynchronous, since a peer answers when it answers. It does not plan, and it knows
+// no backend.
 
 import type { DType } from '../graphs/types.js';
 import type { Plan } from '../scheduler/plan.js';
 import { DeviceUseError, type Device } from './device.js';
 import type { CpuArray } from './cpu/render-js.js';
+import { runCollective, type Communicator } from './mesh/communicator.js';
 import type { Variables } from './variables.js';
 
 export interface PlanRun {
@@ -17,6 +20,12 @@ export interface PlanRun {
   readonly measuredPeakBytes: number;
 }
 
+export interface RunPlanOptions {
+  readonly update: boolean;
+  /** read the outputs synchronously (devices with `caps.sync` only) */
+  readonly sync: boolean;
+}
+
 /**
  * Run `plan` on `vars.device`. Everything up to the read of the outputs happens before this
  * returns (kernels recorded, updates applied), so runs started one after another see each
@@ -24,13 +33,49 @@ export interface PlanRun {
  *
  * @param feeds host values by input node id
  * @param opts.sync read the outputs synchronously (devices with `caps.sync` only)
+ * @param opts.comm runs the plan's send, recv and collective steps (this device is `comm.rank`);
+ *   the run then resolves once its communication is done. Without one those steps are an error.
  */
+export function runPlan<B>(plan: Plan, vars: Variables<B>, feeds: ReadonlyMap<number, { dtype: DType; data: CpuArray }>, opts: RunPlanOptions): PlanRun;
+export function runPlan<B>(plan: Plan, vars: Variables<B>, feeds: ReadonlyMap<number, { dtype: DType; data: CpuArray }>, opts: RunPlanOptions & { comm: Communicator }): Promise<PlanRun>;
 export function runPlan<B>(
   plan: Plan,
   vars: Variables<B>,
   feeds: ReadonlyMap<number, { dtype: DType; data: CpuArray }>,
-  opts: { update: boolean; sync: boolean },
-): PlanRun {
+  opts: RunPlanOptions & { comm?: Communicator },
+): PlanRun | Promise<PlanRun> {
+  const run = interpret(plan, vars, feeds, opts);
+  if (!opts.comm) {
+    const r = run.next();
+    if (!r.done) throw new DeviceUseError('plan interpreter: a run without a communicator waited on one');
+    return r.value;
+  }
+  return drive(run);
+}
+
+/** Runs the steps to the end, awaiting each communication the interpreter yields. */
+async function drive(run: Generator<Promise<void>, PlanRun>): Promise<PlanRun> {
+  let r = run.next();
+  while (!r.done) {
+    let failed = false, error: unknown;
+    try {
+      await r.value;
+    } catch (e) {
+      failed = true;
+      error = e;
+    }
+    r = failed ? run.throw(error) : run.next();
+  }
+  return r.value;
+}
+
+/** The interpreter: yields a promise at each send, recv and collective, and returns the run. */
+function* interpret<B>(
+  plan: Plan,
+  vars: Variables<B>,
+  feeds: ReadonlyMap<number, { dtype: DType; data: CpuArray }>,
+  opts: RunPlanOptions & { comm?: Communicator },
+): Generator<Promise<void>, PlanRun> {
   const device: Device<B> = vars.device;
   const g = plan.graph;
   /** computed values this run holds, by node id */
@@ -43,7 +88,20 @@ export function runPlan<B>(
   let peak = 0;
   try {
     for (const [id, f] of feeds) fed.set(id, device.upload(f.dtype, f.data));
-    plan.steps.forEach((s, i) => {
+    const comm = opts.comm;
+    /** a buffer's contents as a host array: the buffer itself on host devices, else a copy written back after */
+    const onHost = (b: B, f: (a: CpuArray) => Promise<void>): Promise<void> => {
+      if (ArrayBuffer.isView(b)) return f(b as unknown as CpuArray);
+      return device.read([b]).then(async ([a]) => {
+        await f(a!);
+        device.write(b, a!);
+      });
+    };
+    for (let i = 0; i < plan.steps.length; i++) {
+      const s = plan.steps[i]!;
+      if (!comm && (s.kind === 'send' || s.kind === 'recv' || s.kind === 'collective')) {
+        throw new DeviceUseError(`plan step ${i}: '${s.kind}' needs a mesh of devices; this plan runs on ${device.description} alone`);
+      }
       switch (s.kind) {
         case 'launch': {
           let out: B;
@@ -68,10 +126,23 @@ export function runPlan<B>(
             device.free(b);
           }
           break;
-        default:
-          throw new DeviceUseError(`plan step ${i}: '${s.kind}' needs a mesh of devices; this plan runs on ${device.description} alone`);
+        case 'send':
+          yield onHost(lookup(s.buffer), (a) => comm!.send(a, s.peer));
+          break;
+        case 'recv': {
+          const b = plan.buffers.get(s.buffer)!;
+          const into = device.alloc(b.dtype as DType, b.elements);
+          own.set(s.buffer, into);
+          live += device.bytes(into);
+          if (live > peak) peak = live;
+          yield onHost(into, (a) => comm!.recv(a, s.peer));
+          break;
+        }
+        case 'collective':
+          yield onHost(lookup(s.buffer), (a) => runCollective(comm!, s.op, a, s.group));
+          break;
       }
-    });
+    }
     const outs = Object.values(plan.outputs).map(lookup);
     const values = opts.sync ? device.readSync!(outs) : device.read(outs);
     // Updates are simultaneous: every new value is taken before any variable changes. A buffer
