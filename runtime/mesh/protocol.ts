@@ -1,0 +1,30 @@
+// The messages between a mesh (the calling thread) and its device workers. Plans and variables go
+// to a worker once (`load`); each run sends only its feeds and gets the outputs back with their
+// memory transferred. Tensor data between devices never travels here: it goes through the shared
+// slots (runtime/mesh/shared-memory.ts).
+
+import type { DType } from '../../graphs/types.js';
+import type { Plan } from '../../scheduler/plan.js';
+import type { DeviceId } from '../../scheduler/steps.js';
+import type { CpuArray } from '../cpu/render-js.js';
+import type { SharedChannels } from './shared-memory.js';
+
+/** A host tensor by node id, as a plan's feeds and variables are given. */
+export type HostValues = ReadonlyMap<number, { dtype: DType; data: CpuArray }>;
+
+export interface WorkerInit {
+  readonly rank: DeviceId;
+  readonly channels: SharedChannels;
+  readonly deadlineMs: number;
+}
+
+export type ToWorker =
+  | { readonly type: 'load'; readonly id: number; readonly program: number; readonly plan: Plan; readonly variables: HostValues }
+  | { readonly type: 'run'; readonly id: number; readonly program: number; readonly feeds: HostValues; readonly update: boolean }
+  | { readonly type: 'read'; readonly id: number; readonly program: number; readonly ids: readonly number[] }
+  | { readonly type: 'drop'; readonly id: number; readonly program: number };
+
+export type FromWorker =
+  | { readonly type: 'ready'; readonly description: string }
+  | { readonly type: 'done'; readonly id: number; readonly values?: CpuArray[]; readonly peakBytes?: number }
+  | { readonly type: 'error'; readonly id: number; readonly name: string; readonly message: string; readonly device?: DeviceId };

@@ -1,0 +1,60 @@
+// A device of a mesh: the entry of one worker thread. It owns a CPU device and the shared-memory
+// communicator for its rank, keeps the plans and variables loaded into it, and runs them one
+// request at a time through the one plan interpreter. It does not plan or choose what to send.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { HostDevice } from '../device.js';
+import { runPlan } from '../plan-interpreter.js';
+import { Variables } from '../variables.js';
+import type { CpuArray } from '../cpu/render-js.js';
+import type { Plan } from '../../scheduler/plan.js';
+import { MeshError } from './communicator.js';
+import { SharedMemoryCommunicator } from './shared-memory.js';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const device = new HostDevice('cpu');
+const comm = new SharedMemoryCommunicator(init.rank, init.channels, init.deadlineMs);
+const programs = new Map<number, { plan: Plan; vars: Variables<CpuArray> }>();
+
+const post = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+
+async function handle(m: ToWorker): Promise<void> {
+  switch (m.type) {
+    case 'load':
+      programs.set(m.program, { plan: m.plan, vars: new Variables(device, m.variables) });
+      return post({ type: 'done', id: m.id });
+    case 'run': {
+      const p = program(m.program);
+      const r = await runPlan(p.plan, p.vars, m.feeds, { update: m.update, sync: true, comm });
+      const values = r.values as CpuArray[];
+      return post({ type: 'done', id: m.id, values, peakBytes: r.measuredPeakBytes }, values.map((v) => v.buffer as ArrayBuffer));
+    }
+    case 'read': {
+      const values = [...program(m.program).vars.readSync(m.ids).values()];
+      return post({ type: 'done', id: m.id, values }, values.map((v) => v.buffer as ArrayBuffer));
+    }
+    case 'drop':
+      programs.delete(m.program);
+      return post({ type: 'done', id: m.id });
+  }
+}
+
+function program(id: number): { plan: Plan; vars: Variables<CpuArray> } {
+  const p = programs.get(id);
+  if (!p) throw new MeshError(init.rank, `has no program ${id} loaded`);
+  return p;
+}
+
+// one request at a time, in the order sent
+let queue = Promise.resolve();
+port.on('message', (m: ToWorker) => {
+  queue = queue.then(() =>
+    handle(m).catch((e: unknown) => {
+      const err = e instanceof Error ? e : new Error(String(e));
+      post({ type: 'error', id: m.id, name: err.name, message: err.message, ...(e instanceof MeshError ? { device: e.device } : {}) });
+    }),
+  );
+});
+post({ type: 'ready', description: device.description });
