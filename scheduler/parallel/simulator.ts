@@ -32,6 +32,8 @@ export interface StageCost {
   readonly sendBytes: number;
   /** bytes kept from a forward until the micro-batch's last backward pass of this stage */
   readonly activationBytes: number;
+  /** bytes a split backward keeps from B until W (default 0) */
+  readonly gradientBytes?: number;
   /** seconds of collectives (tensor parallelism) inside each pass, not overlapped with compute */
   readonly forwardCommSeconds?: number;
   readonly backwardCommSeconds?: number;
@@ -164,13 +166,16 @@ export function simulatePipeline(schedule: PipelineSchedule, costs: readonly Sta
         if (!split) {
           held[d] -= c.activationBytes;
           inFlight[o.stage]!--;
+        } else {
+          held[d] += c.gradientBytes ?? 0;
+          peakBytes[d] = Math.max(peakBytes[d]!, held[d]!);
         }
         if (o.stage > 0) {
           if (stageDevice[o.stage - 1] !== d) p2p += costs[o.stage - 1]!.sendBytes;
           wake(stageDevice[o.stage - 1]!);
         }
       } else {
-        held[d] -= c.activationBytes;
+        held[d] -= c.activationBytes + (c.gradientBytes ?? 0);
         inFlight[o.stage]!--;
       }
     }
