@@ -5,7 +5,7 @@
 // max payload. Joining waits until every peer answers on `<prefix>.ready.<p>`, so nothing is
 // published before its receiver listens. It does not start servers or processes.
 
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { DeviceId } from '../../scheduler/steps.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import { bytesOf, MeshError, RingCommunicator } from './communicator.js';
@@ -50,6 +50,8 @@ export class NatsCommunicator extends RingCommunicator {
     const deadlineMs = opts.deadlineMs ?? 10_000;
     let nc: NatsConnection;
     try {
+      // loaded here, so importing the mesh costs nothing for in-process use
+      const { connect } = await import('@nats-io/transport-node');
       nc = await connect({ servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers], timeout: deadlineMs });
     } catch (e) {
       throw new MeshError(rank, `could not reach NATS at ${String(opts.servers)}: ${(e as Error).message}`);
