@@ -12,7 +12,10 @@ import type { PlanStep } from '../scheduler/steps.js';
 import type { Kernel } from '../ops/kernel-ir.js';
 import type { DType } from '../graphs/types.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
-import { Mesh, MeshError, NatsCommunicator, type HostValues } from '../runtime/mesh/index.js';
+import { Mesh, MeshError, NatsCommunicator, SharedMemoryCommunicator, sharedChannels, type HostValues } from '../runtime/mesh/index.js';
+import { HostDevice, DeviceUseError } from '../runtime/device.js';
+import { Variables } from '../runtime/variables.js';
+import { runPlan } from '../runtime/plan-interpreter.js';
 import { haveNatsServer, startNatsServer } from './fixtures/nats-server.js';
 
 const meshes: Mesh[] = [];
@@ -79,6 +82,31 @@ describe('a mesh of worker devices', () => {
     // the program stays loaded: a second step with the same feeds gives the same bits
     const again = await m.run(program, feeds);
     expect(again.values[0]!.map((v) => Array.from(v))).toEqual(run.values[0]!.map((v) => Array.from(v)));
+  });
+});
+
+describe('send, recv and collective steps in the one interpreter', () => {
+  it('run through a communicator; without one they are a clear error', async () => {
+    const g = grad(mlpGraph([4, 8, 2]), 'loss');
+    const exe = compile(g, { seed: 2 });
+    const plan = exe.plan({ x: [2, 4], y: [2, 2] }, ['loss']);
+    const loss = plan.outputs['loss']!;
+    const vars = variablesOf(g, plan, exe.variables());
+    const feeds = inputs(g, { x: Float32Array.from({ length: 8 }, (_, i) => i / 8), y: Float32Array.from([1, 0, 0, 1]) });
+    const want = exe.runSync({ x: feeds.get(g.nodes.find((n) => n.name === 'x')!.id)!.data as Float32Array, y: Float32Array.from([1, 0, 0, 1]) }, ['loss'])['loss']!.data;
+    const sender: Plan = { ...plan, steps: [...plan.steps, { kind: 'send', buffer: loss, peer: 1 }] };
+    const receiver: Plan = { ...plan, steps: [{ kind: 'recv', buffer: loss, peer: 0 }] };
+    const host = () => new Variables(new HostDevice('cpu'), vars);
+    expect(() => runPlan(sender, host(), feeds, { update: false, sync: true })).toThrow(DeviceUseError);
+    expect(() => runPlan(sender, host(), feeds, { update: false, sync: true })).toThrow(/plan step \d+: 'send' needs a mesh of devices/);
+    const ch = sharedChannels(2, 64);
+    const [a, b] = await Promise.all([
+      runPlan(sender, host(), feeds, { update: false, sync: true, comm: new SharedMemoryCommunicator(0, ch, 5_000) }),
+      runPlan(receiver, host(), new Map(), { update: false, sync: true, comm: new SharedMemoryCommunicator(1, ch, 5_000) }),
+    ]);
+    expect(Array.from((a.values as Float32Array[])[0]!)).toEqual(Array.from(want));
+    expect(Array.from((b.values as Float32Array[])[0]!)).toEqual(Array.from(want));
+    expect(b.measuredPeakBytes).toBe(4);
   });
 });
 
