@@ -118,3 +118,14 @@ export type { SearchOptions as StructureSearchOptions, SearchResult as Structure
 export type { TnFit, TnFitter, FitOptions } from './graphs/tn/fit-types.js';
 export { replaceParamByNetwork, coreParamName } from './graphs/tn/replace.js';
 export { alsFitter, reconstruct as reconstructNetwork } from './runtime/tn-fit.js';
+// pipeline parallelism: stages, schedules as data, the simulator, a host executor
+export { partitionPipeline, stageTransfers, PipelineError } from './scheduler/parallel/pipeline-partition.js';
+export type { PipelineProgram, PipelineStage, CutTensor, PartitionOptions } from './scheduler/parallel/pipeline-partition.js';
+export { gpipe, oneFOneB, interleaved1F1B, zbH1, validateSchedule, ScheduleError } from './scheduler/parallel/pipeline-schedule.js';
+export type { PipelineSchedule, PipelineOp, PipelinePass, ScheduleKind } from './scheduler/parallel/pipeline-schedule.js';
+export { simulatePipeline } from './scheduler/parallel/simulator.js';
+export type { Simulation, StageCost, Hardware as PipelineHardware, DeviceReport, SimulateOptions } from './scheduler/parallel/simulator.js';
+export { predictGpt, gptParams } from './scheduler/parallel/pipeline-gpt.js';
+export type { GptModel, GptLayout, GptPrediction, MeshHardware } from './scheduler/parallel/pipeline-gpt.js';
+export { HostPipeline } from './runtime/pipeline-host.js';
+export type { HostPipelineOptions, HostPipelineStep } from './runtime/pipeline-host.js';
