@@ -43,6 +43,13 @@ export interface Device<B = unknown> {
   read(bs: readonly B[]): Promise<CpuArray[]>;
   /** the same, synchronously; only where `caps.sync` */
   readSync?(bs: readonly B[]): CpuArray[];
+  /**
+   * Host devices: `data` itself as a buffer, borrowed for a run (kernels never write their
+   * inputs); `free` gives it back without recycling it. Saves the copy `upload` makes.
+   */
+  adopt?(dtype: DType, data: CpuArray): B;
+  /** Host devices: hands `b`'s array to the caller, who owns it from then on (no copy). */
+  take?(b: B): CpuArray;
 }
 
 /** A device used in a way it does not support. */
@@ -61,6 +68,7 @@ export class HostDevice implements Device<CpuArray> {
   private peak = 0;
   private readonly pool = new Map<string, CpuArray[]>();
   private readonly fns = new WeakMap<Kernel, CpuKernelFn>();
+  private readonly borrowed = new WeakSet<CpuArray>();
 
   constructor(readonly kind: 'cpu' | 'reference', readonly f64 = false) {
     this.description = f64 ? `${kind} (f64)` : kind;
@@ -79,6 +87,7 @@ export class HostDevice implements Device<CpuArray> {
 
   free(b: CpuArray): void {
     this.live -= b.byteLength;
+    if (this.borrowed.delete(b)) return;
     const key = `${b.constructor.name}:${b.length}`;
     const list = this.pool.get(key);
     if (list) list.push(b);
@@ -93,6 +102,20 @@ export class HostDevice implements Device<CpuArray> {
     const a = this.alloc(dtype, data.length);
     a.set(data);
     return a;
+  }
+
+  adopt(dtype: DType, data: CpuArray): CpuArray {
+    const type = this.key(dtype, data.length).split(':')[0];
+    if (data.constructor.name !== type || this.borrowed.has(data)) return this.upload(dtype, data);
+    this.borrowed.add(data);
+    this.count(data.byteLength);
+    return data;
+  }
+
+  take(b: CpuArray): CpuArray {
+    this.live -= b.byteLength;
+    this.borrowed.delete(b);
+    return b;
   }
 
   write(b: CpuArray, data: CpuArray): void {

@@ -87,7 +87,7 @@ function* interpret<B>(
   let live = 0;
   let peak = 0;
   try {
-    for (const [id, f] of feeds) fed.set(id, device.upload(f.dtype, f.data));
+    for (const [id, f] of feeds) fed.set(id, device.adopt ? device.adopt(f.dtype, f.data) : device.upload(f.dtype, f.data));
     const comm = opts.comm;
     /** a buffer's contents as a host array: the buffer itself on host devices, else a copy written back after */
     const onHost = (b: B, f: (a: CpuArray) => Promise<void>): Promise<void> => {
@@ -143,8 +143,10 @@ function* interpret<B>(
           break;
       }
     }
-    const outs = Object.values(plan.outputs).map(lookup);
-    const values = opts.sync ? device.readSync!(outs) : device.read(outs);
+    const outIds = Object.values(plan.outputs);
+    // Reads are recorded before the updates below, so they see this run's values on any device.
+    // A host device hands over an output's buffer itself when nothing else keeps it.
+    const values = opts.sync ? undefined : device.read(outIds.map(lookup));
     // Updates are simultaneous: every new value is taken before any variable changes. A buffer
     // this run computed becomes the variable's; a value that is itself a variable (or feeds two
     // updates) is copied into a fresh buffer first.
@@ -164,10 +166,21 @@ function* interpret<B>(
         next.push([u.target, t]);
       }
     }
+    let synced: CpuArray[] | undefined;
+    if (opts.sync) {
+      const taken = new Set<number>();
+      synced = outIds.map((id) => {
+        const b = own.get(id);
+        if (b === undefined || !device.take || claimed.has(id) || taken.has(id) || outIds.indexOf(id) !== outIds.lastIndexOf(id)) return device.readSync!([lookup(id)])[0]!;
+        taken.add(id);
+        own.delete(id);
+        return device.take(b);
+      });
+    }
     for (const [target, b] of next) vars.replace(target, b);
     for (const [id, b] of own) if (!claimed.has(id)) device.free(b);
     own.clear();
-    return { values, measuredPeakBytes: peak };
+    return { values: synced ?? values!, measuredPeakBytes: peak };
   } finally {
     for (const b of own.values()) device.free(b);
     for (const b of fed.values()) device.free(b);
