@@ -48,7 +48,8 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
  * await saveModel('mlp-model', mlp, step);
  */
 export async function saveModel(dir: string, graph: Graph, from: Executable | WeightSource, opts: SaveModelOptions = {}): Promise<string> {
-  if (graph.updates.length > 0) {
+  // a model may update its own state (a running statistic); one that updates its params was made by an optimizer
+  if (graph.updates.some((u) => graph.nodes[u.target]!.op === 'param')) {
     throw new ModelError(dir, `graph '${graph.name}' updates its params (a training graph): save the model graph it was made from`);
   }
   const variables = from instanceof Executable ? await from.readVariables() : from;
