@@ -26,6 +26,7 @@ import { diagnosisGraph, firstBadNode, NumericsError, scanRun, type NonFinite } 
 import { allocArray, type HostTensor } from './tensor.js';
 import { Variables } from './variables.js';
 import { WebGpuBackend } from './webgpu/backend.js';
+import { sharedWasmDevice, wasmAvailable } from './wasm/device.js';
 import { DeviceError } from './webgpu/device.js';
 import { WebGpuDevice, describeAdapter, sharedWebGpuBackend } from './webgpu/gpu-device.js';
 
@@ -34,17 +35,18 @@ export type Feeds = Readonly<Record<string, Feed>>;
 export type Outputs = Record<string, HostTensor>;
 
 /**
- * Where kernels run: 'cpu' (generated JavaScript), 'webgpu' (generated WGSL on the WebGPU
- * device), 'auto' (WebGPU when an adapter is found, else the CPU) or 'reference' (the kernel IR
- * interpreter, for tests).
+ * Where kernels run: 'cpu' (generated JavaScript), 'wasm' (generated WebAssembly with SIMD128,
+ * on worker threads sharing its memory), 'webgpu' (generated WGSL on the WebGPU device), 'auto'
+ * (WebGPU when an adapter is found, else the CPU) or 'reference' (the kernel IR interpreter, for
+ * tests).
  */
-export type BackendName = 'cpu' | 'webgpu' | 'auto' | 'reference';
+export type BackendName = 'cpu' | 'wasm' | 'webgpu' | 'auto' | 'reference';
 
 /** Which backend an executable runs on, and why. */
 export interface BackendInfo {
   readonly requested: BackendName;
   /** 'pending' until a WebGPU or auto executable has looked for its device (see `ready()`) */
-  readonly backend: 'cpu' | 'webgpu' | 'reference' | 'pending';
+  readonly backend: 'cpu' | 'wasm' | 'webgpu' | 'reference' | 'pending';
   /** the WebGPU adapter, e.g. 'llvmpipe-llvm-15-0-6-256-bits- (OpenGL ES 3.2 Mesa 22.3.6; opengles, compatibility)' */
   readonly adapter?: string;
   /** why 'auto' took the CPU */
@@ -63,6 +65,8 @@ export interface CompileOptions {
   readonly backend?: BackendName;
   /** the WebGPU backend to run on (default: one shared by every executable of the process) */
   readonly webgpu?: WebGpuBackend;
+  /** backend 'wasm': threads its kernels may use, the calling one included (default: the core count) */
+  readonly threads?: number;
   /** adds optimizer state and updates to a graph made by `grad` */
   readonly optimizer?: Optimizer;
   /** seed for param initialization */
@@ -184,9 +188,12 @@ export class Executable {
         host.set(n.id, { dtype: n.dtype, data: a });
       }
     }
-    const settled = requested === 'cpu' || requested === 'reference' || (requested === 'auto' && this.f64);
+    const settled = requested === 'cpu' || requested === 'wasm' || requested === 'reference' || (requested === 'auto' && this.f64);
     this.store = { host, vars: null, started: null, info: { requested, backend: 'pending' } };
-    if (settled) {
+    if (settled && requested === 'wasm') {
+      if (!wasmAvailable()) throw new BackendError('wasm', 'this engine has no WebAssembly SIMD128; use the cpu backend');
+      this.settle(sharedWasmDevice({ f64: this.f64, ...(opts.threads === undefined ? {} : { threads: opts.threads }) }), { requested, backend: 'wasm' });
+    } else if (settled) {
       const kind = requested === 'reference' ? 'reference' : 'cpu';
       this.settle(new HostDevice(kind, this.f64), { requested, backend: kind, ...(this.f64 && requested === 'auto' ? { reason: "precision 'f64' needs the CPU" } : {}) });
     } else void this.ready().catch(() => undefined); // start looking for the device now

@@ -1,4 +1,4 @@
-// One op suite, run once per device (the reference interpreter's, CPU and WebGPU), each through
+// One op suite, run once per device (the reference interpreter's, CPU, WebAssembly and WebGPU), each through
 // the one plan interpreter: every op family, executed through
 // `compile(...).run`, must give what the reference interpreter gives one op at a time (f32
 // tolerance for floats, exactly for integers and booleans), and a training step with Adam must
@@ -16,6 +16,7 @@ import { tensor, type HostTensor } from '../runtime/tensor.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { mlpGraph } from '../examples/mlp-model.js';
+import { wasmAvailable } from '../runtime/wasm/device.js';
 
 const gpu = await sharedWebGpuBackend();
 if (!gpu) console.warn(`WebGPU half of the backend suite skipped: no adapter (${WebGpuBackend.unavailableReason})`);
@@ -23,6 +24,7 @@ if (!gpu) console.warn(`WebGPU half of the backend suite skipped: no adapter (${
 const backends = [
   { name: 'reference' as const, available: true },
   { name: 'cpu' as const, available: true },
+  { name: 'wasm' as const, available: wasmAvailable() },
   { name: 'webgpu' as const, available: gpu !== null || Boolean(process.env.CI) },
 ];
 

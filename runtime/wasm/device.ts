@@ -1,0 +1,296 @@
+// The WebAssembly device: every buffer lives in one WebAssembly memory the device owns (shared
+// with its worker threads), handed out by a size-class allocator that counts live and peak
+// bytes like HostDevice's; kernels are render-wasm.ts's modules, compiled once per signature
+// and instantiated once per device. Large launches are split across the thread pool; small
+// ones run on the calling thread. Reads copy out of the memory. It plans nothing.
+// Executables share one device per configuration (threads and memory are costly to start), so
+// a buffer that becomes garbage without being freed (a dropped executable's variables) goes
+// back to the allocator through a FinalizationRegistry.
+
+import type { DType } from '../../graphs/types.js';
+import type { Kernel } from '../../ops/kernel-ir.js';
+import { kernelSignature } from '../../ops/kernel-ir.js';
+import { HOST_CAPS, type DeviceCaps } from '../../scheduler/caps.js';
+import type { CpuArray } from '../cpu/render-js.js';
+import { DeviceUseError, type Device, type DeviceMemory } from '../device.js';
+import { allocArray } from '../tensor.js';
+import { gemmScratchBytes } from './matmul-wasm.js';
+import { WasmThreadPool, threadsAvailable } from './pool.js';
+import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { kernelInfo, renderWasm, type WasmKernelInfo, type WasmTarget } from './render-wasm.js';
+
+/** A buffer in the device's memory: `length` elements of `dtype` at byte address `ptr`. */
+export interface WasmBuffer {
+  readonly ptr: number;
+  readonly dtype: DType;
+  readonly length: number;
+  /** bytes reserved (a multiple of 16) */
+  readonly capacity: number;
+}
+
+export interface WasmDeviceOptions {
+  /** store float tensors in double precision (for gradient checks) */
+  readonly f64?: boolean;
+  /** threads kernels may use, the calling one included (default: the core count) */
+  readonly threads?: number;
+  /** launches with fewer elementary operations than this stay on the calling thread (default 2^15) */
+  readonly minParallelWork?: number;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+/**
+ * Launches with fewer elementary operations stay on the calling thread: waking a worker costs
+ * microseconds, which a 32K-operation kernel takes on its own.
+ */
+const PARALLEL_WORK = 1 << 15;
+
+interface Features {
+  readonly simd: boolean;
+  readonly relaxed: boolean;
+  readonly shared: boolean;
+}
+let features: Features | null = null;
+
+/** What this engine's WebAssembly offers (validated on tiny modules, once). */
+export function wasmFeatures(): Features {
+  if (features) return features;
+  const ok = (bytes: number[]) => {
+    try {
+      return wasmApi()?.validate(new Uint8Array(bytes)) ?? false;
+    } catch {
+      return false;
+    }
+  };
+  const head = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  // (func (result v128) v128.const 0 [, v128.const 0, v128.const 0, f32x4.relaxed_madd])
+  const fn = (body: number[]) => [
+    ...head, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+    0x0a, body.length + 4, 0x01, body.length + 2, 0x00, ...body, 0x0b,
+  ];
+  const zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+  const simd = ok(fn(zero));
+  const relaxed = simd && ok(fn([...zero, ...zero, ...zero, 0xfd, 0x85, 0x02]));
+  let shared = false;
+  try {
+    shared = typeof SharedArrayBuffer !== 'undefined' && new (wasmApi()!.Memory)({ initial: 0, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    shared = false;
+  }
+  return (features = { simd, relaxed, shared });
+}
+
+/** Whether the wasm device can run here: WebAssembly with SIMD128. */
+export function wasmAvailable(): boolean {
+  return wasmFeatures().simd;
+}
+
+const shared = new Map<string, WasmDevice>();
+
+/**
+ * The device executables with these options share (one memory and one thread pool per
+ * configuration in the process).
+ */
+export function sharedWasmDevice(opts: { f64?: boolean; threads?: number } = {}): WasmDevice {
+  const threads = Math.max(1, Math.floor(opts.threads ?? hardwareThreads()));
+  const key = `${opts.f64 ? 'f64' : 'f32'}:${threads}`;
+  let d = shared.get(key);
+  if (!d) {
+    d = new WasmDevice({ f64: opts.f64 ?? false, threads });
+    shared.set(key, d);
+  }
+  return d;
+}
+
+/** Compiled modules by target and signature, shared by every device of the process. */
+const modules = new Map<string, { id: number; module: WasmModule; info: WasmKernelInfo }>();
+
+function hardwareThreads(): number {
+  const os = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:os') as { availableParallelism?: () => number } | undefined;
+  return os?.availableParallelism?.() ?? 1;
+}
+
+type Run = (...args: number[]) => void;
+
+export class WasmDevice implements Device<WasmBuffer> {
+  readonly caps: DeviceCaps;
+  readonly description: string;
+  readonly threads: number;
+  private readonly minParallelWork: number;
+  private readonly mem: WasmMemory;
+  private readonly target: WasmTarget;
+  private readonly imports: object;
+  private readonly pool: WasmThreadPool | null;
+  private readonly runs = new Map<number, Run>();
+  private readonly byKernel = new WeakMap<Kernel, { id: number; module: WasmModule; info: WasmKernelInfo; run: Run }>();
+  private readonly freeLists = new Map<number, number[]>();
+  private top = 64;
+  private live = 0;
+  private peak = 0;
+  private scratch: number[] = [];
+  /** buffers collected without a `free`: their memory returns to the free lists */
+  private readonly orphans = new FinalizationRegistry<{ ptr: number; capacity: number; bytes: number }>((b) => {
+    this.live -= b.bytes;
+    this.release(b.ptr, b.capacity);
+  });
+
+  constructor(opts: WasmDeviceOptions = {}) {
+    const f = wasmFeatures();
+    if (!f.simd) throw new DeviceUseError('wasm device: this engine has no WebAssembly SIMD128');
+    const f64 = opts.f64 ?? false;
+    const threads = Math.max(1, Math.floor(opts.threads ?? hardwareThreads()));
+    const shared = f.shared;
+    this.threads = shared && threadsAvailable() ? threads : 1;
+    this.minParallelWork = opts.minParallelWork ?? PARALLEL_WORK;
+    this.mem = new (wasmApi()!.Memory)({ initial: 16, maximum: MAX_PAGES, ...(shared ? { shared: true } : {}) });
+    this.target = { f64, relaxed: f.relaxed, shared, maxPages: MAX_PAGES };
+    this.imports = { env: { memory: this.mem }, m: { exp: Math.exp, log: Math.log, sin: Math.sin, cos: Math.cos, tanh: Math.tanh, pow: Math.pow } };
+    this.pool = this.threads > 1 ? new WasmThreadPool(this.mem, this.threads - 1) : null;
+    this.description = `wasm (${this.threads} thread${this.threads > 1 ? 's' : ''}${f.relaxed ? ', relaxed SIMD' : ''}${f64 ? ', f64' : ''})`;
+    this.caps = {
+      ...HOST_CAPS,
+      kind: 'wasm',
+      maxBufferBytes: 2 ** 31 - 1,
+      elementBytes: f64 ? { ...HOST_CAPS.elementBytes, f32: 8, f16: 8 } : HOST_CAPS.elementBytes,
+    };
+  }
+
+  get memory(): DeviceMemory {
+    return { liveBytes: this.live, peakBytes: this.peak };
+  }
+
+  /** Bytes the WebAssembly memory has grown to (buffers, free lists and scratch). */
+  get reservedBytes(): number {
+    return this.mem.buffer.byteLength;
+  }
+
+  private elementBytes(dtype: DType): number {
+    return this.caps.elementBytes[dtype];
+  }
+
+  /** `bytes` of memory at a 16-byte aligned address, from the free lists or the top */
+  private reserve(bytes: number): number {
+    const list = this.freeLists.get(bytes);
+    const reused = list?.pop();
+    if (reused !== undefined) return reused;
+    const ptr = this.top;
+    const end = ptr + bytes;
+    if (end > this.mem.buffer.byteLength) {
+      const pages = Math.ceil((end - this.mem.buffer.byteLength) / PAGE);
+      const have = this.mem.buffer.byteLength / PAGE;
+      if (have + pages > MAX_PAGES) throw new DeviceUseError(`wasm device: out of memory (${end} bytes of at most ${MAX_PAGES * PAGE})`);
+      this.mem.grow(Math.max(pages, Math.min(have, MAX_PAGES - have)));
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  alloc(dtype: DType, elements: number): WasmBuffer {
+    const bytes = elements * this.elementBytes(dtype);
+    const capacity = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const b = { ptr: this.reserve(capacity), dtype, length: elements, capacity };
+    this.live += bytes;
+    if (this.live > this.peak) this.peak = this.live;
+    this.orphans.register(b, { ptr: b.ptr, capacity, bytes }, b);
+    return b;
+  }
+
+  free(b: WasmBuffer): void {
+    if (!this.orphans.unregister(b)) throw new DeviceUseError('wasm device: a buffer freed twice, or not from this device');
+    this.live -= this.bytes(b);
+    this.release(b.ptr, b.capacity);
+  }
+
+  private release(ptr: number, capacity: number): void {
+    const list = this.freeLists.get(capacity);
+    if (list) list.push(ptr);
+    else this.freeLists.set(capacity, [ptr]);
+  }
+
+  bytes(b: WasmBuffer): number {
+    return b.length * this.elementBytes(b.dtype);
+  }
+
+  /** a view of the buffer in the memory as it is now (invalid after the memory grows) */
+  private view(b: WasmBuffer): CpuArray {
+    const buf = this.mem.buffer;
+    switch (b.dtype) {
+      case 'i32': return new Int32Array(buf, b.ptr, b.length);
+      case 'bool': return new Uint8Array(buf, b.ptr, b.length);
+      default: return this.target.f64 ? new Float64Array(buf, b.ptr, b.length) : new Float32Array(buf, b.ptr, b.length);
+    }
+  }
+
+  upload(dtype: DType, data: CpuArray): WasmBuffer {
+    const b = this.alloc(dtype, data.length);
+    this.view(b).set(data);
+    return b;
+  }
+
+  write(b: WasmBuffer, data: CpuArray): void {
+    if (data.length !== b.length) throw new DeviceUseError(`write of ${data.length} values into a buffer of ${b.length}`);
+    this.view(b).set(data);
+  }
+
+  copy(src: WasmBuffer, dst: WasmBuffer): void {
+    new Uint8Array(this.mem.buffer).copyWithin(dst.ptr, src.ptr, src.ptr + Math.min(this.bytes(src), this.bytes(dst)));
+  }
+
+  launch(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer): void {
+    let k = this.byKernel.get(kernel);
+    if (!k) {
+      const key = `${this.target.f64 ? 'f64' : 'f32'}${this.target.shared ? 's' : ''}${this.target.relaxed ? 'r' : ''}:${kernelSignature(kernel)}`;
+      let m = modules.get(key);
+      if (!m) {
+        m = { id: modules.size, module: new (wasmApi()!.Module)(renderWasm(kernel, this.target)), info: kernelInfo(kernel, this.target) };
+        modules.set(key, m);
+      }
+      let run = this.runs.get(m.id);
+      if (!run) {
+        run = new (wasmApi()!.Instance)(m.module, this.imports).exports['run'] as Run;
+        this.runs.set(m.id, run);
+      }
+      k = { ...m, run };
+      this.byKernel.set(kernel, k);
+    }
+    const ptrs = [out.ptr, ...inputs.map((b) => b.ptr)];
+    const { split, align, work } = k.info;
+    const scratch = kernel.kind === 'matmul' ? this.scratchFor(this.threads) : [0];
+    const parts = this.pool && split >= 2 * align && work >= this.minParallelWork ? Math.min(this.threads, Math.floor(split / align)) : 1;
+    if (parts === 1) {
+      k.run(...ptrs, 0, split || 1, scratch[0]!);
+      return;
+    }
+    const units = Math.ceil(split / align);
+    const shares: number[][] = [];
+    for (let t = 0; t < this.threads; t++) {
+      const lo = Math.min(split, Math.floor((units * t) / parts) * align);
+      const hi = t === parts - 1 ? split : Math.min(split, Math.floor((units * (t + 1)) / parts) * align);
+      shares.push(t < parts && hi > lo ? [...ptrs, lo, hi, scratch[t]!] : []);
+    }
+    this.pool!.launch(k.id, k.module, k.run, shares);
+  }
+
+  /** per-thread GEMM scratch, reserved once */
+  private scratchFor(threads: number): number[] {
+    while (this.scratch.length < threads) this.scratch.push(this.reserve(Math.ceil(gemmScratchBytes() / 64) * 64 + 64));
+    return this.scratch;
+  }
+
+  readSync(bs: readonly WasmBuffer[]): CpuArray[] {
+    return bs.map((b) => {
+      const a = allocArray(b.dtype, b.length, this.target.f64);
+      a.set(this.view(b));
+      return a;
+    });
+  }
+
+  read(bs: readonly WasmBuffer[]): Promise<CpuArray[]> {
+    return Promise.resolve(this.readSync(bs));
+  }
+
+  /** Ends the worker threads (they also end with the process). */
+  close(): void {
+    this.pool?.close();
+  }
+}

@@ -1,0 +1,154 @@
+// The WebAssembly device computes what the reference interpreter computes: on random graphs and
+// the gradient graphs of random losses, fused and unfused, on one thread and on two; kernel by
+// kernel with every launch split across threads however small; in double precision; and its
+// allocator counts bytes the way the plan does.
+
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { graph } from '../graphs/builder.js';
+import { grad } from '../graphs/autodiff.js';
+import type { Graph } from '../graphs/graph.js';
+import { f32 } from '../graphs/types.js';
+import { compile, type Outputs } from '../runtime/executor.js';
+import type { HostTensor } from '../runtime/tensor.js';
+import type { CpuArray } from '../runtime/cpu/render-js.js';
+import { interpretKernel } from '../runtime/interpreter.js';
+import { allocArray } from '../runtime/tensor.js';
+import { WasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
+import { arbGraph, fcParams, withRandomLoss } from './arbitraries.js';
+
+/** |a - b| <= rtol * max(|a|, |b|) + atol, element by element (NaN equals NaN). */
+function closeArrays(got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number, label: string): void {
+  expect(got.length, label).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
+    if (!(Math.abs(a - b) <= rtol * Math.max(Math.abs(a), Math.abs(b)) + atol)) throw new Error(`${label} element ${i}: wasm ${a}, reference ${b}`);
+  }
+}
+
+function expectClose(got: Outputs, want: Outputs, rtol: number, atol: number): void {
+  expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+  for (const [name, w] of Object.entries(want)) {
+    expect(got[name]!.shape, name).toEqual(w.shape);
+    closeArrays(got[name]!.data, w.data, rtol, atol, `output '${name}'`);
+  }
+}
+
+function run(g: Graph, opts: Parameters<typeof compile>[1], feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>): Outputs {
+  const exe = compile(g, opts);
+  exe.setVariables(variables);
+  return exe.runSync(feeds);
+}
+
+const reference = { backend: 'reference' as const, fuse: false };
+
+describe.skipIf(!wasmAvailable())('wasm device', () => {
+  for (const threads of [1, 2]) {
+    for (const fuse of [true, false]) {
+      const how = `${threads} thread${threads > 1 ? 's' : ''}, ${fuse ? 'fused' : 'unfused'}`;
+      it(`equals the reference interpreter on random graphs (${how})`, () => {
+        fc.assert(
+          fc.property(arbGraph({ maxOps: 10 }), ({ graph: g, feeds, variables }) => {
+            expectClose(run(g, { backend: 'wasm', threads, fuse }, feeds, variables), run(g, reference, feeds, variables), 1e-4, 1e-4);
+          }),
+          fcParams(threads === 1 && fuse ? 60 : 25),
+        );
+      });
+
+      it(`equals the reference on gradient graphs of random losses (${how})`, () => {
+        fc.assert(
+          fc.property(arbGraph({ maxOps: 8, params: true }), ({ graph: g, feeds, variables }) => {
+            const gg = grad(withRandomLoss(g), 'loss');
+            expectClose(run(gg, { backend: 'wasm', threads, fuse }, feeds, variables), run(gg, reference, feeds, variables), 1e-4, 1e-4);
+          }),
+          fcParams(threads === 1 && fuse ? 60 : 25),
+        );
+      });
+    }
+  }
+
+  it('splits every launch across threads, however small, and each kernel still equals the interpreter', () => {
+    const device = new WasmDevice({ threads: 3, minParallelWork: 0 });
+    try {
+      fc.assert(
+        fc.property(arbGraph({ maxOps: 8, params: true }), fc.integer({ min: 1, max: 2 ** 30 }), ({ graph: g, feeds }, seed) => {
+          const gg = grad(withRandomLoss(g), 'loss');
+          const shapes = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape]));
+          let s = seed;
+          const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+          for (const step of compile(gg).plan(shapes).steps) {
+            if (step.kind !== 'launch') continue;
+            const k = step.kernel;
+            const ins: CpuArray[] = k.inputs.map((p) => {
+              const a = allocArray(p.dtype, p.size);
+              for (let i = 0; i < a.length; i++) a[i] = p.dtype === 'bool' ? (rnd() < 0.5 ? 1 : 0) : p.dtype === 'i32' ? Math.floor(rnd() * 8) - 2 : Math.round((rnd() * 4 - 2) * 1024) / 1024;
+              return a;
+            });
+            const n = k.out.shape.reduce((p, d) => p * d, 1);
+            const want = allocArray(k.out.dtype, n);
+            interpretKernel(k, ins, want);
+            const bufs = ins.map((a, j) => device.upload(k.inputs[j]!.dtype, a));
+            const out = device.alloc(k.out.dtype, n);
+            device.launch(k, bufs, out);
+            const [got] = device.readSync([out]);
+            for (const b of [...bufs, out]) device.free(b);
+            closeArrays(got!, want, 1e-4, 1e-3, `kernel ${k.name} (${k.kind}, out [${k.out.shape.join(', ')}])`);
+          }
+        }),
+        fcParams(40),
+      );
+      expect(device.memory.liveBytes).toBe(0);
+    } finally {
+      device.close();
+    }
+  });
+
+  it("stores floats in double precision with precision 'f64'", () => {
+    const g = graph('f64', (b) => {
+      const x = b.input('x', f32(5, 7));
+      const w = b.input('w', f32(7, 3));
+      return { y: b.sum(b.tanh(b.matmul(x, w)), [1]), z: b.add(x, 1e-12) };
+    });
+    const x = Float64Array.from({ length: 35 }, (_, i) => Math.sin(i) / 3);
+    const w = Float64Array.from({ length: 21 }, (_, i) => Math.cos(i) / 3);
+    const got = compile(g, { backend: 'wasm', precision: 'f64' }).runSync({ x, w });
+    const want = compile(g, { backend: 'reference', precision: 'f64' }).runSync({ x, w });
+    expect(got['z']!.data).toBeInstanceOf(Float64Array);
+    closeArrays(got['y']!.data, want['y']!.data, 1e-12, 1e-14, 'y');
+    closeArrays(got['z']!.data, want['z']!.data, 0, 0, 'z');
+  });
+
+  it('matmuls of awkward shapes (edges of every tile and block, strided and batched operands) equal the interpreter', () => {
+    const device = new WasmDevice({ threads: 2, minParallelWork: 0 });
+    try {
+      for (const [m, k, n, batch] of [[1, 1, 1, 1], [7, 300, 13, 1], [97, 513, 9, 1], [13, 5, 521, 2], [64, 64, 64, 3]] as const) {
+        const g = graph('mm', (b) => {
+          const x = b.input('x', f32(batch, k, m));
+          const w = b.input('w', f32(batch, k, n));
+          return { y: b.relu(b.matmul(b.transpose(x, [0, 2, 1]), w)) };
+        });
+        const x = Float32Array.from({ length: batch * m * k }, (_, i) => Math.sin(i * 0.37));
+        const w = Float32Array.from({ length: batch * k * n }, (_, i) => Math.cos(i * 0.11));
+        const got = compile(g, { backend: 'wasm', threads: 2 }).runSync({ x, w });
+        const want = compile(g, { backend: 'reference' }).runSync({ x, w });
+        closeArrays(got['y']!.data, want['y']!.data, 1e-4, 1e-4, `[${batch}] ${m}×${k}·${k}×${n}`);
+      }
+    } finally {
+      device.close();
+    }
+  });
+
+  it('counts live and peak bytes as the plan does, and reuses freed memory', () => {
+    const device = new WasmDevice({ threads: 1 });
+    const a = device.alloc('f32', 1000), b = device.alloc('bool', 3);
+    expect(device.memory.liveBytes).toBe(4003);
+    device.free(a);
+    const c = device.alloc('f32', 1000);
+    expect(c.ptr).toBe(a.ptr);
+    expect(device.memory.peakBytes).toBe(4003);
+    device.free(b);
+    device.free(c);
+    expect(device.memory.liveBytes).toBe(0);
+  });
+});
