@@ -256,19 +256,14 @@ export class WasmDevice implements Device<WasmBuffer> {
     const ptrs = [out.ptr, ...inputs.map((b) => b.ptr)];
     const { split, align, work } = k.info;
     const scratch = kernel.kind === 'matmul' ? this.scratchFor(this.threads) : [0];
-    const parts = this.pool && split >= 2 * align && work >= this.minParallelWork ? Math.min(this.threads, Math.floor(split / align)) : 1;
-    if (parts === 1) {
+    if (!this.pool || split < 2 * align || work < this.minParallelWork) {
       k.run(...ptrs, 0, split || 1, scratch[0]!);
       return;
     }
+    // about four chunks a thread, whole multiples of `align`
     const units = Math.ceil(split / align);
-    const shares: number[][] = [];
-    for (let t = 0; t < this.threads; t++) {
-      const lo = Math.min(split, Math.floor((units * t) / parts) * align);
-      const hi = t === parts - 1 ? split : Math.min(split, Math.floor((units * (t + 1)) / parts) * align);
-      shares.push(t < parts && hi > lo ? [...ptrs, lo, hi, scratch[t]!] : []);
-    }
-    this.pool!.launch(k.id, k.module, k.run, shares);
+    const chunk = Math.ceil(units / Math.min(units, 4 * this.threads)) * align;
+    this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch);
   }
 
   /** per-thread GEMM scratch, reserved once */

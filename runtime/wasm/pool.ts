@@ -1,17 +1,20 @@
 // A pool of worker threads running kernel modules on the device's shared WebAssembly memory.
-// The calling thread takes the first share of a launch and waits for the others on a control
-// block of shared Int32s (Atomics.wait/notify): no message per launch. Each worker instantiates
-// a module once, on the first launch that needs it (the module comes on a MessagePort, read
-// synchronously). It does not split work: the device gives each thread its arguments.
+// A launch is published on a control block of shared Int32s (Atomics.wait/notify: no message
+// per launch); the calling thread and the workers then take chunks of the split axis until none
+// is left. Each worker instantiates a module once, on the first launch of it (the module comes
+// on a MessagePort, read synchronously). What a chunk is, the device decides.
 
 import type { MessagePort as NodeMessagePort, Worker as NodeWorker } from 'node:worker_threads';
 import { DeviceUseError } from '../device.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 
 // control block (Int32 slots): SEQ (launch counter), DONE (finished workers), KERNEL, FAILED,
-// then ARGS slots per worker: count, then the arguments
-const SEQ = 0, DONE = 1, KERNEL = 2, FAILED = 3, ARGS = 8, ARG_SLOTS = 64;
+// SPLIT (extent of the split axis), CHUNK (rows a grab takes), NEXT (the next chunk to grab),
+// NARGS, then the arguments and one scratch address per thread
+const SEQ = 0, DONE = 1, KERNEL = 2, FAILED = 3, SPLIT = 4, CHUNK = 5, NEXT = 6, NARGS = 7, ARGS = 8, MAX_ARGS = 64, SCRATCH = ARGS + MAX_ARGS;
 
+// Threads grab chunks from a shared counter rather than taking fixed shares: on a machine whose
+// cores are busy with other work, a thread that gets less of a core simply takes fewer chunks.
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { memory, control, index, port } = workerData;
@@ -27,17 +30,16 @@ for (;;) {
   const id = ctl[${KERNEL}];
   if (id < 0) break;
   try {
-    const base = ${ARGS} + index * ${ARG_SLOTS};
-    const n = ctl[base];
-    if (n > 0) {
-      // a module is posted before the first launch that gives this worker a share of it
-      let run = runs.get(id);
-      while (run === undefined) {
-        const m = receiveMessageOnPort(port);
-        if (m) runs.set(m.message.id, new WebAssembly.Instance(m.message.module, imports).exports.run);
-        run = runs.get(id);
-      }
-      run(...Array.from(ctl.subarray(base + 1, base + 1 + n)));
+    let run = runs.get(id);
+    while (run === undefined) {
+      const m = receiveMessageOnPort(port);
+      if (m) runs.set(m.message.id, new WebAssembly.Instance(m.message.module, imports).exports.run);
+      run = runs.get(id);
+    }
+    const args = Array.from(ctl.subarray(${ARGS}, ${ARGS} + ctl[${NARGS}]));
+    const split = ctl[${SPLIT}], chunk = ctl[${CHUNK}], scratch = ctl[${SCRATCH} + 1 + index];
+    for (let lo = Atomics.add(ctl, ${NEXT}, 1) * chunk; lo < split; lo = Atomics.add(ctl, ${NEXT}, 1) * chunk) {
+      run(...args, lo, Math.min(split, lo + chunk), scratch);
     }
   } catch (e) {
     Atomics.store(ctl, ${FAILED}, 1);
@@ -70,7 +72,7 @@ export class WasmThreadPool {
   constructor(memory: WasmMemory, workers: number) {
     const wt = workerThreads();
     if (!wt) throw new DeviceUseError('wasm device: worker threads are not available here');
-    this.ctl = new Int32Array(new SharedArrayBuffer((ARGS + ARG_SLOTS * Math.max(workers, 1)) * 4));
+    this.ctl = new Int32Array(new SharedArrayBuffer((SCRATCH + workers + 1) * 4));
     for (let i = 0; i < workers; i++) {
       const { port1, port2 } = new wt.MessageChannel();
       const worker = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { memory, control: this.ctl.buffer, index: i, port: port2 }, transferList: [port2] });
@@ -85,32 +87,36 @@ export class WasmThreadPool {
   }
 
   /**
-   * Runs `run(...shares[0])` here and `shares[1 + i]` on worker i (an empty share: nothing),
-   * returning when all are done.
+   * Runs `run(...args, lo, hi, scratch[thread])` over [0, split) in chunks of `chunk`, on this
+   * thread and every worker, returning when all chunks are done.
    */
-  launch(id: number, module: WasmModule, run: (...args: number[]) => void, shares: readonly (readonly number[])[]): void {
+  launch(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[]): void {
     const ctl = this.ctl;
-    this.workers.forEach((w, i) => {
-      const args = shares[i + 1] ?? [];
-      if (args.length > ARG_SLOTS - 1) throw new DeviceUseError(`wasm device: a kernel with ${args.length} arguments`);
-      if (args.length > 0 && !w.known.has(id)) {
+    if (args.length > MAX_ARGS) throw new DeviceUseError(`wasm device: a kernel with ${args.length} arguments`);
+    for (const w of this.workers) {
+      if (!w.known.has(id)) {
         w.port.postMessage({ id, module });
         w.known.add(id);
       }
-      const base = ARGS + i * ARG_SLOTS;
-      ctl[base] = args.length;
-      for (let j = 0; j < args.length; j++) ctl[base + 1 + j] = args[j]!;
-    });
+    }
     ctl[KERNEL] = id;
+    ctl[NARGS] = args.length;
+    for (let j = 0; j < args.length; j++) ctl[ARGS + j] = args[j]!;
+    ctl[SPLIT] = split;
+    ctl[CHUNK] = chunk;
+    for (let t = 0; t <= this.workers.length; t++) ctl[SCRATCH + t] = scratch[t] ?? 0;
+    Atomics.store(ctl, NEXT, 0);
     Atomics.store(ctl, DONE, 0);
     Atomics.store(ctl, FAILED, 0);
     Atomics.add(ctl, SEQ, 1);
     Atomics.notify(ctl, SEQ);
     let error: unknown = null;
     try {
-      run(...shares[0]!);
+      const s0 = scratch[0] ?? 0;
+      for (let lo = Atomics.add(ctl, NEXT, 1) * chunk; lo < split; lo = Atomics.add(ctl, NEXT, 1) * chunk) run(...args, lo, Math.min(split, lo + chunk), s0);
     } catch (e) {
       error = e;
+      Atomics.store(ctl, NEXT, Math.ceil(split / chunk)); // the workers stop taking chunks
     }
     const n = this.workers.length;
     for (let d = Atomics.load(ctl, DONE); d < n; d = Atomics.load(ctl, DONE)) Atomics.wait(ctl, DONE, d);
