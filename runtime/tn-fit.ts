@@ -12,6 +12,7 @@ import {
 } from '../graphs/tn/network.js';
 import type { FitOptions, TnFit, TnFitter } from '../graphs/tn/fit-types.js';
 import { permuteAxes } from '../graphs/tn/linalg.js';
+import { svdCores } from '../graphs/tn/svd-init.js';
 import { oneSiteUpdate, twoSiteUpdate, type PairDims } from '../graphs/tn/pair-solve.js';
 import { mulberry32 } from './rng.js';
 import { compile, type Executable } from './executor.js';
@@ -213,6 +214,7 @@ export function alsFitter(target: ArrayLike<number>, dims: readonly number[], op
     normSq,
     fit,
     unfoldingGrams,
+    svdCores: (net) => svdCores(net, x),
     get evaluations() { return evaluations; },
   };
 }

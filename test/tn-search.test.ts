@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { coreShape, paramCount, ranksOf, tensorRing, tensorTrain, tucker, withRanks, type TensorNetwork } from '../graphs/tn/network.js';
 import { edgeBound, greedySearch, oneShotSearch, resizeCores, tnaleSearch } from '../graphs/tn/search.js';
+import { svdCores } from '../graphs/tn/svd-init.js';
 import { alsFitter, reconstruct, relativeError } from '../runtime/tn-fit.js';
 import { mulberry32 } from '../runtime/rng.js';
 
@@ -39,6 +40,28 @@ describe('tensor-network structure search', () => {
       expect(r.best && ranksOf(r.best.net)).toEqual(ranksOf(net));
       expect(r.evaluations).toBe(1);
     }
+  });
+
+  it('cores computed from the data (TT-SVD, HOSVD, TR-SVD) start a fit that recovers planted networks in one fit', () => {
+    // trees of the target's ranks: the SVD cores reproduce it, and one two-site update confirms
+    for (const net of [tensorTrain([4, 5, 5, 4], [3, 4, 3]), tucker([4, 4, 4, 4], [2, 3, 3, 2])]) {
+      const x = planted(net, 8);
+      expect(relativeError(reconstruct(net, svdCores(net, x)!), x)).toBeLessThanOrEqual(1e-10);
+      const r = oneShotSearch(alsFitter(x, net.dims, { seed: 4 }), ones(net), { target: 1e-6 });
+      expect(r.evaluations).toBe(1);
+      expect(r.best!.sweeps).toBe(0);
+      expect(ranksOf(r.best!.net)).toEqual(ranksOf(net));
+      expect(relativeError(reconstruct(r.best!.net, r.best!.cores), x)).toBeLessThanOrEqual(1e-6);
+    }
+    // a ring: TR-SVD cores have the planted shapes and the single fit from them reaches ε
+    const ring = tensorRing([4, 4, 4, 4, 4], [2, 2, 3, 2, 2]);
+    const x = planted(ring, 9);
+    const init = svdCores(ring, x)!;
+    init.forEach((c, k) => expect(c.length).toBe(coreShape(ring, k).reduce((p, d) => p * d, 1)));
+    const r = oneShotSearch(alsFitter(x, ring.dims, { seed: 5 }), ones(ring), { target: 1e-5 });
+    expect(r.evaluations).toBe(1);
+    expect(ranksOf(r.best!.net)).toEqual(ranksOf(ring));
+    expect(relativeError(reconstruct(r.best!.net, r.best!.cores), x)).toBeLessThanOrEqual(1e-5);
   });
 
   it('resizing cores keeps the overlapping entries and zero-pads the rest', () => {

@@ -34,6 +34,11 @@ export interface TnFitter {
   fit(net: TensorNetwork, init: readonly Float64Array[] | null, opts: FitOptions): TnFit;
   /** For each set S of modes, the Gram matrix X_(S)·X_(S)ᵀ of the unfolding with S as rows (row-major). */
   unfoldingGrams(rows: readonly (readonly number[])[]): Float64Array[];
+  /**
+   * Cores for `net` computed from the target (truncated SVDs: HOSVD, TT-SVD, TR-SVD), a start
+   * near the solution, or null where the family has none.
+   */
+  svdCores?(net: TensorNetwork): Float64Array[] | null;
   /** candidate fits started so far */
   readonly evaluations: number;
 }

@@ -308,7 +308,11 @@ export function oneShotSearch(fitter: TnFitter, topology: TensorNetwork, o: OneS
   let last: TnFit | null = null;
   let best: TnFit | null = null;
   for (const ranks of candidates) {
-    const f = fitter.fit(withRanks(topology, ranks), null, fullFit(o));
+    // Start from cores computed from the data: for a tree of the target's ranks they already fit,
+    // and one two-site update (which measures the error) confirms it; otherwise the sweeps go on.
+    const net = withRanks(topology, ranks);
+    const init = fitter.svdCores?.(net) ?? null;
+    const f = fitter.fit(net, init, init ? { ...fullFit(o), first: [0] } : fullFit(o));
     o.log?.(`one-shot: ${show(f)}`);
     last = f;
     if (f.rse <= o.target) { best = f; break; }
