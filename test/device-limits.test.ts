@@ -210,8 +210,8 @@ describe('device limits on WebGPU', () => {
             if (!(Math.abs(x - y) <= 1e-3 * Math.max(1, Math.abs(y)))) throw new Error(`element ${i}: webgpu ${x}, cpu ${y}`);
           }
         }),
-        fcParams(15),
+        fcParams(10),
       );
-    }, 300_000);
+    }, 600_000); // each case compiles its own wide kernels, which llvmpipe compiles slowly
   });
 });
