@@ -351,7 +351,8 @@ export class Executable {
    * returns: the values resolve later, the updates are applied now. What the trainer uses.
    */
   record(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: RunOptions = {}): Promise<Outputs> {
-    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, false, opts.checkNumerics);
+    // a host device reads synchronously, handing its output buffers over instead of copying them
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, this.device.caps.sync, opts.checkNumerics);
     return Promise.resolve(values).then((v) => this.outputsOf(plan, v));
   }
 
