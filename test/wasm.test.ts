@@ -139,6 +139,17 @@ describe.skipIf(!wasmAvailable())('wasm device', () => {
     }
   });
 
+  it('a concatenation of 24 inputs reads each only where it is selected', () => {
+    // every branch of the fused select chain but one indexes outside its buffer
+    const g = graph('wide', (b) => {
+      const xs = Array.from({ length: 24 }, (_, i) => b.input(`x${i}`, f32(3, 3)));
+      return { out: b.sum(b.reshape(b.concat(xs, 0), [24, 3, 3]), [0]) };
+    });
+    const feeds = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`x${i}`, Float32Array.from({ length: 9 }, (_, j) => i + j / 8)]));
+    const got = compile(g, { backend: 'wasm' }).runSync(feeds)['out']!.data;
+    closeArrays(got, compile(g, reference).runSync(feeds)['out']!.data, 1e-6, 0, 'out');
+  });
+
   it('counts live and peak bytes as the plan does, and reuses freed memory', () => {
     const device = new WasmDevice({ threads: 1 });
     const a = device.alloc('f32', 1000), b = device.alloc('bool', 3);

@@ -196,10 +196,14 @@ export class ScalarEmitter {
         c.op(Op.select);
         return;
       case 'select':
-        this.exprAs(e.a, e.dtype);
-        this.exprAs(e.b, e.dtype);
+        // a branch, not `select`: the branch not taken may load at an index outside its buffer
+        // (a pad's border, another part of a concat)
         this.pred(e.pred);
-        c.op(Op.select);
+        c.if(vt);
+        this.exprAs(e.a, e.dtype);
+        c.else();
+        this.exprAs(e.b, e.dtype);
+        c.end();
         return;
       case 'cast':
         this.expr(e.a);
