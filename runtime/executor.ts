@@ -35,12 +35,23 @@ export type Feeds = Readonly<Record<string, Feed>>;
 export type Outputs = Record<string, HostTensor>;
 
 /**
- * Where kernels run: 'cpu' (generated JavaScript), 'wasm' (generated WebAssembly with SIMD128,
- * on worker threads sharing its memory), 'webgpu' (generated WGSL on the WebGPU device), 'auto'
- * (WebGPU when an adapter is found, else the CPU) or 'reference' (the kernel IR interpreter, for
- * tests).
+ * Where kernels run: 'cpu' (the CPU device: 'wasm' in Node, else 'js'), 'wasm' (generated
+ * WebAssembly with SIMD128, on worker threads sharing its memory), 'js' (generated JavaScript,
+ * one thread), 'webgpu' (generated WGSL on the WebGPU device), 'auto' (WebGPU when an adapter is
+ * found, else the CPU) or 'reference' (the kernel IR interpreter, for tests).
  */
-export type BackendName = 'cpu' | 'wasm' | 'webgpu' | 'auto' | 'reference';
+export type BackendName = 'cpu' | 'wasm' | 'js' | 'webgpu' | 'auto' | 'reference';
+
+/**
+ * The CPU device: WebAssembly kernels (SIMD128, on every core) in Node, where the engine has
+ * them, else kernels rendered to JavaScript. Browsers get JavaScript unless 'wasm' is asked for:
+ * their main thread refuses to compile modules over 4 KB synchronously, and threads need
+ * cross-origin isolation.
+ */
+function cpuDevice(f64: boolean, threads: number | undefined): Device {
+  const node = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+  return node && wasmAvailable() ? sharedWasmDevice({ f64, ...(threads === undefined ? {} : { threads }) }) : new HostDevice('cpu', f64);
+}
 
 /** Which backend an executable runs on, and why. */
 export interface BackendInfo {
@@ -188,14 +199,15 @@ export class Executable {
         host.set(n.id, { dtype: n.dtype, data: a });
       }
     }
-    const settled = requested === 'cpu' || requested === 'wasm' || requested === 'reference' || (requested === 'auto' && this.f64);
+    const settled = requested === 'cpu' || requested === 'wasm' || requested === 'js' || requested === 'reference' || (requested === 'auto' && this.f64);
     this.store = { host, vars: null, started: null, info: { requested, backend: 'pending' } };
     if (settled && requested === 'wasm') {
       if (!wasmAvailable()) throw new BackendError('wasm', 'this engine has no WebAssembly SIMD128; use the cpu backend');
       this.settle(sharedWasmDevice({ f64: this.f64, ...(opts.threads === undefined ? {} : { threads: opts.threads }) }), { requested, backend: 'wasm' });
     } else if (settled) {
       const kind = requested === 'reference' ? 'reference' : 'cpu';
-      this.settle(new HostDevice(kind, this.f64), { requested, backend: kind, ...(this.f64 && requested === 'auto' ? { reason: "precision 'f64' needs the CPU" } : {}) });
+      const device = requested === 'js' || kind === 'reference' ? new HostDevice(kind, this.f64) : cpuDevice(this.f64, opts.threads);
+      this.settle(device, { requested, backend: kind, ...(this.f64 && requested === 'auto' ? { reason: "precision 'f64' needs the CPU" } : {}) });
     } else void this.ready().catch(() => undefined); // start looking for the device now
   }
 
@@ -233,7 +245,7 @@ export class Executable {
       if (!be) {
         const reason = `no WebGPU adapter: ${WebGpuBackend.unavailableReason}`;
         if (requested === 'webgpu') throw new DeviceError('unavailable', reason);
-        return this.settle(new HostDevice('cpu'), { requested, backend: 'cpu', reason });
+        return this.settle(cpuDevice(false, this.opts.threads), { requested, backend: 'cpu', reason });
       }
       return this.settle(new WebGpuDevice(be), { requested, backend: 'webgpu', adapter: describeAdapter(be) });
     })();

@@ -1,5 +1,5 @@
-// One op suite, run once per device (the reference interpreter's, CPU, WebAssembly and WebGPU), each through
-// the one plan interpreter: every op family, executed through
+// One op suite, run once per device (the reference interpreter's, JavaScript, WebAssembly and
+// WebGPU), each through the one plan interpreter: every op family, executed through
 // `compile(...).run`, must give what the reference interpreter gives one op at a time (f32
 // tolerance for floats, exactly for integers and booleans), and a training step with Adam must
 // keep doing so step after step. Without a WebGPU adapter its half of the suite skips with the
@@ -23,7 +23,7 @@ if (!gpu) console.warn(`WebGPU half of the backend suite skipped: no adapter (${
 
 const backends = [
   { name: 'reference' as const, available: true },
-  { name: 'cpu' as const, available: true },
+  { name: 'js' as const, available: true },
   { name: 'wasm' as const, available: wasmAvailable() },
   { name: 'webgpu' as const, available: gpu !== null || Boolean(process.env.CI) },
 ];

@@ -27,7 +27,8 @@ function expectClose(got: Outputs, want: Outputs, rtol: number, atol: number): v
 }
 
 function run(g: Graph, backend: 'cpu' | 'reference', feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>): Outputs {
-  const exe = compile(g, backend === 'cpu' ? { backend } : { backend, fuse: false });
+  // 'js': the JavaScript renderer (the WebAssembly one, the CPU default in Node, has test/wasm.test.ts)
+  const exe = compile(g, backend === 'cpu' ? { backend: 'js' } : { backend, fuse: false });
   exe.setVariables(variables);
   return exe.runSync(feeds);
 }
