@@ -17,19 +17,19 @@ const threads = availableParallelism();
 
 for (const n of [256, 1024]) {
   const { a, b } = matmulData(n);
-  const make = async (backend: 'cpu' | 'wasm' | 'webgpu', threads?: number) => {
+  const make = async (backend: 'js' | 'wasm' | 'webgpu', threads?: number) => {
     const exe = await compileAsync(graph(`matmul${n}`, (g) => ({ c: g.matmul(g.param('a', f32(n, n)), g.param('b', f32(n, n))) })), { backend, ...(threads ? { threads } : {}) });
     exe.setVariables({ 'param:a': a, 'param:b': b });
     return exe;
   };
-  const cpu = await make('cpu');
+  const cpu = await make('js');
   const wasm1 = wasmAvailable() ? await make('wasm', 1) : null;
   const wasmN = wasmAvailable() ? await make('wasm', threads) : null;
   const gpu = gpuOk ? await make('webgpu') : null;
   await runCasesAgainstPeers(
     'matmul',
     [
-      { case: `f32_n${n}`, note: 'cpu backend: generated JavaScript, one thread', ours: () => cpu.runSync({}).c!.data },
+      { case: `f32_n${n}`, note: 'js backend: generated JavaScript, one thread', ours: () => cpu.runSync({}).c!.data },
       { case: `f32_n${n}/wasm_t1`, note: `wasm backend: ${wasm1?.device.description ?? 'no WebAssembly SIMD'}`, ours: wasm1 ? () => wasm1.runSync({}).c!.data : 'no WebAssembly SIMD' },
       { case: `f32_n${n}/wasm_t${threads}`, note: `wasm backend: ${wasmN?.device.description ?? 'no WebAssembly SIMD'}`, ours: wasmN ? () => wasmN.runSync({}).c!.data : 'no WebAssembly SIMD' },
       {

@@ -16,7 +16,7 @@ const data = mlpData();
 const x = tensor(data.x, [MLP.batch, MLP.sizes[0]]);
 const y = tensor(data.y, [MLP.batch, MLP.sizes[3]]);
 
-async function step(backend: 'cpu' | 'wasm' | 'webgpu', threads?: number): Promise<Executable> {
+async function step(backend: 'js' | 'wasm' | 'webgpu', threads?: number): Promise<Executable> {
   const exe = await compileAsync(grad(mlpGraph(MLP.sizes), 'loss'), {
     backend, ...(threads ? { threads } : {}), optimizer: adam(MLP.lr, { beta1: MLP.beta1, beta2: MLP.beta2, eps: MLP.eps }),
   });
@@ -32,12 +32,12 @@ async function step(backend: 'cpu' | 'wasm' | 'webgpu', threads?: number): Promi
 function describe(exe: Executable): string {
   const plan = exe.plan({ x: x.shape, y: y.shape });
   const info = exe.backendInfo;
-  const where = info.backend === 'webgpu' ? `webgpu backend on ${info.adapter}` : info.backend === 'wasm' ? `wasm backend: ${exe.device.description}` : 'cpu backend';
+  const where = info.backend === 'webgpu' ? `webgpu backend on ${info.adapter}` : exe.device.description.startsWith('wasm') ? `wasm backend: ${exe.device.description}` : 'js backend';
   return `${where}, ${plan.kernelCount} kernels (${plan.unfusedKernelCount} ops before fusion)`;
 }
 
 const gpuOk = await installNavigatorGpu();
-const cpu = await step('cpu');
+const cpu = await step('js');
 const cases: OurCase[] = [
   { case: 'mlp784-256-256-10_b128_adam', note: describe(cpu), ours: () => cpu.runSync({ x, y }).loss!.data[0]! },
 ];
