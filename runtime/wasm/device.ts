@@ -260,9 +260,10 @@ export class WasmDevice implements Device<WasmBuffer> {
       k.run(...ptrs, 0, split || 1, scratch[0]!);
       return;
     }
-    // about four chunks a thread, whole multiples of `align`
+    // a few chunks a thread, whole multiples of `align`; a matmul chunk packs all of B again, so
+    // matmuls take two a thread, other kernels four
     const units = Math.ceil(split / align);
-    const chunk = Math.ceil(units / Math.min(units, 4 * this.threads)) * align;
+    const chunk = Math.ceil(units / Math.min(units, (kernel.kind === 'matmul' ? 2 : 4) * this.threads)) * align;
     this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch);
   }
 
