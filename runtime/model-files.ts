@@ -13,6 +13,7 @@ import { fromJSON, toJSON } from '../graphs/serialize.js';
 import { Executable } from './executor.js';
 import { ModelError, paramKey, paramNodes, paramsOf, type WeightSource } from './model.js';
 import type { HostTensor } from './tensor.js';
+import { fsyncDirectory } from './train/checkpoint.js';
 import { CheckpointError, decodeSafetensors, encodeSafetensors } from './train/safetensors.js';
 
 /** The files of a model directory. */
@@ -81,18 +82,6 @@ function writeAtomic(dir: string, name: string, bytes: Uint8Array): void {
   renameSync(tmp, join(dir, name));
 }
 
-function fsyncDirectory(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch (e) {
-    // Some platforms cannot open or fsync a directory (Windows); the rename is still atomic there.
-    if (!['EISDIR', 'EPERM', 'EINVAL', 'EBADF'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
 
 function read(file: string): Uint8Array {
   try {

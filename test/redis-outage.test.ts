@@ -8,7 +8,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -16,21 +15,12 @@ import { lastValueFrom, toArray } from 'rxjs';
 import { adam, compile, f32, grad, graph, tensor } from '../index.js';
 import { batchSizeOf, encodeEntry, train, type StepEvent } from '../runtime/train/index.js';
 import { RedisSourceError, redisSource } from '../runtime/train/redis.js';
+import { freePort } from './fixtures/ports.js';
 
 const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** redis-server on `port` with data in `dir` (append-only file, fsync always). */
 async function startServer(port: number, dir: string): Promise<ChildProcess> {

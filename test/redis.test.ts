@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -12,6 +11,7 @@ import { lastValueFrom, toArray } from 'rxjs';
 import type { HostTensor } from '../index.js';
 import { decodeEntry, encodeEntry, listCheckpoints, loadLatest, readCheckpoint, redisSource, simulated, train, type StepEvent } from '../runtime/train/index.js';
 import { redisTrainer, sample, makeStep } from './fixtures/online-trainer.js';
+import { freePort } from './fixtures/ports.js';
 
 const fcSeed = process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {};
 const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
@@ -19,16 +19,6 @@ const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
 const bitsOf = (vars: Record<string, HostTensor>) =>
   Object.fromEntries(Object.entries(vars).map(([k, t]) => [k, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')]));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** A private redis-server: random loopback port, temp dir, no persistence. */
 async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {

@@ -132,7 +132,8 @@ export function checkWritable(dir: string): void {
   }
 }
 
-function fsyncDirectory(dir: string): void {
+/** fsync a directory so a rename in it is durable (a no-op where the platform cannot). */
+export function fsyncDirectory(dir: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(dir, 'r');
