@@ -79,7 +79,11 @@ const arbRandom = arbGraph({ maxOps: 6, params: true }).map(({ graph: g, feeds, 
 
 const arbCase: fc.Arbitrary<Case> = fc
   .tuple(fc.oneof(arbMlp, arbLayered, arbRandom), fc.boolean(), fc.double({ min: 0, max: 1, noNaN: true }))
-  .map(([c, optimizer, frac]) => ({ ...c, optimizer, frac, [fc.toStringMethod]: () => `${c.kind}${optimizer ? ' with adam' : ''}, frac ${frac}` }));
+  // an optimizer needs a gradient to apply: a graph without params (e.g. only elementwise layers) trains nothing
+  .map(([c, wanted, frac]) => {
+    const optimizer = wanted && Object.keys(c.graph.outputs).some((n) => n.startsWith('grad/'));
+    return { ...c, optimizer, frac, [fc.toStringMethod]: () => `${c.kind}${optimizer ? ' with adam' : ''}, frac ${frac}` };
+  });
 
 type Planned = { remat: RematInfo };
 
