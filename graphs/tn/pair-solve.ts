@@ -79,9 +79,10 @@ export function oneSiteUpdate(gram: Float64Array, rhs: Float64Array, Bcur: Float
     Hb[pb * nb + e * RB + u] = s;
   }
   const Bsol = solveSpd(Gb, Hb, nb); // [PB, r, RB]
-  let dot = 0;
-  for (let i = 0; i < Bsol.length; i++) dot += Bsol[i]! * Hb[i]!;
-  return { A, B: permuteAxes(Bsol, [PB, r, RB], [1, 0, 2]), resid: normSq - dot };
+  const B = permuteAxes(Bsol, [PB, r, RB], [1, 0, 2]);
+  // computed from the cores, not as ‖X‖² − ⟨B, Hb⟩: that shortcut holds only for an exact solve,
+  // and a singular Gram matrix is solved with a ridge
+  return { A, B, resid: pairResidual(gram, rhs, A, B, d, normSq) };
 }
 
 /** ‖X − X̂‖² = ‖X‖² − 2⟨M, rhs⟩ + ⟨M, M·gram⟩ for the merged pair M = A·B. */
