@@ -56,6 +56,8 @@ export class Run {
   private commits: Promise<void> = Promise.resolve();
   /** events of recorded steps, emitted in order once their values are read back */
   private emitted: Promise<void> = Promise.resolve();
+  /** checkpoint writes under way, settled or not */
+  private writes: Promise<void> = Promise.resolve();
   private closed: Promise<void> | undefined;
   private subscription: Subscription | undefined;
   private store: CheckpointStore | undefined;
@@ -286,6 +288,7 @@ export class Run {
     const rng = { seed: this.seed, counter: step };
     this.lastCheckpoint = { step, at: Date.now() };
     const written = this.exe.captureVariables().then((variables) => this.store!.write({ step, position, rng, variables }, ck.keep ?? 3));
+    this.writes = this.writes.then(() => written.then(() => undefined, () => undefined));
     const resumable = this.resumable;
     if (resumable?.commit) {
       this.commits = this.commits.then(() => written).then(() => resumable.commit!(position));
@@ -327,8 +330,12 @@ export class Run {
     this.state = 'stopped';
     this.disconnect();
     void this.close().catch(() => undefined);
-    this.snapshots$.error(e);
-    this.out.error(e);
+    // checkpoints of steps taken before the failure are on disk before it is reported (on WebGPU
+    // their values may still be on their way back from the device)
+    void this.writes.then(() => {
+      this.snapshots$.error(e);
+      this.out.error(e);
+    });
   }
 }
 
