@@ -5,21 +5,20 @@
 // is refused on load rather than pairing one model's graph with another's weights. Optimizer
 // state is not saved: training checkpoints (train/checkpoint.ts) are for resuming.
 
-import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graphs/graph.js';
 import { fromJSON, toJSON } from '../graphs/serialize.js';
 import { Executable } from './executor.js';
 import { ModelError, paramKey, paramNodes, paramsOf, type WeightSource } from './model.js';
+import { sha256 } from './sha256.js';
 import type { HostTensor } from './tensor.js';
-import { fsyncDirectory } from './train/checkpoint.js';
+import { fsyncDirectory, writeFileAtomic } from './train/checkpoint.js';
 import { CheckpointError, decodeSafetensors, encodeSafetensors } from './train/safetensors.js';
 
 /** The files of a model directory. */
 export const MODEL_FILES = { graph: 'graph.json', params: 'params.safetensors' } as const;
 const FORMAT = 'rheo.model/1';
-let tempCounter = 0;
 
 export interface SavedModel {
   readonly graph: Graph;
@@ -34,7 +33,6 @@ export interface SaveModelOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /**
  * Saves `graph` and the weights of its params to `dir` (created if absent; a model there is
@@ -64,24 +62,11 @@ export async function saveModel(dir: string, graph: Graph, from: Executable | We
   const meta: Record<string, string> = { ...opts.metadata, format: FORMAT, graph: graph.name, graph_sha256: sha256(graphBytes) };
   const paramBytes = encodeSafetensors(tensors, meta);
   mkdirSync(dir, { recursive: true });
-  writeAtomic(dir, MODEL_FILES.params, paramBytes);
-  writeAtomic(dir, MODEL_FILES.graph, graphBytes);
+  writeFileAtomic(dir, MODEL_FILES.params, paramBytes);
+  writeFileAtomic(dir, MODEL_FILES.graph, graphBytes);
   fsyncDirectory(dir);
   return dir;
 }
-
-function writeAtomic(dir: string, name: string, bytes: Uint8Array): void {
-  const tmp = join(dir, `.${name}.${process.pid}.${tempCounter++}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-}
-
 
 function read(file: string): Uint8Array {
   try {

@@ -90,17 +90,7 @@ export function writeCheckpoint(dir: string, state: CheckpointState, opts: { kee
   if (state.position.token !== undefined) meta['stream_token'] = state.position.token;
   meta['rng'] = JSON.stringify({ seed: state.rng.seed, counter: state.rng.counter });
   const bytes = encodeSafetensors(state.variables, meta);
-  const name = checkpointFileName(state.step);
-  const tmp = join(dir, `.${name}.${process.pid}.${tempCounter++}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  const path = join(dir, name);
-  renameSync(tmp, path);
+  const path = writeFileAtomic(dir, checkpointFileName(state.step), bytes);
   fsyncDirectory(dir);
   prune(dir, keep);
   return path;
@@ -130,6 +120,25 @@ export function checkWritable(dir: string): void {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new CheckpointError(dir, `cannot ${step} (${code}); checkpoints need a writable directory`);
   }
+}
+
+/**
+ * Writes `bytes` to `dir/name` atomically: a temp file in the same directory, fsync-ed, then
+ * renamed over the name (the caller fsyncs the directory once it has written all it writes).
+ * Returns the path.
+ */
+export function writeFileAtomic(dir: string, name: string, bytes: Uint8Array): string {
+  const tmp = join(dir, `.${name}.${process.pid}.${tempCounter++}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const path = join(dir, name);
+  renameSync(tmp, path);
+  return path;
 }
 
 /** fsync a directory so a rename in it is durable (a no-op where the platform cannot). */
