@@ -6,7 +6,8 @@
 // under CI.
 
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { haveRedis, spawnRedis, stopRedis } from './fixtures/redis-server.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,32 +18,18 @@ import { batchSizeOf, encodeEntry, train, type StepEvent } from '../runtime/trai
 import { RedisSourceError, redisSource } from '../runtime/train/redis.js';
 import { freePort } from './fixtures/ports.js';
 
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 
-/** redis-server on `port` with data in `dir` (append-only file, fsync always). */
+/** redis-server on `port` with data in `dir` (append-only file, fsync always), so a restart keeps the stream. */
 async function startServer(port: number, dir: string): Promise<ChildProcess> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const ready = await new Promise<boolean>((resolve) => {
-    proc.stdout!.on('data', (d) => {
-      log += d;
-      if (log.includes('Ready to accept connections')) resolve(true);
-    });
-    proc.on('exit', () => resolve(false));
-  });
+  const { proc, ready, log } = await spawnRedis(port, dir, ['--appendonly', 'yes', '--appendfsync', 'always']);
   if (!ready) throw new Error(`redis-server did not start on ${port}:\n${log}`);
   return proc;
 }
 
-async function stopServer(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  await exited;
-}
+const stopServer = stopRedis;
 
 const model = graph('redis-outage', (g) => {
   const x = g.input('x', f32('batch', 2));

@@ -2,7 +2,8 @@
 // redis-server the suite is skipped, except under CI, where it must fail rather than pass unseen.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { haveRedis, spawnRedis, stopRedis } from './fixtures/redis-server.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,6 @@ import { redisTrainer, sample, makeStep } from './fixtures/online-trainer.js';
 import { freePort } from './fixtures/ports.js';
 
 const fcSeed = process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {};
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
 
 const bitsOf = (vars: Record<string, HostTensor>) =>
   Object.fromEntries(Object.entries(vars).map(([k, t]) => [k, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex')]));
@@ -26,21 +26,9 @@ async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }>
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'rheo-redis-'));
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    const ready = await new Promise<boolean>((resolve) => {
-      proc.stdout!.on('data', (d) => {
-        log += d;
-        if (log.includes('Ready to accept connections')) resolve(true);
-      });
-      proc.on('exit', () => resolve(false));
-    });
+    const { proc, ready, log } = await spawnRedis(port, dir, ['--appendonly', 'no']);
     const stop = async () => {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await exited;
-      }
+      await stopRedis(proc);
       rmSync(dir, { recursive: true, force: true });
     };
     if (ready) return { url: `redis://127.0.0.1:${port}`, stop };
