@@ -7,21 +7,8 @@ import type { DType, Shape, TensorType } from './types.js';
 import { GraphError } from './errors.js';
 import { dict } from './dict.js';
 
-export type AttrValue = number | string | boolean | null | readonly AttrValue[] | { readonly [k: string]: AttrValue };
-export type Attrs = { readonly [k: string]: AttrValue };
-
-export interface Node {
-  readonly id: number;
-  readonly op: string;
-  readonly inputs: readonly number[];
-  readonly attrs: Attrs;
-  readonly dtype: DType;
-  readonly shape: Shape;
-  /** set on named nodes: inputs, params, state */
-  readonly name?: string;
-  /** the user's source line that created the node */
-  readonly site?: string;
-}
+export type { AttrValue, Attrs, Node } from '../ops/types.js';
+import type { Node } from '../ops/types.js';
 
 /** After a step, `value` is written into the state or param node `target` (optimizer updates). */
 export interface Update {

@@ -4,7 +4,7 @@
 
 import { defineOp } from './registry.js';
 import type { OpBuilder } from './registry.js';
-import type { Tensor } from '../graphs/types.js';
+import type { Tensor } from './types.js';
 import { broadcastIndex, broadcastShapes, requireDType, requireSameDType } from './shape.js';
 import type { BinaryOp } from './kernel-ir.js';
 

@@ -9,8 +9,8 @@
 import type { OpBuilder } from './registry.js';
 import { defineOp } from './registry.js';
 import { ivar, iconst, type Expr, type IndexExpr, type LoopVar } from './kernel-ir.js';
-import { callSite, ShapeError } from '../graphs/errors.js';
-import type { Dim, MatmulCheck, Shape, Tensor, TensorType } from '../graphs/types.js';
+import { callSite, ShapeError } from './errors.js';
+import type { Dim, MatmulCheck, Shape, Tensor, TensorType } from './types.js';
 import { requireSameDType } from './shape.js';
 
 interface Term {

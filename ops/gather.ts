@@ -3,10 +3,10 @@
 // Indices are i32 and clamped to [0, V-1]; the builder handles other axes with transposes.
 
 import { defineOp } from './registry.js';
-import { ShapeError } from '../graphs/errors.js';
+import { ShapeError } from './errors.js';
 import { requireDType, requireSameDType } from './shape.js';
 import type { IndexExpr } from './kernel-ir.js';
-import { numel, type Tensor, type TensorType } from '../graphs/types.js';
+import { numel, type Tensor, type TensorType } from './types.js';
 
 defineOp({
   name: 'gather',

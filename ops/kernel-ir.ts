@@ -4,7 +4,7 @@
 // Layout ops never appear here: they have been folded into index expressions by lowering.
 // This module defines types and small constructors/simplifiers only, no rendering.
 
-import type { DType } from '../graphs/types.js';
+import type { DType } from './types.js';
 
 // ---------------------------------------------------------------- index expressions (integers)
 

@@ -3,8 +3,8 @@
 // they fold into the loads of whatever kernel reads them and cost no copy.
 
 import { defineOp } from './registry.js';
-import { ShapeError } from '../graphs/errors.js';
-import type { Dim } from '../graphs/types.js';
+import { ShapeError } from './errors.js';
+import type { Dim } from './types.js';
 import { delinearize, iadd, iconst, linearize, type Expr, type IndexExpr, type IndexPred } from './kernel-ir.js';
 import { broadcastShapes, normalizeAxis, numArr, requireSameDType, sameProduct } from './shape.js';
 

@@ -3,8 +3,8 @@
 // copies. Both operands must be at least rank 2.
 
 import { defineOp } from './registry.js';
-import { ShapeError } from '../graphs/errors.js';
-import type { Dim, MatmulCheck, Shape, Tensor } from '../graphs/types.js';
+import { ShapeError } from './errors.js';
+import type { Dim, MatmulCheck, Shape, Tensor } from './types.js';
 import { broadcastShapes, requireDType, requireSameDType } from './shape.js';
 import { iconst, ivar, type IndexExpr } from './kernel-ir.js';
 

@@ -4,8 +4,8 @@
 // from the primitives' VJPs.
 
 import type { OpBuilder } from './registry.js';
-import { callSite, ShapeError } from '../graphs/errors.js';
-import type { DType, Tensor } from '../graphs/types.js';
+import { callSite, ShapeError } from './errors.js';
+import type { DType, Tensor } from './types.js';
 import { normalizeAxes, normalizeAxis, requireDType, shapesEqual } from './shape.js';
 
 function countOf(g: OpBuilder, x: Tensor, axes: readonly number[] | null): Tensor {

@@ -3,8 +3,8 @@
 // inline their producers, so a reduction with an elementwise prologue is one kernel.
 
 import { defineOp, type LowerCtx } from './registry.js';
-import type { Attrs } from '../graphs/graph.js';
-import type { Dim, TensorType } from '../graphs/types.js';
+import type { Attrs } from './types.js';
+import type { Dim, TensorType } from './types.js';
 import { ivar, type IndexExpr, type ReduceOp } from './kernel-ir.js';
 import { normalizeAxes, normalizeAxis, requireDType } from './shape.js';
 

@@ -2,9 +2,9 @@
 // Op files register themselves here; graphs/, scheduler/ and runtime/ only ever go through
 // `opDef`. This module holds the contracts, not any op.
 
-import type { Attrs, Node } from '../graphs/graph.js';
-import type { DType, Tensor, TensorType } from '../graphs/types.js';
-import { UnknownOpError } from '../graphs/errors.js';
+import type { Attrs, Node } from './types.js';
+import type { DType, Tensor, TensorType } from './types.js';
+import { UnknownOpError } from './errors.js';
 import type { BufferParam, Expr, IndexExpr, Kernel, LoopVar, MatmulOperand } from './kernel-ir.js';
 
 /**

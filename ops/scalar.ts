@@ -2,7 +2,7 @@
 // what the reference interpreter computes per element and what constant folding computes once at
 // compile time, so both agree by construction. No tensors, shapes or rounding to f32 here.
 
-import type { DType } from '../graphs/types.js';
+import type { DType } from './types.js';
 import type { BinaryOp, UnaryOp } from './kernel-ir.js';
 
 function roundHalfEven(x: number): number {

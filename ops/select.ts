@@ -2,7 +2,7 @@
 // nonzero to 1; float to i32 truncates toward zero.
 
 import { defineOp } from './registry.js';
-import { isFloat, type DType, type Tensor } from '../graphs/types.js';
+import { isFloat, type DType, type Tensor } from './types.js';
 import type { Expr } from './kernel-ir.js';
 import { broadcastIndex, broadcastShapes, requireDType, requireSameDType } from './shape.js';
 

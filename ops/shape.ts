@@ -1,8 +1,8 @@
 // Shape rules shared by op definitions: NumPy broadcasting, axis normalization, and products
 // of shapes with symbolic dims (for reshape). Pure functions over `Shape`; no op knowledge.
 
-import type { DType, Dim, Shape, TensorType } from '../graphs/types.js';
-import { DTypeError, ShapeError } from '../graphs/errors.js';
+import type { DType, Dim, Shape, TensorType } from './types.js';
+import { DTypeError, ShapeError } from './errors.js';
 import { iconst, type IndexExpr } from './kernel-ir.js';
 
 export function dimsEqual(a: Dim, b: Dim): boolean {

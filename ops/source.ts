@@ -4,8 +4,8 @@
 
 import { defineOp } from './registry.js';
 import { linearize } from './kernel-ir.js';
-import { ShapeError } from '../graphs/errors.js';
-import type { Dim, DType, TensorType } from '../graphs/types.js';
+import { ShapeError } from './errors.js';
+import type { Dim, DType, TensorType } from './types.js';
 
 function declared(attrs: { readonly [k: string]: unknown }): TensorType {
   return { dtype: attrs['dtype'] as DType, shape: attrs['shape'] as Dim[] };

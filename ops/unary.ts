@@ -3,8 +3,8 @@
 
 import { defineOp } from './registry.js';
 import type { OpBuilder } from './registry.js';
-import type { Tensor } from '../graphs/types.js';
-import { isFloat } from '../graphs/types.js';
+import type { Tensor } from './types.js';
+import { isFloat } from './types.js';
 import { requireDType } from './shape.js';
 import type { UnaryOp } from './kernel-ir.js';
 

@@ -3,7 +3,7 @@
 // two axes of an already padded NCHW tensor; conv2d in ops/nn.ts is built from them.
 
 import { defineOp } from './registry.js';
-import { ShapeError } from '../graphs/errors.js';
+import { ShapeError } from './errors.js';
 import { iadd, iconst, idiv, imod, imul, ivar, type IndexExpr, type IndexPred } from './kernel-ir.js';
 import { numArr } from './shape.js';
 
