@@ -1,5 +1,6 @@
 // A mesh of devices in one process: devices named in one or two (or more) dimensions with axis
-// names, each a worker thread with its own CPU device and a shared-memory communicator. A program
+// names, each a worker thread with its own CPU device (single-threaded WebAssembly by default)
+// and a shared-memory communicator. A program
 // is one plan per device (plans are data) loaded once with its variables; each run sends feeds and
 // gets outputs back. A device that throws, exits or overruns the step deadline fails the run with
 // a MeshError naming it, and wakes every other device's waits so nothing hangs. It does not plan:
@@ -10,10 +11,12 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Plan } from '../../scheduler/plan.js';
 import { residentBuffers } from '../../scheduler/plan.js';
-import { bufferBytes } from '../../scheduler/caps.js';
+import { bufferBytes, type DeviceCaps } from '../../scheduler/caps.js';
 import { validateSteps, type DeviceId } from '../../scheduler/steps.js';
 import type { DType } from '../../graphs/types.js';
 import type { CpuArray } from '../cpu/render-js.js';
+import { HostDevice } from '../device.js';
+import { wasmAvailable, wasmCaps } from '../wasm/device.js';
 import { MeshError } from './communicator.js';
 import { abortChannels, sharedChannels, type SharedChannels } from './shared-memory.js';
 import type { FromWorker, HostValues, ToWorker, WorkerInit } from './protocol.js';
@@ -27,6 +30,11 @@ export interface MeshOptions {
   readonly stepDeadlineMs?: number;
   /** bytes per shared slot, the largest part a send moves at once (default 1 MiB) */
   readonly slotBytes?: number;
+  /**
+   * each worker's device: the WebAssembly device on one thread ('wasm', the default where
+   * WebAssembly SIMD is available) or the JavaScript renderer ('js')
+   */
+  readonly backend?: 'wasm' | 'js';
 }
 
 /** Plans loaded on every device of a mesh, with their variables; run it with `Mesh.run`. */
@@ -63,6 +71,10 @@ export class Mesh {
   readonly shape: readonly number[];
   readonly axes: readonly string[];
   readonly size: number;
+  /** the device each worker owns */
+  readonly backend: 'wasm' | 'js';
+  /** the caps of every device: plan the programs loaded here for these */
+  readonly caps: DeviceCaps;
   /** the first failure; once failed, every run is refused with it */
   failure: MeshError | undefined;
   private readonly workers: Worker[] = [];
@@ -81,10 +93,13 @@ export class Mesh {
     this.size = shape.reduce((a, d) => a * d, 1);
     this.stepDeadlineMs = opts.stepDeadlineMs ?? 60_000;
     const deadlineMs = opts.deadlineMs ?? 10_000;
+    this.backend = opts.backend ?? (wasmAvailable() ? 'wasm' : 'js');
+    if (this.backend === 'wasm' && !wasmAvailable()) throw new MeshError(0, 'backend \'wasm\' needs WebAssembly SIMD128, which this engine lacks');
+    this.caps = this.backend === 'wasm' ? wasmCaps() : new HostDevice('cpu').caps;
     this.channels = sharedChannels(this.size, opts.slotBytes);
     const ready: Promise<string>[] = [];
     for (let d = 0; d < this.size; d++) {
-      const init: WorkerInit = { rank: d, channels: this.channels, deadlineMs };
+      const init: WorkerInit = { rank: d, channels: this.channels, deadlineMs, backend: this.backend };
       const w = spawnWorker(init);
       this.workers.push(w);
       ready.push(

@@ -16,6 +16,8 @@ export interface WorkerInit {
   readonly rank: DeviceId;
   readonly channels: SharedChannels;
   readonly deadlineMs: number;
+  /** the device each worker owns: the WebAssembly device on one thread, or the JavaScript renderer */
+  readonly backend: 'wasm' | 'js';
 }
 
 export type ToWorker =

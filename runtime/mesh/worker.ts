@@ -1,9 +1,11 @@
-// A device of a mesh: the entry of one worker thread. It owns a CPU device and the shared-memory
+// A device of a mesh: the entry of one worker thread. It owns a CPU device (the single-threaded
+// WebAssembly device, or the JavaScript renderer with backend 'js') and the shared-memory
 // communicator for its rank, keeps the plans and variables loaded into it, and runs them one
 // request at a time through the one plan interpreter. It does not plan or choose what to send.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { HostDevice } from '../device.js';
+import { HostDevice, type Device } from '../device.js';
+import { WasmDevice } from '../wasm/device.js';
 import { runPlan } from '../plan-interpreter.js';
 import { Variables } from '../variables.js';
 import type { CpuArray } from '../cpu/render-js.js';
@@ -14,9 +16,10 @@ import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const device = new HostDevice('cpu');
+// one thread per device: the mesh's devices are its parallelism
+const device: Device = init.backend === 'wasm' ? new WasmDevice({ threads: 1 }) : new HostDevice('cpu');
 const comm = new SharedMemoryCommunicator(init.rank, init.channels, init.deadlineMs);
-const programs = new Map<number, { plan: Plan; vars: Variables<CpuArray> }>();
+const programs = new Map<number, { plan: Plan; vars: Variables }>();
 
 const post = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 
@@ -41,7 +44,7 @@ async function handle(m: ToWorker): Promise<void> {
   }
 }
 
-function program(id: number): { plan: Plan; vars: Variables<CpuArray> } {
+function program(id: number): { plan: Plan; vars: Variables } {
   const p = programs.get(id);
   if (!p) throw new MeshError(init.rank, `has no program ${id} loaded`);
   return p;

@@ -85,6 +85,16 @@ export function wasmAvailable(): boolean {
   return wasmFeatures().simd;
 }
 
+/** The caps of a wasm device (what plans for one are planned with), without starting one. */
+export function wasmCaps(f64 = false): DeviceCaps {
+  return {
+    ...HOST_CAPS,
+    kind: 'wasm',
+    maxBufferBytes: 2 ** 31 - 1,
+    elementBytes: f64 ? { ...HOST_CAPS.elementBytes, f32: 8, f16: 8 } : HOST_CAPS.elementBytes,
+  };
+}
+
 const shared = new Map<string, WasmDevice>();
 
 /**
@@ -147,12 +157,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     this.imports = { env: { memory: this.mem }, m: { exp: Math.exp, log: Math.log, sin: Math.sin, cos: Math.cos, tanh: Math.tanh, pow: Math.pow } };
     this.pool = this.threads > 1 ? new WasmThreadPool(this.mem, this.threads - 1) : null;
     this.description = `wasm (${this.threads} thread${this.threads > 1 ? 's' : ''}${f.relaxed ? ', relaxed SIMD' : ''}${f64 ? ', f64' : ''})`;
-    this.caps = {
-      ...HOST_CAPS,
-      kind: 'wasm',
-      maxBufferBytes: 2 ** 31 - 1,
-      elementBytes: f64 ? { ...HOST_CAPS.elementBytes, f32: 8, f16: 8 } : HOST_CAPS.elementBytes,
-    };
+    this.caps = wasmCaps(f64);
   }
 
   get memory(): DeviceMemory {
