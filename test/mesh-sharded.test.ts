@@ -1,0 +1,114 @@
+// Sharded training steps on a mesh of 2 worker devices (each the single-threaded wasm device):
+// on random small MLPs, tensor-parallel steps (random weight shardings) and data-parallel steps
+// (batch split, with and without ZeRO's sharded optimizer state) run 3 times in a row, params
+// updated in place on the workers, and equal the single-device steps within float32 tolerance.
+// Also: what a sharded program refuses (a plan for another mesh or another device kind).
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { graph } from '../graphs/builder.js';
+import { f32, type Tensor } from '../graphs/types.js';
+import { grad } from '../graphs/autodiff.js';
+import { adam, applyOptimizer, sgd } from '../graphs/optim.js';
+import type { Graph } from '../graphs/graph.js';
+import { planSharded } from '../scheduler/parallel/sbp-lower.js';
+import { dataParallel } from '../scheduler/parallel/sbp-data.js';
+import { broadcast, split, type NdSbp, type Sbp } from '../scheduler/parallel/sbp.js';
+import { Mesh, MeshError, ShardedProgram } from '../runtime/mesh/index.js';
+import type { CpuArray } from '../runtime/cpu/render-js.js';
+import { concrete, maxRelErr, randomValues, runSingle } from './sbp-util.js';
+
+const TOL = 1e-3;
+const STEPS = 3;
+
+const mesh = new Mesh([2], { axes: ['x'] });
+afterAll(() => mesh.close());
+
+function mlp(B: number, widths: readonly number[]): Graph {
+  return graph('mlp', (g) => {
+    let h: Tensor = g.input('x', f32(B, widths[0]!));
+    widths.slice(1).forEach((w, i) => {
+      const z = g.add(g.matmul(h, g.param(`w${i}`, f32(widths[i]!, w))), g.param(`b${i}`, f32(w)));
+      h = i < widths.length - 2 ? g.tanh(z) : z;
+    });
+    return { out: h, loss: g.mean(g.square(h)) };
+  });
+}
+
+const arbMlp = fc.record({
+  batch: fc.constantFrom(4, 8),
+  widths: fc.array(fc.constantFrom(4, 8, 16), { minLength: 2, maxLength: 4 }),
+  opt: fc.constantFrom('sgd', 'adam'),
+  seed: fc.integer({ min: 1, max: 1e6 }),
+});
+
+const train = (c: { batch: number; widths: number[]; opt: string }) => applyOptimizer(grad(mlp(c.batch, c.widths), 'loss'), c.opt === 'sgd' ? sgd(0.1) : adam(0.01));
+
+/** `STEPS` steps on the mesh and on one device, new inputs each step: same outputs, same variables after. */
+async function expectSameSteps(g: Graph, annotations: Map<string, NdSbp>, seed: number): Promise<void> {
+  const shapes = concrete(g);
+  const sp = planSharded(g, shapes, { shape: [2] }, annotations, { caps: mesh.caps });
+  let { vars } = randomValues(g, seed, shapes);
+  const program = await ShardedProgram.load(mesh, sp, vars);
+  for (let s = 0; s < STEPS; s++) {
+    const { feeds } = randomValues(g, seed + 1000 * (s + 1), shapes);
+    const ref = runSingle(g, feeds, vars, shapes);
+    const got = await program.step(feeds);
+    for (const [k, v] of Object.entries(ref.outputs)) expect(maxRelErr(got[k]!, v), `step ${s}: output ${k}`).toBeLessThan(TOL);
+    vars = new Map<string, CpuArray>([...vars, ...ref.variables]);
+  }
+  const read = await program.read([...vars.keys()]);
+  for (const [k, v] of vars) expect(maxRelErr(read.get(k)!, v), `variable ${k} after ${STEPS} steps`).toBeLessThan(TOL);
+}
+
+describe('sharded training steps on a 2-worker mesh equal single-device steps', () => {
+  it('tensor parallel: random MLPs with random weight shardings', async () => {
+    const arb = arbMlp.chain((c) => {
+      const g = train(c);
+      const params = g.nodes.filter((n) => n.op === 'param');
+      return fc.array(fc.integer({ min: -1, max: 1 }), { minLength: params.length, maxLength: params.length }).map((picks) => ({
+        ...c,
+        g,
+        ann: new Map<string, NdSbp>(params.map((n, i): [string, NdSbp] => {
+          const k = picks[i]!;
+          const s: Sbp = k < 0 || k >= n.shape.length ? broadcast : split(k);
+          return [n.name!, [s]];
+        })),
+      }));
+    });
+    await fc.assert(fc.asyncProperty(arb, ({ g, ann, seed }) => expectSameSteps(g, ann, seed)), { numRuns: 6 });
+  }, 600_000);
+
+  it('data parallel: the batch split, gradients all-reduced, with and without ZeRO', async () => {
+    const arb = fc.record({ c: arbMlp, zero: fc.boolean() });
+    await fc.assert(fc.asyncProperty(arb, async ({ c, zero }) => {
+      const g = train(c);
+      const shapes = concrete(g);
+      await expectSameSteps(g, dataParallel(g, shapes, { shape: [2] }, { axis: 0, zero }), c.seed);
+    }), { numRuns: 6 });
+  }, 600_000);
+
+  it('a Megatron MLP (W1 by columns, W2 by rows) trained with Adam', async () => {
+    const g = train({ batch: 8, widths: [8, 16, 8], opt: 'adam' });
+    await expectSameSteps(g, new Map<string, NdSbp>([['w0', [split(1)]], ['w1', [split(0)]]]), 11);
+  }, 600_000);
+});
+
+describe('a sharded program refuses', () => {
+  it('(the mesh devices are single-threaded wasm devices, and plans are made for their caps)', async () => {
+    for (const d of await mesh.ready()) expect(d).toMatch(/^wasm \(1 thread/);
+    expect(mesh.caps.kind).toBe('wasm');
+  }, 60_000);
+
+  it('plans for another mesh shape or another device kind, and missing inputs, with a MeshError', async () => {
+    const g = train({ batch: 4, widths: [4, 8], opt: 'sgd' });
+    const shapes = concrete(g);
+    const { vars, feeds } = randomValues(g, 1, shapes);
+    const other = planSharded(g, shapes, { shape: [4] }, new Map(), { caps: mesh.caps });
+    await expect(ShardedProgram.load(mesh, other, vars)).rejects.toThrow(/mesh of shape \[4\] loaded on a mesh of shape \[2\]/);
+    const js = planSharded(g, shapes, { shape: [2] }, new Map(), { caps: { ...mesh.caps, kind: 'webgpu' } });
+    await expect(ShardedProgram.load(mesh, js, vars)).rejects.toThrow(MeshError);
+    const ok = await ShardedProgram.load(mesh, planSharded(g, shapes, { shape: [2] }, new Map(), { caps: mesh.caps }), vars);
+    await expect(ok.step(new Map())).rejects.toThrow(/no value for input 'x'/);
+    expect(Object.keys(await ok.step(feeds))).toContain('loss');
+  }, 120_000);
+});
