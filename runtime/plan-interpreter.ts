@@ -18,12 +18,21 @@ export interface PlanRun {
   readonly values: CpuArray[] | Promise<CpuArray[]>;
   /** the largest total of computed values held at once, bytes, as the device's allocator counted them */
   readonly measuredPeakBytes: number;
+  /** the outputs named in `keep`, as device buffers the caller now owns */
+  readonly kept?: ReadonlyMap<string, unknown>;
 }
 
 export interface RunPlanOptions {
   readonly update: boolean;
   /** read the outputs synchronously (devices with `caps.sync` only) */
   readonly sync: boolean;
+  /**
+   * buffers already on the device, by node id, read as variables are: the run neither frees nor
+   * replaces them (values a pipeline stage keeps between its passes)
+   */
+  readonly bound?: ReadonlyMap<number, unknown>;
+  /** output names handed back as device buffers in `PlanRun.kept` instead of read (and not in `values`) */
+  readonly keep?: ReadonlySet<string>;
 }
 
 /**
@@ -83,7 +92,8 @@ function* interpret<B>(
   const fed = new Map<number, B>();
   /** values computed in place: node id -> the variable whose buffer holds them */
   const alias = new Map<number, number>();
-  const lookup = (id: number): B => own.get(id) ?? fed.get(id) ?? vars.get(alias.get(id) ?? id);
+  const bound = opts.bound as ReadonlyMap<number, B> | undefined;
+  const lookup = (id: number): B => own.get(id) ?? fed.get(id) ?? bound?.get(id) ?? vars.get(alias.get(id) ?? id);
   let live = 0;
   let peak = 0;
   try {
@@ -143,7 +153,26 @@ function* interpret<B>(
           break;
       }
     }
-    const outIds = Object.values(plan.outputs);
+    // Outputs kept on the device are handed over as they are (a copy when the run does not own
+    // the buffer, or hands it over twice); the others are read.
+    const kept = new Map<string, B>();
+    const read = new Set(Object.entries(plan.outputs).filter(([name]) => !opts.keep?.has(name)).map(([, id]) => id));
+    for (const name of opts.keep ?? []) {
+      const id = plan.outputs[name];
+      if (id === undefined) throw new DeviceUseError(`plan interpreter: keep names '${name}', which is not an output of the plan`);
+      const b = own.get(id);
+      if (b !== undefined && !read.has(id) && ![...kept.values()].includes(b)) {
+        kept.set(name, b);
+        continue;
+      }
+      const n = plan.buffers.get(id) ?? { dtype: g.nodes[id]!.dtype, elements: plan.shapes[id]!.reduce((a, d) => a * d, 1) };
+      const c = device.alloc(n.dtype as DType, n.elements);
+      device.copy(lookup(id), c);
+      kept.set(name, c);
+    }
+    const handed = new Set(kept.values());
+    for (const [id, b] of own) if (handed.has(b)) own.delete(id);
+    const outIds = Object.entries(plan.outputs).filter(([name]) => !opts.keep?.has(name)).map(([, id]) => id);
     // Reads are recorded before the updates below, so they see this run's values on any device.
     // A host device hands over an output's buffer itself when nothing else keeps it.
     const values = opts.sync ? undefined : device.read(outIds.map(lookup));
@@ -180,7 +209,7 @@ function* interpret<B>(
     for (const [target, b] of next) vars.replace(target, b);
     for (const [id, b] of own) if (!claimed.has(id)) device.free(b);
     own.clear();
-    return { values: synced ?? values!, measuredPeakBytes: peak };
+    return { values: synced ?? values!, measuredPeakBytes: peak, ...(kept.size ? { kept } : {}) };
   } finally {
     for (const b of own.values()) device.free(b);
     for (const b of fed.values()) device.free(b);
