@@ -1,6 +1,7 @@
 // f32 matmul GFLOP/s at 256³ and 1024³: rheo's generated kernels on the CPU (JavaScript; WebAssembly
 // on one thread and on every core) and on WebGPU against
-// TensorFlow.js (cpu, wasm, webgpu) and jax-js (wasm, webgpu), same operands, same process, same
+// TensorFlow.js (cpu, wasm, webgpu), jax-js (wasm, webgpu) and ONNX Runtime's native CPU kernels
+// (onnxruntime-node, one thread and every core: the gap to native code), same operands, same process, same
 // Dawn adapter for every WebGPU case; operands stay where they are made (rheo: as params), and
 // every run reads the result back. Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
 // ours (lower is better).

@@ -7,6 +7,8 @@
  *   tfjs-webgpu    @tensorflow/tfjs 4.22.0 + @tensorflow/tfjs-backend-webgpu, backend 'webgpu'
  *   jax-js-wasm    @jax-js/jax 0.1.25, device 'wasm' (single-threaded in Node: no global Worker)
  *   jax-js-webgpu  @jax-js/jax 0.1.25, device 'webgpu'
+ *   onnxruntime-tN onnxruntime-node 1.30.0 (optional dependency), native CPU kernels on N intra-op
+ *                  threads (1 and every core): matmul and chain only, the distance to native code
  *
  * The WebGPU peers get the `navigator.gpu` that `installNavigatorGpu()` sets up: the Dawn instance
  * and adapter kind rheo itself would use (on a machine without a GPU, llvmpipe through OpenGL ES,
@@ -29,23 +31,25 @@
  *
  * Libraries are imported lazily, in `setup()`, so a bench that runs only some peers does not pay
  * for loading the others. The problems and their data are in problems.ts (re-exported here), the
- * peers in peers-tfjs.ts and peers-jax.ts.
+ * peers in peers-tfjs.ts, peers-jax.ts and peers-onnx.ts.
  */
 import { peerFilter } from './harness.js';
 import type { Peer } from './problems.js';
 import { tfjsCpu, tfjsWasm, tfjsWebgpu } from './peers-tfjs.js';
 import { jaxWasm, jaxWebgpu } from './peers-jax.js';
+import { onnxT1, onnxTN } from './peers-onnx.js';
 
 export * from './problems.js';
 export { tfjsCpu, tfjsWasm, tfjsWebgpu } from './peers-tfjs.js';
 export { jaxWasm, jaxWebgpu, jaxMlpStep, type JaxMlpMode } from './peers-jax.js';
+export { onnxT1, onnxTN } from './peers-onnx.js';
 
 // =============================================================================================
 // Selection
 // =============================================================================================
 
 /** Every peer, in the order benches report them. */
-export const ALL_PEERS: readonly Peer[] = [tfjsCpu, tfjsWasm, tfjsWebgpu, jaxWasm, jaxWebgpu];
+export const ALL_PEERS: readonly Peer[] = [tfjsCpu, tfjsWasm, tfjsWebgpu, jaxWasm, jaxWebgpu, onnxT1, ...(onnxTN ? [onnxTN] : [])];
 
 /**
  * The peers chosen on the command line with `--peers=a,b` (all of them without the flag). An

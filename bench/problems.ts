@@ -7,7 +7,7 @@ import type { CaseOrSkip, PeerLike } from './harness.js';
 import { navigatorGpu } from '../runtime/webgpu/device.js';
 import { mulberry32 } from '../runtime/rng.js';
 
-export type PeerName = 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu' | 'jax-js-wasm' | 'jax-js-webgpu';
+export type PeerName = 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu' | 'jax-js-wasm' | 'jax-js-webgpu' | `onnxruntime-t${number}`;
 
 /** Where the chain case's input lives: copied from host memory on every call, or made once. */
 export type ChainInput = 'host' | 'resident';
