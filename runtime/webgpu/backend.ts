@@ -12,6 +12,7 @@ import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wg
 import { storageType } from './wgsl-expr.js';
 import { BufferPool, sizeClass } from './pool.js';
 import type { MatmulVariant, RegisterTileChoice } from './render-wgsl-matmul.js';
+import { DEFAULT_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
 export class KernelLaunchError extends RheoError {
@@ -41,6 +42,11 @@ export interface WebGpuBackendOptions {
   readonly registerTile?: RegisterTileChoice;
   /** submit the open command buffer after this many dispatches, so the GPU starts early */
   readonly dispatchesPerSubmit?: number;
+  /**
+   * how long reductions with few outputs split over workgroups (render-wgsl-reduce.ts); by
+   * default split where it pays, with subgroup operations where the adapter has 'subgroups'
+   */
+  readonly reduce?: Partial<ReduceVariant>;
 }
 
 interface Compiled {
@@ -76,11 +82,15 @@ export class WebGpuBackend {
   readonly stats = { dispatches: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesCreated: 0 };
   /** the matmul kernel in use: chosen per adapter, or by `tuneMatmul` */
   matmulVariant: MatmulVariant;
+  /** how reductions split over workgroups */
+  reduceVariant: ReduceVariant;
   /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
   readonly loopLimit: number;
   private readonly device: GPUDevice;
   private readonly pipelines = new Map<string, Compiled>();
-  private byKernel = new WeakMap<Kernel, { variant: MatmulVariant; compiled: Compiled }>();
+  private byKernel = new WeakMap<Kernel, { variant: string; compiled: Compiled }>();
+  /** the buffer split reductions keep their partial results in (grown on demand, never shrunk) */
+  private scratch: GPUBuffer | null = null;
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new Map<GPUBuffer, number>();
   private readonly layouts = new Map<number, [GPUBindGroupLayout, GPUPipelineLayout]>();
@@ -122,6 +132,9 @@ export class WebGpuBackend {
     // workgroup memory and barriers cost more than they save (measured ~4x on llvmpipe)
     const want = opts.matmul ?? 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
+    const sub = gpu.features.has('subgroups');
+    this.reduceVariant = { ...DEFAULT_REDUCE, subgroups: sub, ...opts.reduce };
+    if (this.reduceVariant.subgroups && !sub) throw new DeviceError('unavailable', "subgroup reductions need the adapter's 'subgroups' feature");
     if (this.matmulVariant === 'workgroup' && !wgOk) {
       throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
     }
@@ -238,6 +251,8 @@ export class WebGpuBackend {
       vectorize: this.opts.vectorize,
       registerTile: this.opts.registerTile,
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
+      reduce: this.reduceVariant,
+      maxStorageBuffers: this.gpu.limits.maxStorageBuffersPerShaderStage,
     });
   }
 
@@ -248,7 +263,8 @@ export class WebGpuBackend {
     const c = this.pipeline(kernel);
     if (c.error) throw c.error;
     if (c.rendered.passes.length === 0) return;
-    const bind = this.bindGroup([...inputs, out]);
+    const words = c.rendered.scratchWords ?? 0;
+    const bind = this.bindGroup(words > 0 ? [...inputs, out, this.scratchOf(words)] : [...inputs, out], words > 0);
     if (!this.pass) {
       this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
@@ -282,26 +298,46 @@ export class WebGpuBackend {
     }
   }
 
-  private layout(nInputs: number): [GPUBindGroupLayout, GPUPipelineLayout] {
-    let l = this.layouts.get(nInputs);
+  /** Inputs read-only, then the output, then (with `scratch`) the scratch buffer, read-write. */
+  private layout(nInputs: number, scratch = false): [GPUBindGroupLayout, GPUPipelineLayout] {
+    const key = scratch ? -1 - nInputs : nInputs;
+    let l = this.layouts.get(key);
     if (!l) {
       const entries: GPUBindGroupLayoutEntry[] = [];
-      for (let i = 0; i <= nInputs; i++) {
+      for (let i = 0; i <= nInputs + (scratch ? 1 : 0); i++) {
         entries.push({ binding: i, visibility: 0x4 /* COMPUTE */, buffer: { type: i < nInputs ? 'read-only-storage' : 'storage' } });
       }
       const bgl = this.device.createBindGroupLayout({ entries });
       l = [bgl, this.device.createPipelineLayout({ bindGroupLayouts: [bgl] })];
-      this.layouts.set(nInputs, l);
+      this.layouts.set(key, l);
     }
     return l;
+  }
+
+  /**
+   * The scratch buffer, at least `words` u32s. Dispatches run in order, so one buffer serves every
+   * split reduction; a larger one replaces it after the work recorded so far is submitted.
+   */
+  private scratchOf(words: number): WebGpuTensor {
+    const bytes = Math.max(256, words * 4);
+    if (!this.scratch || this.scratch.size < bytes) {
+      if (this.scratch) {
+        this.flush();
+        this.scratch.destroy();
+      }
+      this.scratch = this.device.createBuffer({ size: Math.ceil(bytes / 256) * 256, usage: 0x80 /* STORAGE */ });
+      this.stats.buffersCreated++;
+      this.stats.bytesCreated += this.scratch.size;
+    }
+    return { dtype: 'i32', elements: this.scratch.size / 4, buffer: this.scratch };
   }
 
   /**
    * Bind groups by the buffers they bind: pooled buffers come back in the same order run after
    * run, so a plan run again mostly finds its bind groups made.
    */
-  private bindGroup(ts: readonly WebGpuTensor[]): GPUBindGroup {
-    let key = `${ts.length}`;
+  private bindGroup(ts: readonly WebGpuTensor[], scratch = false): GPUBindGroup {
+    let key = `${ts.length}${scratch ? 's' : ''}`;
     for (const t of ts) {
       let id = this.bufferIds.get(t.buffer);
       if (id === undefined) this.bufferIds.set(t.buffer, (id = this.bufferIds.size));
@@ -311,7 +347,7 @@ export class WebGpuBackend {
     if (!bg) {
       if (this.bindGroups.size >= 4096) this.bindGroups.clear();
       bg = this.device.createBindGroup({
-        layout: this.layout(ts.length - 1)[0],
+        layout: this.layout(ts.length - (scratch ? 2 : 1), scratch)[0],
         entries: ts.map((t, i) => ({ binding: i, resource: { buffer: t.buffer } })),
       });
       this.bindGroups.set(key, bg);
@@ -321,15 +357,17 @@ export class WebGpuBackend {
 
   private pipeline(kernel: Kernel): Compiled {
     // the signature is a JSON text of the whole kernel: remember it per kernel object
+    const variant = kernel.kind === 'matmul' ? this.matmulVariant
+      : kernel.kind === 'map' ? `${this.reduceVariant.split}/${this.reduceVariant.subgroups}` : '';
     const known = this.byKernel.get(kernel);
-    if (known && known.variant === this.matmulVariant) return known.compiled;
-    const compiled = this.pipelineBySignature(kernel);
-    this.byKernel.set(kernel, { variant: this.matmulVariant, compiled });
+    if (known && known.variant === variant) return known.compiled;
+    const compiled = this.pipelineBySignature(kernel, variant);
+    this.byKernel.set(kernel, { variant, compiled });
     return compiled;
   }
 
-  private pipelineBySignature(kernel: Kernel): Compiled {
-    const key = kernel.kind === 'matmul' ? `${this.matmulVariant}:${kernelSignature(kernel)}` : kernelSignature(kernel);
+  private pipelineBySignature(kernel: Kernel, variant: string): Compiled {
+    const key = `${variant}:${kernelSignature(kernel)}`;
     const hit = this.pipelines.get(key);
     if (hit) return hit;
     const rendered = this.render(kernel);
@@ -342,7 +380,7 @@ export class WebGpuBackend {
     const modules = rendered.passes.map((p) => this.device.createShaderModule({ code: p.code, label: kernel.name }));
     const pipelines = modules.map((module) => this.device.createComputePipeline({
       label: kernel.name,
-      layout: this.layout(kernel.inputs.length)[1],
+      layout: this.layout(kernel.inputs.length, (rendered.scratchWords ?? 0) > 0)[1],
       compute: { module, entryPoint: 'main' },
     }));
     const check = this.device.popErrorScope().then(
@@ -476,6 +514,8 @@ export class WebGpuBackend {
     this.pass = null;
     this.encoder = null;
     this.pool.destroy();
+    this.scratch?.destroy();
+    this.scratch = null;
     this.pipelines.clear();
     this.byKernel = new WeakMap();
     this.bindGroups.clear();

@@ -204,6 +204,8 @@ async function openDevice(adapter: GPUAdapter, c: AdapterCandidate): Promise<Web
   }
   const requiredFeatures: GPUFeatureName[] = [];
   if (adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
+  if (adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
+  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
 
   const raw = adapter.info ?? ({} as GPUAdapterInfo);

@@ -1,6 +1,7 @@
 // Kernel IR -> WGSL compute shaders. Map kernels get one invocation per output element, or one
 // workgroup per element when their reductions are long (the workgroup splits the loop and combines
-// in workgroup memory). Scatter-add copies the base, then gives each (outer, inner) column one
+// in workgroup memory), or, when long reductions have few outputs, many workgroups per element and
+// a second pass over their partial results (render-wgsl-reduce.ts). Scatter-add copies the base, then gives each (outer, inner) column one
 // invocation that adds rows in order: no float atomics, and the CPU backend's order of additions.
 // Matmul is in render-wgsl-matmul.ts, expressions in wgsl-expr.ts. Source text only: compiling and
 // dispatching belong to backend.ts.
@@ -11,6 +12,7 @@ import { numel } from '../../graphs/types.js';
 import { stridesOf, type Expr, type Kernel, type MapKernel, type ScatterAddKernel } from '../../ops/kernel-ir.js';
 import { renderMatmul, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
+import { DEFAULT_REDUCE, renderSplitReduce, type ReduceVariant } from './render-wgsl-reduce.js';
 import {
   ExprEmitter, bindingTypes, convert, declareBindings, fromStorage, grid, literal, loopIterations, toStorage,
 } from './wgsl-expr.js';
@@ -44,6 +46,10 @@ export interface RenderOptions {
   readonly vectorize?: boolean;
   /** the register matmul's tile per output shape (default `registerTile`) */
   readonly registerTile?: RegisterTileChoice;
+  /** how long reductions with few outputs split over workgroups (render-wgsl-reduce.ts) */
+  readonly reduce?: ReduceVariant;
+  /** storage buffers one kernel may bind (a split reduction binds a scratch buffer too); default 8 */
+  readonly maxStorageBuffers?: number;
 }
 
 export interface KernelPass {
@@ -59,13 +65,25 @@ export interface RenderedKernel {
   readonly bindings: readonly string[];
   /** an upper bound on the loop iterations of one invocation (llvmpipe stops at 65535) */
   readonly loopIterations: number;
+  /**
+   * u32 words of a scratch buffer the passes share, bound read-write after the output (binding
+   * inputs + 1); absent when the kernel needs none
+   */
+  readonly scratchWords?: number;
 }
 
 /** WGSL source and dispatch sizes for one kernel. */
 export function renderWgsl(kernel: Kernel, opts: RenderOptions = {}): RenderedKernel {
   const maxDim = opts.maxWorkgroupsPerDimension ?? 65535;
   switch (kernel.kind) {
-    case 'map': return renderMap(kernel, opts.workgroupSize ?? 64, maxDim, opts.vectorize !== false);
+    case 'map': {
+      const wg = opts.workgroupSize ?? 64;
+      // a forced split applies to every reduction it can split; 'auto' only to long ones
+      const split = typeof opts.reduce?.split === 'number' || cooperative(kernel.expr, numel(kernel.out.shape))
+        ? renderSplitReduce(kernel, opts.reduce ?? DEFAULT_REDUCE, wg, maxDim, opts.maxStorageBuffers ?? 8)
+        : null;
+      return split ?? renderMap(kernel, wg, maxDim, opts.vectorize !== false);
+    }
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim);
     case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, opts.registerTile);
   }

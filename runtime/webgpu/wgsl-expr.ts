@@ -129,6 +129,11 @@ export class ExprEmitter {
     }
   }
 
+  /** Use `wgsl` as the value of `e` wherever it occurs (a reduction computed by an earlier pass). */
+  provide(e: Expr, wgsl: string): void {
+    this.scopes[0]!.set(e, wgsl);
+  }
+
   /** A runtime (non-const) copy of `x` when it is a literal: see `runtime`. */
   nonConst(x: string, d: DType): string {
     return this.runtime(x, d);
@@ -330,9 +335,10 @@ export class ExprEmitter {
       for (let i = e.vars.length - 1; i >= 0; i--) {
         const r = this.fresh('r');
         const q = inner === 1 ? flat : `(${flat} / ${inner}i)`;
-        this.emit(`let ${r}: i32 = ${i === 0 ? q : `${q} % ${sizes[i]}i`};`);
+        // an empty axis never runs the loop, but WGSL rejects a division by a literal zero
+        this.emit(`let ${r}: i32 = ${i === 0 ? q : `${q} % ${Math.max(1, sizes[i]!)}i`};`);
         names.set(e.vars[i]!.name, r);
-        inner *= sizes[i]!;
+        inner *= Math.max(1, sizes[i]!);
       }
       this.vars.push(names);
       this.scopes.push(new Map());
