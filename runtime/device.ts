@@ -50,6 +50,11 @@ export interface Device<B = unknown> {
   adopt?(dtype: DType, data: CpuArray): B;
   /** Host devices: hands `b`'s array to the caller, who owns it from then on (no copy). */
   take?(b: B): CpuArray;
+  /**
+   * Devices whose memory the host can address (WebAssembly): `b`'s values as a host array, no
+   * copy, valid until the next alloc; collectives and sends work on it in place.
+   */
+  hostView?(b: B): CpuArray;
 }
 
 /** A device used in a way it does not support. */

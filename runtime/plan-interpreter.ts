@@ -99,9 +99,14 @@ function* interpret<B>(
   try {
     for (const [id, f] of feeds) fed.set(id, device.adopt ? device.adopt(f.dtype, f.data) : device.upload(f.dtype, f.data));
     const comm = opts.comm;
-    /** a buffer's contents as a host array: the buffer itself on host devices, else a copy written back after */
+    /**
+     * a buffer's contents as a host array: the buffer itself on host devices, a view of it where
+     * the host can address the device's memory (nothing allocates while a communication runs),
+     * else a copy written back after
+     */
     const onHost = (b: B, f: (a: CpuArray) => Promise<void>): Promise<void> => {
       if (ArrayBuffer.isView(b)) return f(b as unknown as CpuArray);
+      if (device.hostView) return f(device.hostView(b));
       return device.read([b]).then(async ([a]) => {
         await f(a!);
         device.write(b, a!);

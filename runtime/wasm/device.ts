@@ -278,6 +278,14 @@ export class WasmDevice implements Device<WasmBuffer> {
     return this.scratch;
   }
 
+  /**
+   * `b`'s values as a host array over the device's memory, no copy: a collective reads and writes
+   * it in place. Invalid once the memory grows, so only for use before the next alloc.
+   */
+  hostView(b: WasmBuffer): CpuArray {
+    return this.view(b);
+  }
+
   readSync(bs: readonly WasmBuffer[]): CpuArray[] {
     return bs.map((b) => {
       const a = allocArray(b.dtype, b.length, this.target.f64);
