@@ -28,6 +28,17 @@ export interface WasmBuffer {
   readonly capacity: number;
 }
 
+/** One launch as a profiler sees it (see `WasmDevice.profiler`). */
+export interface WasmLaunchRecord {
+  readonly kernel: Kernel;
+  /** wall time of the whole launch on the calling thread, ms */
+  readonly ms: number;
+  /** threads that took part (1: it ran on the calling thread alone) */
+  readonly threads: number;
+  /** of `ms`, the time the calling thread waited for the workers after its own chunks, ms */
+  readonly waitMs: number;
+}
+
 export interface WasmDeviceOptions {
   /** store float tensors in double precision (for gradient checks) */
   readonly f64?: boolean;
@@ -138,6 +149,11 @@ export class WasmDevice implements Device<WasmBuffer> {
   private live = 0;
   private peak = 0;
   private scratch: number[] = [];
+  /**
+   * Called after every launch with its timing, when set (off by default: a launch then only
+   * checks this field). For profiles such as bench/profile-mlp.ts.
+   */
+  profiler: ((r: WasmLaunchRecord) => void) | null = null;
   /** buffers collected without a `free`: their memory returns to the free lists */
   private readonly orphans = new FinalizationRegistry<{ ptr: number; capacity: number; bytes: number }>((b) => {
     this.live -= b.bytes;
@@ -258,18 +274,21 @@ export class WasmDevice implements Device<WasmBuffer> {
       k = { ...m, run };
       this.byKernel.set(kernel, k);
     }
+    const t0 = this.profiler ? performance.now() : 0;
     const ptrs = [out.ptr, ...inputs.map((b) => b.ptr)];
     const { split, align, work } = k.info;
     const scratch = kernel.kind === 'matmul' ? this.scratchFor(this.threads) : [0];
     if (!this.pool || split < 2 * align || work < this.minParallelWork) {
       k.run(...ptrs, 0, split || 1, scratch[0]!);
+      this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0 });
       return;
     }
     // a few chunks a thread, whole multiples of `align`; a matmul chunk packs all of B again, so
     // matmuls take two a thread, other kernels four
     const units = Math.ceil(split / align);
     const chunk = Math.ceil(units / Math.min(units, (kernel.kind === 'matmul' ? 2 : 4) * this.threads)) * align;
-    this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch);
+    const waitMs = this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch, this.profiler !== null);
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: this.threads, waitMs });
   }
 
   /** per-thread GEMM scratch, reserved once */

@@ -88,9 +88,10 @@ export class WasmThreadPool {
 
   /**
    * Runs `run(...args, lo, hi, scratch[thread])` over [0, split) in chunks of `chunk`, on this
-   * thread and every worker, returning when all chunks are done.
+   * thread and every worker, returning when all chunks are done. With `timed`, returns how long
+   * this thread waited for the workers after its own chunks (ms); else 0.
    */
-  launch(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[]): void {
+  launch(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], timed = false): number {
     const ctl = this.ctl;
     if (args.length > MAX_ARGS) throw new DeviceUseError(`wasm device: a kernel with ${args.length} arguments`);
     for (const w of this.workers) {
@@ -119,9 +120,11 @@ export class WasmThreadPool {
       Atomics.store(ctl, NEXT, Math.ceil(split / chunk)); // the workers stop taking chunks
     }
     const n = this.workers.length;
+    const t0 = timed ? performance.now() : 0;
     for (let d = Atomics.load(ctl, DONE); d < n; d = Atomics.load(ctl, DONE)) Atomics.wait(ctl, DONE, d);
     if (error) throw error;
     if (Atomics.load(ctl, FAILED)) throw new DeviceUseError(`wasm device: kernel ${id} failed on a worker thread`);
+    return timed ? performance.now() - t0 : 0;
   }
 
   /** Ends the workers. */
