@@ -184,6 +184,22 @@ export class Mesh {
     return done.map((m) => m.values ?? []);
   }
 
+  /**
+   * Sends `message(d)` to every device and waits for every answer, under the step deadline: the
+   * way runtimes built on the mesh (runtime/mesh/pipeline.ts) talk to their devices.
+   */
+  async each(message: (d: DeviceId) => ToWorker, transfer: (d: DeviceId) => ArrayBuffer[] = () => []): Promise<Extract<FromWorker, { type: 'done' }>[]> {
+    const timer = setTimeout(() => {
+      const late = [...new Set([...this.pending.values()].map((p) => p.device))];
+      this.fail(late[0] ?? 0, `did not finish the step within ${this.stepDeadlineMs} ms`);
+    }, this.stepDeadlineMs);
+    try {
+      return await Promise.all(Array.from({ length: this.size }, (_, d) => this.request(d, message(d), transfer(d))));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Stops device `d`'s worker at once, as a crash would (the mesh fails, naming it). */
   async terminate(d: DeviceId): Promise<void> {
     this.check(d);
@@ -197,13 +213,13 @@ export class Mesh {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private request(d: DeviceId, m: ToWorker): Promise<Extract<FromWorker, { type: 'done' }>> {
+  private request(d: DeviceId, m: ToWorker, transfer: ArrayBuffer[] = []): Promise<Extract<FromWorker, { type: 'done' }>> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new MeshError(d, 'the mesh is closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { device: d, resolve, reject });
-      this.workers[d]!.postMessage({ ...m, id });
+      this.workers[d]!.postMessage({ ...m, id }, transfer);
     });
   }
 

@@ -8,6 +8,8 @@ import type { Plan } from '../../scheduler/plan.js';
 import type { DeviceId } from '../../scheduler/steps.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import type { SharedChannels } from './shared-memory.js';
+import type { PipelineDeviceProgram } from '../../scheduler/parallel/pipeline-mesh.js';
+import type { MicroFeeds, PipelineDeviceStep } from './pipeline-device.js';
 
 /** A host tensor by node id, as a plan's feeds and variables are given. */
 export type HostValues = ReadonlyMap<number, { dtype: DType; data: CpuArray }>;
@@ -24,9 +26,13 @@ export type ToWorker =
   | { readonly type: 'load'; readonly id: number; readonly program: number; readonly plan: Plan; readonly variables: HostValues }
   | { readonly type: 'run'; readonly id: number; readonly program: number; readonly feeds: HostValues; readonly update: boolean }
   | { readonly type: 'read'; readonly id: number; readonly program: number; readonly ids: readonly number[] }
-  | { readonly type: 'drop'; readonly id: number; readonly program: number };
+  | { readonly type: 'drop'; readonly id: number; readonly program: number }
+  // a pipeline program: its passes and store (values by key); steps take each micro-batch's feeds
+  | { readonly type: 'load-pipeline'; readonly id: number; readonly program: number; readonly pipeline: PipelineDeviceProgram; readonly values: ReadonlyMap<string, CpuArray> }
+  | { readonly type: 'run-pipeline'; readonly id: number; readonly program: number; readonly micros: readonly MicroFeeds[] }
+  | { readonly type: 'read-pipeline'; readonly id: number; readonly program: number; readonly keys: readonly string[] };
 
 export type FromWorker =
   | { readonly type: 'ready'; readonly description: string }
-  | { readonly type: 'done'; readonly id: number; readonly values?: CpuArray[]; readonly peakBytes?: number }
+  | { readonly type: 'done'; readonly id: number; readonly values?: CpuArray[]; readonly peakBytes?: number; readonly pipeline?: PipelineDeviceStep }
   | { readonly type: 'error'; readonly id: number; readonly name: string; readonly message: string; readonly device?: DeviceId };

@@ -12,6 +12,7 @@ import type { CpuArray } from '../cpu/render-js.js';
 import type { Plan } from '../../scheduler/plan.js';
 import { MeshError } from './communicator.js';
 import { SharedMemoryCommunicator } from './shared-memory.js';
+import { PipelineDevice } from './pipeline-device.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
@@ -20,6 +21,7 @@ const port = parentPort!;
 const device: Device = init.backend === 'wasm' ? new WasmDevice({ threads: 1 }) : new HostDevice('cpu');
 const comm = new SharedMemoryCommunicator(init.rank, init.channels, init.deadlineMs);
 const programs = new Map<number, { plan: Plan; vars: Variables }>();
+const pipelines = new Map<number, PipelineDevice>();
 
 const post = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 
@@ -40,13 +42,32 @@ async function handle(m: ToWorker): Promise<void> {
     }
     case 'drop':
       programs.delete(m.program);
+      pipelines.get(m.program)?.dispose();
+      pipelines.delete(m.program);
       return post({ type: 'done', id: m.id });
+    case 'load-pipeline':
+      pipelines.set(m.program, new PipelineDevice(device, comm, m.pipeline, m.values));
+      return post({ type: 'done', id: m.id });
+    case 'run-pipeline': {
+      const r = await pipeline(m.program).step(m.micros);
+      return post({ type: 'done', id: m.id, pipeline: r }, r.values.map((v) => v.data.buffer as ArrayBuffer));
+    }
+    case 'read-pipeline': {
+      const values = pipeline(m.program).read(m.keys);
+      return post({ type: 'done', id: m.id, values }, values.map((v) => v.buffer as ArrayBuffer));
+    }
   }
 }
 
 function program(id: number): { plan: Plan; vars: Variables } {
   const p = programs.get(id);
   if (!p) throw new MeshError(init.rank, `has no program ${id} loaded`);
+  return p;
+}
+
+function pipeline(id: number): PipelineDevice {
+  const p = pipelines.get(id);
+  if (!p) throw new MeshError(init.rank, `has no pipeline program ${id} loaded`);
   return p;
 }
 

@@ -1,0 +1,181 @@
+// One device's part of a pipeline step (scheduler/parallel/pipeline-mesh.ts): its passes run in
+// the schedule's order through the one plan interpreter, each reading params, optimizer state and
+// gradient accumulators from the device's store and the values earlier passes of its micro-batch
+// kept, all as device buffers; activations and gradients cross to the neighbouring stages by the
+// plans' send and recv steps. It times each pass and the communicator's waits, and counts the
+// bytes kept between passes with the device's allocator. It plans nothing and holds no host copy.
+
+import type { DType } from '../../graphs/types.js';
+import type { PipelineDeviceProgram } from '../../scheduler/parallel/pipeline-mesh.js';
+import type { CollectiveOp, DeviceId } from '../../scheduler/steps.js';
+import type { CpuArray } from '../cpu/render-js.js';
+import { DeviceUseError, type Device } from '../device.js';
+import { runPlan } from '../plan-interpreter.js';
+import { Variables } from '../variables.js';
+import { runCollective, type Communicator } from './communicator.js';
+
+/** A micro-batch's inputs by name (this device's piece of each). */
+export type MicroFeeds = Readonly<Record<string, { readonly dtype: DType; readonly data: CpuArray }>>;
+
+export interface PipelinePassTiming {
+  readonly stage: number;
+  readonly micro: number;
+  readonly pass: string;
+  /** ms from the step's start on this device */
+  readonly start: number;
+  readonly end: number;
+  /** ms of that spent in the communicator (sends, recvs, collectives) */
+  readonly comm: number;
+}
+
+export interface PipelineDeviceStep {
+  /** the outputs read back (the loss on the last stage; gradients without an optimizer), by stage and name */
+  readonly values: readonly { readonly stage: number; readonly name: string; readonly data: CpuArray }[];
+  /** ms from the first pass's start to the last pass's end */
+  readonly wallMs: number;
+  /** ms running passes, less their time in the communicator */
+  readonly busyMs: number;
+  readonly commMs: number;
+  /** the most bytes held at once during the step: the allocator's live bytes before a pass plus what that pass held at its peak */
+  readonly stepPeakBytes: number;
+  /** the allocator's peak since the device started */
+  readonly allocatorPeakBytes: number;
+  /** the most bytes of values kept between passes at once */
+  readonly peakKeptBytes: number;
+  /** the largest number of micro-batches with kept values on one stage at once */
+  readonly peakInFlight: number;
+  readonly timeline: readonly PipelinePassTiming[];
+}
+
+/** A communicator that counts the milliseconds spent in it. */
+class TimedCommunicator implements Communicator {
+  ms = 0;
+  constructor(private readonly inner: Communicator) {}
+  get rank(): DeviceId { return this.inner.rank; }
+  get size(): number { return this.inner.size; }
+  private async timed(f: () => Promise<void>): Promise<void> {
+    const t = performance.now();
+    try {
+      await f();
+    } finally {
+      this.ms += performance.now() - t;
+    }
+  }
+  send(b: CpuArray, peer: DeviceId): Promise<void> { return this.timed(() => this.inner.send(b, peer)); }
+  recv(b: CpuArray, peer: DeviceId): Promise<void> { return this.timed(() => this.inner.recv(b, peer)); }
+  allReduce(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-reduce', b, g); }
+  reduceScatter(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('reduce-scatter', b, g); }
+  allGather(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-gather', b, g); }
+  allToAll(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-to-all', b, g); }
+  private collective(op: CollectiveOp, b: CpuArray, g: readonly DeviceId[]): Promise<void> {
+    return this.timed(() => runCollective(this.inner, op, b, g));
+  }
+}
+
+/** A pipeline program loaded on a device: its store of persistent values, and steps run on it. */
+export class PipelineDevice<B = unknown> {
+  private readonly store = new Map<string, B>();
+  private readonly empty: Variables<B>;
+  private readonly comm: TimedCommunicator;
+
+  constructor(private readonly device: Device<B>, comm: Communicator, readonly program: PipelineDeviceProgram, values: ReadonlyMap<string, CpuArray>) {
+    this.comm = new TimedCommunicator(comm);
+    this.empty = new Variables(device, new Map());
+    for (const e of program.store) {
+      const v = values.get(e.key);
+      if (!v) throw new DeviceUseError(`pipeline device ${program.device}: no value for '${e.key}'`);
+      this.store.set(e.key, device.upload(e.dtype, v));
+    }
+  }
+
+  /** One step over `micros` (this device's feeds per micro-batch). */
+  async step(micros: readonly MicroFeeds[]): Promise<PipelineDeviceStep> {
+    const { device, program } = this;
+    const kept = new Map<string, B>();
+    const values: { stage: number; name: string; data: CpuArray }[] = [];
+    const timeline: PipelinePassTiming[] = [];
+    const inFlight = new Map<number, Set<number>>();
+    let keptBytes = 0, peakKept = 0, stepPeak = 0, peakInFlight = 0, busy = 0;
+    const t0 = performance.now();
+    const commAtStart = this.comm.ms;
+    try {
+      for (const o of program.ops) {
+        const p = program.passes[o.pass]!;
+        const at = (name: string) => `${o.stage}#${o.micro}/${name}`;
+        const bound = new Map<number, B>();
+        const uploaded: B[] = [];
+        for (const x of p.inputs) {
+          if (x.kind === 'store') bound.set(x.node, this.store.get(x.key)!);
+          else if (x.kind === 'kept') {
+            const b = kept.get(at(x.name));
+            if (b === undefined) throw new DeviceUseError(`pipeline device ${program.device}: stage ${o.stage} pass ${p.pass} of micro-batch ${o.micro} reads '${x.name}', which no earlier pass kept`);
+            bound.set(x.node, b);
+          } else {
+            const f = micros[o.micro]?.[x.name];
+            if (!f) throw new DeviceUseError(`pipeline device ${program.device}: micro-batch ${o.micro} has no input '${x.name}'`);
+            const b = device.upload(f.dtype, f.data);
+            uploaded.push(b);
+            bound.set(x.node, b);
+          }
+        }
+        const keep = new Set([...p.keep, ...p.replace.map(([out]) => out)]);
+        const before = device.memory.liveBytes;
+        const start = performance.now(), comm0 = this.comm.ms;
+        const r = await runPlan(p.plan, this.empty, new Map(), { update: false, sync: true, comm: this.comm, bound, keep });
+        const end = performance.now(), comm = this.comm.ms - comm0;
+        busy += end - start - comm;
+        timeline.push({ stage: o.stage, micro: o.micro, pass: p.pass, start: start - t0, end: end - t0, comm });
+        stepPeak = Math.max(stepPeak, before + r.measuredPeakBytes);
+        const out = r.kept as ReadonlyMap<string, B> | undefined;
+        const readNames = Object.keys(p.plan.outputs).filter((k) => !keep.has(k));
+        (r.values as CpuArray[]).forEach((data, i) => { if (p.read.includes(readNames[i]!)) values.push({ stage: o.stage, name: readNames[i]!, data }); });
+        for (const name of p.keep) {
+          kept.set(at(name), out!.get(name)!);
+          keptBytes += device.bytes(out!.get(name)!);
+        }
+        if (p.keep.length) {
+          const s = inFlight.get(o.stage) ?? new Set<number>();
+          s.add(o.micro);
+          inFlight.set(o.stage, s);
+          peakInFlight = Math.max(peakInFlight, s.size);
+        }
+        peakKept = Math.max(peakKept, keptBytes);
+        for (const [name, key] of p.replace) {
+          device.free(this.store.get(key)!);
+          this.store.set(key, out!.get(name)!);
+        }
+        for (const b of uploaded) device.free(b);
+        for (const name of o.release) {
+          const b = kept.get(at(name));
+          if (b === undefined) continue;
+          keptBytes -= device.bytes(b);
+          device.free(b);
+          kept.delete(at(name));
+        }
+        if (o.release.length && ![...kept.keys()].some((k) => k.startsWith(`${o.stage}#${o.micro}/`))) inFlight.get(o.stage)?.delete(o.micro);
+      }
+    } finally {
+      for (const b of kept.values()) device.free(b);
+    }
+    const wallMs = performance.now() - t0;
+    return {
+      values, wallMs, busyMs: busy, commMs: this.comm.ms - commAtStart, stepPeakBytes: stepPeak,
+      allocatorPeakBytes: device.memory.peakBytes, peakKeptBytes: peakKept, peakInFlight, timeline,
+    };
+  }
+
+  /** Copies of store values by key. */
+  read(keys: readonly string[]): CpuArray[] {
+    return keys.map((k) => {
+      const b = this.store.get(k);
+      if (b === undefined) throw new DeviceUseError(`pipeline device ${this.program.device}: no stored value '${k}'`);
+      return this.device.readSync!([b])[0]!;
+    });
+  }
+
+  /** Gives every stored buffer back to the device. */
+  dispose(): void {
+    for (const b of this.store.values()) this.device.free(b);
+    this.store.clear();
+  }
+}
