@@ -12,7 +12,7 @@ import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wg
 import { storageType } from './wgsl-expr.js';
 import { BufferPool, sizeClass } from './pool.js';
 import type { MatmulVariant, RegisterTileChoice } from './render-wgsl-matmul.js';
-import { DEFAULT_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
+import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
 export class KernelLaunchError extends RheoError {
@@ -133,7 +133,7 @@ export class WebGpuBackend {
     const want = opts.matmul ?? 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
     const sub = gpu.features.has('subgroups');
-    this.reduceVariant = { ...DEFAULT_REDUCE, subgroups: sub, ...opts.reduce };
+    this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: sub, ...opts.reduce };
     if (this.reduceVariant.subgroups && !sub) throw new DeviceError('unavailable', "subgroup reductions need the adapter's 'subgroups' feature");
     if (this.matmulVariant === 'workgroup' && !wgOk) {
       throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
@@ -358,7 +358,7 @@ export class WebGpuBackend {
   private pipeline(kernel: Kernel): Compiled {
     // the signature is a JSON text of the whole kernel: remember it per kernel object
     const variant = kernel.kind === 'matmul' ? this.matmulVariant
-      : kernel.kind === 'map' ? `${this.reduceVariant.split}/${this.reduceVariant.subgroups}` : '';
+      : kernel.kind === 'map' ? JSON.stringify(this.reduceVariant) : '';
     const known = this.byKernel.get(kernel);
     if (known && known.variant === variant) return known.compiled;
     const compiled = this.pipelineBySignature(kernel, variant);

@@ -28,12 +28,19 @@ export interface ReduceVariant {
   readonly split: 'auto' | 'off' | number;
   /** combine a workgroup with subgroup operations (needs the adapter's 'subgroups' feature) */
   readonly subgroups: boolean;
+  /** invocations per workgroup of both passes (a power of two; default 256) */
+  readonly workgroupSize?: number;
+  /**
+   * workgroups pass 1 aims for under 'auto' (default 4096, enough to fill a large GPU; a software
+   * adapter runs a workgroup per thread and wants few: barriers cost it more than they save)
+   */
+  readonly targetWorkgroups?: number;
 }
 
 export const DEFAULT_REDUCE: ReduceVariant = { split: 'auto', subgroups: false };
 
-/** Workgroups pass 1 aims for when it sizes `parts` itself: enough to fill a large GPU. */
-const TARGET_WORKGROUPS = 4096;
+/** What 'auto' aims for on a software adapter (llvmpipe, SwiftShader): measured best on llvmpipe. */
+export const SOFTWARE_REDUCE: ReduceVariant = { split: 'auto', subgroups: false, workgroupSize: 64, targetWorkgroups: 8 };
 /** Iterations one invocation of pass 1 runs at most (llvmpipe stops loops at 65535). */
 const MAX_CHUNK_ITERATIONS = 16384;
 
@@ -85,7 +92,7 @@ export function chooseParts(variant: ReduceVariant, outputs: number, length: num
   let parts: number;
   if (variant.split === 'off') parts = 1;
   else if (typeof variant.split === 'number') parts = Math.min(most, Math.max(1, Math.floor(variant.split)));
-  else parts = Math.min(Math.ceil(length / (wg * 4)), Math.max(1, Math.floor(TARGET_WORKGROUPS / outputs)));
+  else parts = Math.min(Math.ceil(length / (wg * 4)), Math.max(1, Math.floor((variant.targetWorkgroups ?? 4096) / outputs)));
   parts = Math.max(parts, least);
   // equal chunks that are whole multiples of the workgroup
   const chunk = Math.ceil(Math.ceil(length / parts) / wg) * wg;
@@ -118,7 +125,7 @@ export function renderSplitReduce(
   if (!reduces) return null;
   const total = numel(k.out.shape);
   if (total === 0) return null;
-  const wg = pow2Floor(Math.min(256, wgAsked));
+  const wg = pow2Floor(Math.min(variant.workgroupSize ?? 256, wgAsked));
   let words = 0;
   const plans: Plan[] = [];
   for (const r of reduces) {
