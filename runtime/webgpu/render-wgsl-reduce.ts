@@ -37,7 +37,7 @@ export interface ReduceVariant {
   readonly targetWorkgroups?: number;
 }
 
-export const DEFAULT_REDUCE: ReduceVariant = { split: 'auto', subgroups: false };
+export const DEFAULT_REDUCE: ReduceVariant = { split: 'auto', subgroups: false, workgroupSize: 256, targetWorkgroups: 4096 };
 
 /** What 'auto' aims for on a software adapter (llvmpipe, SwiftShader): measured best on llvmpipe. */
 export const SOFTWARE_REDUCE: ReduceVariant = { split: 'auto', subgroups: false, workgroupSize: 64, targetWorkgroups: 8 };
