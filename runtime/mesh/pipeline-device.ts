@@ -47,13 +47,21 @@ export interface PipelineDeviceStep {
   readonly timeline: readonly PipelinePassTiming[];
 }
 
-/** A communicator that counts the milliseconds spent in it. */
-class TimedCommunicator implements Communicator {
+/**
+ * The pipeline's view of the communicator: it counts the milliseconds spent waiting in it, and
+ * a send hands a copy to a queue per peer and returns, as an asynchronous send does (a channel
+ * holds one message, and a schedule such as interleaved 1F1B sends again before its neighbour
+ * took the last one). The queue keeps each peer's order; `flush` waits until every send is taken.
+ */
+class PipelineCommunicator implements Communicator {
   ms = 0;
+  private readonly queues = new Map<DeviceId, Promise<void>>();
+  private failure: unknown;
   constructor(private readonly inner: Communicator) {}
   get rank(): DeviceId { return this.inner.rank; }
   get size(): number { return this.inner.size; }
   private async timed(f: () => Promise<void>): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
     const t = performance.now();
     try {
       await f();
@@ -61,7 +69,14 @@ class TimedCommunicator implements Communicator {
       this.ms += performance.now() - t;
     }
   }
-  send(b: CpuArray, peer: DeviceId): Promise<void> { return this.timed(() => this.inner.send(b, peer)); }
+  send(b: CpuArray, peer: DeviceId): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const copy = b.slice() as CpuArray;
+    const next = (this.queues.get(peer) ?? Promise.resolve()).then(() => this.inner.send(copy, peer));
+    next.catch((e: unknown) => { this.failure ??= e; });
+    this.queues.set(peer, next);
+    return Promise.resolve();
+  }
   recv(b: CpuArray, peer: DeviceId): Promise<void> { return this.timed(() => this.inner.recv(b, peer)); }
   allReduce(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-reduce', b, g); }
   reduceScatter(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('reduce-scatter', b, g); }
@@ -70,16 +85,21 @@ class TimedCommunicator implements Communicator {
   private collective(op: CollectiveOp, b: CpuArray, g: readonly DeviceId[]): Promise<void> {
     return this.timed(() => runCollective(this.inner, op, b, g));
   }
+  /** Waits until every queued send was taken (or throws its failure). */
+  async flush(): Promise<void> {
+    await this.timed(async () => { await Promise.all(this.queues.values()); });
+    this.queues.clear();
+  }
 }
 
 /** A pipeline program loaded on a device: its store of persistent values, and steps run on it. */
 export class PipelineDevice<B = unknown> {
   private readonly store = new Map<string, B>();
   private readonly empty: Variables<B>;
-  private readonly comm: TimedCommunicator;
+  private readonly comm: PipelineCommunicator;
 
   constructor(private readonly device: Device<B>, comm: Communicator, readonly program: PipelineDeviceProgram, values: ReadonlyMap<string, CpuArray>) {
-    this.comm = new TimedCommunicator(comm);
+    this.comm = new PipelineCommunicator(comm);
     this.empty = new Variables(device, new Map());
     for (const e of program.store) {
       const v = values.get(e.key);
@@ -154,6 +174,7 @@ export class PipelineDevice<B = unknown> {
         }
         if (o.release.length && ![...kept.keys()].some((k) => k.startsWith(`${o.stage}#${o.micro}/`))) inFlight.get(o.stage)?.delete(o.micro);
       }
+      await this.comm.flush();
     } finally {
       for (const b of kept.values()) device.free(b);
     }

@@ -455,25 +455,23 @@ function recvBytes(plan: Plan, caps: DeviceCaps): number {
  * Rematerializes each device's passes so that the device holds at most its budget: a pass's
  * computed values get what the budget leaves after the store, the values kept for other passes
  * and the feeds and received tensors at the op where those are largest. An infeasible budget is
- * a BudgetError naming, for the device that fails, the smallest budget it could meet.
+ * a BudgetError naming the smallest budget every device could meet (and each failing device's).
  */
 function fitBudget(plan: MeshPipelinePlan, budget: number | readonly number[], caps: DeviceCaps, remat: RematOptions): MeshPipelinePlan {
+  const failures: { device: DeviceId; budget: number; least: number; fixed: number }[] = [];
   const devices = plan.devices.map((dp) => {
     const b = typeof budget === 'number' ? budget : budget[dp.device];
     if (b === undefined) throw new PipelineError(`pipeline: no memory budget for device ${dp.device}`);
     const fixed = fixedPerOp(dp.passes, dp.ops, dp.store, caps);
     const worst = dp.passes.map((p, i) => Math.max(0, ...dp.ops.map((o, j) => (o.pass === i ? fixed[j]! + recvBytes(p.plan, caps) : 0))));
     const fitted: PassProgram[] = [];
-    let smallest = 0;
     let failed = false;
     dp.passes.forEach((p, i) => {
       try {
         fitted.push(fitPass(p, b, worst[i]!, remat));
-        smallest = Math.max(smallest, fitted.at(-1)!.plan.peakBytes + worst[i]!);
       } catch (e) {
         if (!(e instanceof BudgetError)) throw e;
         failed = true;
-        smallest = Math.max(smallest, e.minimumFeasible);
       }
     });
     if (failed) {
@@ -486,10 +484,15 @@ function fitBudget(plan: MeshPipelinePlan, budget: number | readonly number[], c
           throw e;
         }
       });
-      throw new BudgetError(b, Math.max(...least), Math.max(...worst), `device ${dp.device} of the ${plan.schedule.kind} pipeline: params, optimizer state, accumulated gradients, kept activations, feeds and received tensors take up to ${Math.max(...worst)} bytes beside each pass`);
+      failures.push({ device: dp.device, budget: b, least: Math.max(...least), fixed: Math.max(...worst) });
     }
-    return { ...dp, passes: fitted, predictedPeakBytes: predictPeak(fitted, dp.ops, dp.store, caps) };
+    return { ...dp, passes: fitted, predictedPeakBytes: failed ? Infinity : predictPeak(fitted, dp.ops, dp.store, caps) };
   });
+  if (failures.length) {
+    const worst = failures.reduce((a, f) => (f.least > a.least ? f : a));
+    const detail = failures.map((f) => `device ${f.device} needs ${f.least} bytes, ${f.fixed} of them params, optimizer state, accumulated gradients, kept activations, feeds and received tensors`).join('; ');
+    throw new BudgetError(worst.budget, worst.least, Math.max(...failures.map((f) => f.fixed)), `${plan.schedule.kind} pipeline: ${detail}`);
+  }
   return { ...plan, devices };
 }
 
