@@ -21,6 +21,8 @@ export interface TransformerConfig {
   dropout?: number;
   /** base seed of the dropout masks (each one gets its own seed from it) */
   dropoutSeed?: number;
+  /** a fixed batch size (default: the symbolic dim 'batch'); a pipeline cuts a graph built for one micro-batch */
+  batch?: number;
 }
 
 /** Small defaults: a training step takes tens of milliseconds on the CPU at batch 8. */
@@ -36,7 +38,7 @@ export const smallTransformer: TransformerConfig = { blocks: 4, seq: 16, dModel:
 export function transformerGraph(cfg: TransformerConfig, name = 'transformer'): Graph {
   const { blocks, seq: S, dModel: D, heads: H, classes } = cfg;
   if (D % H !== 0) throw new RangeError(`transformerGraph: dModel ${D} is not a multiple of heads ${H}`);
-  const B = dim('batch');
+  const B = cfg.batch ?? dim('batch');
   const rate = cfg.dropout ?? 0;
   let seed = cfg.dropoutSeed ?? 1;
   return graph(name, (g) => {

@@ -22,6 +22,8 @@ import { partitionPipeline } from '../scheduler/parallel/pipeline-partition.js';
 import { planMeshPipeline } from '../scheduler/parallel/pipeline-mesh.js';
 import { gpipe, interleaved1F1B, oneFOneB, zbH1, type PipelineSchedule } from '../scheduler/parallel/pipeline-schedule.js';
 import { BudgetError } from '../scheduler/remat/plan-types.js';
+import { split, type NdSbp } from '../scheduler/parallel/sbp.js';
+import { transformerGraph } from '../examples/transformer-model.js';
 
 const meshes = new Map<string, Mesh>();
 /** One mesh per shape for the whole file (starting workers costs seconds). */
@@ -188,6 +190,49 @@ describe('pipeline parallelism on the worker mesh', () => {
       await mesh.close();
     }
   }, 300_000);
+
+  it('2 (pipeline) × 2 (tensor): Megatron-sharded stages train a transformer as one device does', async () => {
+    const cfg = { blocks: 2, seq: 4, dModel: 8, heads: 2, dFF: 16, classes: 3 };
+    const arb = fc.record({ m: fc.integer({ min: 1, max: 3 }), seed: fc.integer({ min: 1, max: 1000 }), kind: fc.constantFrom('gpipe' as const, '1f1b' as const, 'zb-h1' as const) });
+    const ann = new Map<string, NdSbp>();
+    for (let i = 0; i < cfg.blocks; i++) {
+      for (const w of ['wq', 'wk', 'wv', 'w1']) ann.set(`blk${i}/${w}`, [split(1)]);
+      for (const w of ['wo', 'w2']) ann.set(`blk${i}/${w}`, [split(0)]);
+      ann.set(`blk${i}/b1`, [split(0)]);
+    }
+    const mesh = meshOf([2, 2]);
+    await fc.assert(fc.asyncProperty(arb, async ({ m, seed, kind }) => {
+      const micro = 2, batch = m * micro;
+      const whole = compile(grad(transformerGraph({ ...cfg, batch }), 'loss'), { optimizer: sgd(0.1), seed });
+      const params = Object.fromEntries(Object.entries(whole.variables()).filter(([k]) => k.startsWith('param:')).map(([k, v]) => [k.slice(6), v.data]));
+      const x = rand(batch * cfg.seq * cfg.dModel, seed);
+      const y = Float32Array.from({ length: batch * cfg.classes }, (_, i) => (i % cfg.classes === (Math.floor(i / cfg.classes) + seed) % cfg.classes ? 1 : 0));
+      const loss = whole.runSync({ x: { dtype: 'f32', shape: [batch, cfg.seq, cfg.dModel], data: x }, y: { dtype: 'f32', shape: [batch, cfg.classes], data: y } })['loss']!.data[0]!;
+      const after = Object.fromEntries(Object.entries(whole.variables()).filter(([k]) => k.startsWith('param:')).map(([k, v]) => [k.slice(6), v.data]));
+      const xs = cfg.seq * cfg.dModel * micro, ys = cfg.classes * micro;
+      const micros = Array.from({ length: m }, (_, i) => ({ x: x.slice(i * xs, (i + 1) * xs) as CpuArray, y: y.slice(i * ys, (i + 1) * ys) as CpuArray }));
+      const s = kind === 'gpipe' ? gpipe(2, m) : kind === '1f1b' ? oneFOneB(2, m) : zbH1(2, m);
+      const program = partitionPipeline(transformerGraph({ ...cfg, batch: micro }), { stages: 2 });
+      const plan = planMeshPipeline(program, s, { optimizer: sgd(0.1), caps: mesh.caps, tensor: { degree: 2, annotations: ann } });
+      // each stage's weights are split over its two devices, which all-reduce among themselves
+      for (const d of plan.devices) {
+        const wq = d.store.find((e) => /blk\d\/wq$/.test(e.key))!;
+        expect(wq.shape).toEqual([cfg.dModel, cfg.dModel / 2]);
+        const groups = d.passes.flatMap((p) => p.plan.steps.flatMap((st) => (st.kind === 'collective' ? [st.group.join()] : [])));
+        expect(groups.length).toBeGreaterThan(0);
+        const pair = d.device < 2 ? '0,1' : '2,3';
+        expect(new Set(groups)).toEqual(new Set([pair]));
+      }
+      const pipe = await MeshPipeline.load(mesh, plan, params);
+      try {
+        const step = await pipe.step(micros);
+        expect(Math.abs(step.loss - loss)).toBeLessThan(1e-5 * (1 + loss));
+        expectClose(await pipe.params(), after);
+      } finally {
+        await pipe.drop();
+      }
+    }), fcParams(4));
+  }, 600_000);
 
   it('a worker that dies mid-step ends the step with a MeshError naming it', async () => {
     const mesh = new Mesh([2], { stepDeadlineMs: 60_000, deadlineMs: 20_000 });

@@ -21,7 +21,7 @@ import { actName, cotName, PipelineError, type PipelineProgram, type PipelineSta
 import { validateSchedule, type PipelinePass, type PipelineSchedule } from './pipeline-schedule.js';
 import { planSharded } from './sbp-lower.js';
 import type { SbpAnnotations } from './sbp-propagate.js';
-import { broadcast, type NdSbp } from './sbp.js';
+import { broadcast, localShape, type NdSbp } from './sbp.js';
 
 /** Where a pass finds one of its inputs (by node id of its plan's graph). */
 export type PassInput =
@@ -232,7 +232,9 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
   function passProgram(stage: number, kind: 'F' | 'B' | 'W' | 'BW' | 'step', r: number, store: Map<string, StoreEntry>): PassProgram {
     const st = program.stages[stage]!;
     const l = lower(stage, kind);
-    const base = l.plans[r]!;
+    // collectives among the stage's tensor ranks, named by their mesh devices
+    const local = l.plans[r]!;
+    const base: Plan = T === 1 ? local : { ...local, steps: local.steps.map((s) => (s.kind === 'collective' ? { ...s, group: s.group.map((q) => meshDevice(schedule, T, stage, q)) } : s)) };
     const g = base.graph;
     const order = kind === 'step' ? -1 : kinds.indexOf(kind);
     const laterReads = (name: string) => kind !== 'step' && kinds.slice(order + 1).some((k) => graphs[stage]![k].nodes.some((n) => n.op === 'input' && n.name === name));
@@ -259,9 +261,9 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
         if (src.dtype !== 'f32' && src.dtype !== 'f16') continue;
         const name = cotName(c.node, c.to);
         const n = localNode(name);
-        const shape = n ? (n.shape as number[]) : (src.shape as number[]);
+        // a gradient this pass does not read (a later pass may) arrives in the sender's layout
+        const shape = n ? (n.shape as number[]) : localShape(src.shape as number[], layouts.get(`${stage}:${name}`) ?? [broadcast], { shape: [T] });
         recvs.push({ name, node: n?.id ?? fresh++, peer: meshDevice(schedule, T, c.to, r), dtype: src.dtype, elements: numel(shape), label: `cot/${c.node}` });
-        if (!n && T > 1) throw new PipelineError(`pipeline: stage ${stage} receives the gradient of cut tensor ${c.node} but never reads it; not supported with tensor parallelism`);
       }
       for (const c of byNode(st.receives)) {
         if (program.graph.nodes[c.node]!.dtype !== 'f32' && program.graph.nodes[c.node]!.dtype !== 'f16') continue;
