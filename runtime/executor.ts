@@ -76,6 +76,8 @@ export interface CompileOptions {
   readonly backend?: BackendName;
   /** the WebGPU backend to run on (default: one shared by every executable of the process) */
   readonly webgpu?: WebGpuBackend;
+  /** WebGPU: time kernel variants per signature on the device and keep the fastest (runtime/webgpu/tuner.ts); also `RHEO_TUNE=1` */
+  readonly tune?: boolean;
   /** backend 'wasm': threads its kernels may use, the calling one included (default: the core count) */
   readonly threads?: number;
   /** adds optimizer state and updates to a graph made by `grad` */
@@ -247,6 +249,7 @@ export class Executable {
         if (requested === 'webgpu') throw new DeviceError('unavailable', reason);
         return this.settle(cpuDevice(false, this.opts.threads), { requested, backend: 'cpu', reason });
       }
+      if (this.opts.tune) be.tune = true;
       return this.settle(new WebGpuDevice(be), { requested, backend: 'webgpu', adapter: describeAdapter(be) });
     })();
     return st.started;

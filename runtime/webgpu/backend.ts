@@ -13,6 +13,10 @@ import { storageType } from './wgsl-expr.js';
 import { BufferPool, sizeClass } from './pool.js';
 import type { MatmulVariant, RegisterTileChoice } from './render-wgsl-matmul.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
+import {
+  candidates, sharedTuning, tuningFromEnv, tuningKey, type KernelVariant, type TuningRecord, type TuningStore,
+} from './tuner.js';
+import { describeAdapterInfo } from './device.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
 export class KernelLaunchError extends RheoError {
@@ -47,6 +51,16 @@ export interface WebGpuBackendOptions {
    * default split where it pays, with subgroup operations where the adapter has 'subgroups'
    */
   readonly reduce?: Partial<ReduceVariant>;
+  /**
+   * time the candidate variants of each kernel signature on this device and keep the fastest
+   * (tuner.ts); default false, or `RHEO_TUNE=1`. A kernel first runs in its heuristic variant and
+   * is tuned at the next read; later launches use the winner.
+   */
+  readonly tune?: boolean;
+  /** milliseconds of timing one signature may take (default 1500) */
+  readonly tuneBudgetMs?: number;
+  /** where tuned choices are kept (default: the process's table, on disk in Node) */
+  readonly tuning?: TuningStore;
 }
 
 interface Compiled {
@@ -84,6 +98,15 @@ export class WebGpuBackend {
   matmulVariant: MatmulVariant;
   /** how reductions split over workgroups */
   reduceVariant: ReduceVariant;
+  /** whether launches of untuned signatures are tuned at the next read (see WebGpuBackendOptions.tune) */
+  tune: boolean;
+  /** the tuned choices this backend reads and writes */
+  readonly tuning: TuningStore;
+  /** the adapter the tuning table files this backend's choices under */
+  readonly adapterKey: string;
+  private readonly tuneKeys = new WeakMap<Kernel, string | null>();
+  private readonly pendingTune = new Map<string, Kernel>();
+  private tuningNow: Promise<void> | null = null;
   /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
   readonly loopLimit: number;
   private readonly device: GPUDevice;
@@ -134,6 +157,9 @@ export class WebGpuBackend {
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
     const sub = gpu.features.has('subgroups');
     this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: sub, ...opts.reduce };
+    this.tune = opts.tune ?? tuningFromEnv();
+    this.tuning = opts.tuning ?? sharedTuning();
+    this.adapterKey = describeAdapterInfo(gpu.info);
     if (this.reduceVariant.subgroups && !sub) throw new DeviceError('unavailable', "subgroup reductions need the adapter's 'subgroups' feature");
     if (this.matmulVariant === 'workgroup' && !wgOk) {
       throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
@@ -243,15 +269,153 @@ export class WebGpuBackend {
     return result;
   }
 
-  /** The WGSL this backend generates for a kernel (for debugging and tests). */
-  render(kernel: Kernel): RenderedKernel {
+  /** The variant a kernel runs in: the tuned one for its signature, else the heuristic default. */
+  variantOf(kernel: Kernel): KernelVariant | null {
+    const key = this.keyOf(kernel);
+    const rec = key === null ? undefined : this.tuning.get(this.adapterKey, key);
+    return rec?.variant ?? this.heuristic(kernel);
+  }
+
+  private heuristic(kernel: Kernel): KernelVariant | null {
+    if (kernel.kind === 'matmul') return { kind: 'matmul', matmul: this.matmulVariant };
+    if (kernel.kind === 'map') return { kind: 'reduce', reduce: this.reduceVariant };
+    return null;
+  }
+
+  private keyOf(kernel: Kernel): string | null {
+    let key = this.tuneKeys.get(kernel);
+    if (key === undefined) this.tuneKeys.set(kernel, (key = tuningKey(kernel)));
+    return key;
+  }
+
+  // ------------------------------------------------------------ tuning
+
+  private noteForTuning(kernel: Kernel): void {
+    const key = this.keyOf(kernel);
+    if (key === null || this.pendingTune.has(key) || this.tuning.get(this.adapterKey, key)) return;
+    this.pendingTune.set(key, kernel);
+  }
+
+  /** Tune the signatures launched since the last read (one at a time, whoever asks). */
+  private async tunePending(): Promise<void> {
+    while (this.pendingTune.size > 0 || this.tuningNow) {
+      if (this.tuningNow) {
+        await this.tuningNow;
+        continue;
+      }
+      const [key, kernel] = this.pendingTune.entries().next().value as [string, Kernel];
+      this.tuningNow = (async () => {
+        try {
+          await this.tuneKernel(kernel);
+        } finally {
+          this.pendingTune.delete(key);
+          this.tuningNow = null;
+        }
+      })();
+      await this.tuningNow;
+      if (this.pendingTune.size === 0) await this.tuning.save();
+    }
+  }
+
+  /**
+   * Time every candidate variant of `kernel` on this device (timestamp queries where the adapter
+   * has them, else wall-clock until the queue is done), within `budgetMs` (the heuristic default is
+   * timed first), and record the fastest under the kernel's signature. Null for a kernel with
+   * nothing to choose. Runs on buffers of its own; work recorded before it is submitted first.
+   */
+  async tuneKernel(kernel: Kernel, budgetMs = this.opts.tuneBudgetMs ?? 1500): Promise<TuningRecord | null> {
+    this.live();
+    await this.tuning.load();
+    const key = this.keyOf(kernel);
+    const lim = this.gpu.limits;
+    const cands = candidates(kernel, {
+      workgroupMatmul: this.workgroupMatmulOk,
+      subgroups: this.gpu.features.has('subgroups'),
+      maxInvocations: Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX),
+    }, this.heuristic(kernel));
+    if (key === null || cands.length === 0) return null;
+    this.flush();
+    const ins = kernel.inputs.map((p) => this.alloc(p.dtype, p.size));
+    const out = this.alloc(kernel.out.dtype, numel(kernel.out.shape));
+    const timings: Record<string, number> = {};
+    let best: KernelVariant | null = null, bestMs = Infinity;
+    const start = performance.now();
+    try {
+      for (const v of cands) {
+        if (best && performance.now() - start > budgetMs) break;
+        const ms = await this.timeVariant(kernel, v, ins, out, start + budgetMs);
+        timings[JSON.stringify(v)] = ms;
+        if (ms < bestMs) [best, bestMs] = [v, ms];
+      }
+    } finally {
+      for (const t of [...ins, out]) this.release(t);
+    }
+    if (!best) return null;
+    const rec: TuningRecord = { variant: best, ms: bestMs, timings };
+    this.tuning.set(this.adapterKey, key, rec);
+    return rec;
+  }
+
+  /** Median milliseconds of one launch of `kernel` in variant `v` (Infinity when it fails to compile). */
+  private async timeVariant(kernel: Kernel, v: KernelVariant, ins: readonly WebGpuTensor[], out: WebGpuTensor, deadline: number): Promise<number> {
+    let c: Compiled;
+    try {
+      c = this.pipeline(kernel, v);
+    } catch {
+      return Infinity; // e.g. past this adapter's loop limit
+    }
+    const err = await c.check;
+    const i = this.checks.indexOf(c.check);
+    if (i >= 0) this.checks.splice(i, 1);
+    if (err) return Infinity;
+    const once = async (): Promise<number> => {
+      const stamps = this.gpu.features.has('timestamp-query') ? this.timestamps() : null;
+      const t0 = performance.now();
+      this.encoder = this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass(stamps ? { timestampWrites: stamps.writes } : undefined);
+      this.dispatch(c, ins, out);
+      this.pass.end();
+      this.pass = null;
+      if (stamps) this.encoder.resolveQuerySet(stamps.set, 0, 2, stamps.resolve, 0);
+      if (stamps) this.encoder.copyBufferToBuffer(stamps.resolve, 0, stamps.read, 0, 16);
+      this.flush();
+      await this.device.queue.onSubmittedWorkDone();
+      const wall = performance.now() - t0;
+      if (!stamps) return wall;
+      await stamps.read.mapAsync(MAP_READ);
+      const [a, b] = new BigUint64Array(stamps.read.getMappedRange());
+      stamps.read.unmap();
+      for (const x of [stamps.resolve, stamps.read]) x.destroy();
+      stamps.set.destroy();
+      return Number(b! - a!) / 1e6;
+    };
+    await once(); // warm-up
+    const times: number[] = [];
+    for (let r = 0; r < 5 && (r < 1 || performance.now() < deadline); r++) times.push(await once());
+    const e = this.gpu.takeError();
+    if (e) return Infinity;
+    times.sort((x, y) => x - y);
+    return times[times.length >> 1]!;
+  }
+
+  private timestamps(): { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; writes: GPUComputePassTimestampWrites } {
+    const set = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    const resolve = this.device.createBuffer({ size: 16, usage: 0x200 /* QUERY_RESOLVE */ | 0x4 /* COPY_SRC */ });
+    const read = this.device.createBuffer({ size: 16, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    return { set, resolve, read, writes: { querySet: set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } };
+  }
+
+  /** The WGSL this backend generates for a kernel (for debugging and tests), in a variant (default `variantOf`). */
+  render(kernel: Kernel, variant: KernelVariant | null = this.variantOf(kernel)): RenderedKernel {
+    const mm = variant?.kind === 'matmul' ? variant : null;
+    const tile = mm?.tile;
     return renderWgsl(kernel, {
-      matmul: this.matmulVariant,
+      matmul: mm?.matmul ?? this.matmulVariant,
       workgroupSize: this.opts.workgroupSize ?? Math.min(256, this.gpu.limits.maxComputeInvocationsPerWorkgroup, this.gpu.limits.maxComputeWorkgroupSizeX),
       vectorize: this.opts.vectorize,
-      registerTile: this.opts.registerTile,
+      registerTile: tile ? () => tile : this.opts.registerTile,
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
-      reduce: this.reduceVariant,
+      reduce: variant?.kind === 'reduce' ? variant.reduce : this.reduceVariant,
       maxStorageBuffers: this.gpu.limits.maxStorageBuffersPerShaderStage,
     });
   }
@@ -262,6 +426,11 @@ export class WebGpuBackend {
     this.validate(kernel, inputs, out);
     const c = this.pipeline(kernel);
     if (c.error) throw c.error;
+    if (this.tune) this.noteForTuning(kernel);
+    this.dispatch(c, inputs, out);
+  }
+
+  private dispatch(c: Compiled, inputs: readonly WebGpuTensor[], out: WebGpuTensor): void {
     if (c.rendered.passes.length === 0) return;
     const words = c.rendered.scratchWords ?? 0;
     const bind = this.bindGroup(words > 0 ? [...inputs, out, this.scratchOf(words)] : [...inputs, out], words > 0);
@@ -355,22 +524,21 @@ export class WebGpuBackend {
     return bg;
   }
 
-  private pipeline(kernel: Kernel): Compiled {
+  private pipeline(kernel: Kernel, chosen: KernelVariant | null = this.variantOf(kernel)): Compiled {
     // the signature is a JSON text of the whole kernel: remember it per kernel object
-    const variant = kernel.kind === 'matmul' ? this.matmulVariant
-      : kernel.kind === 'map' ? JSON.stringify(this.reduceVariant) : '';
+    const variant = JSON.stringify(chosen);
     const known = this.byKernel.get(kernel);
     if (known && known.variant === variant) return known.compiled;
-    const compiled = this.pipelineBySignature(kernel, variant);
+    const compiled = this.pipelineBySignature(kernel, chosen, variant);
     this.byKernel.set(kernel, { variant, compiled });
     return compiled;
   }
 
-  private pipelineBySignature(kernel: Kernel, variant: string): Compiled {
+  private pipelineBySignature(kernel: Kernel, chosen: KernelVariant | null, variant: string): Compiled {
     const key = `${variant}:${kernelSignature(kernel)}`;
     const hit = this.pipelines.get(key);
     if (hit) return hit;
-    const rendered = this.render(kernel);
+    const rendered = this.render(kernel, chosen);
     if (rendered.loopIterations > this.loopLimit) {
       throw new KernelLaunchError(kernel.name, `an invocation would loop ${rendered.loopIterations} times; ` +
         `this adapter (${this.gpu.info.device || this.gpu.info.description}) silently stops invocations after ${this.loopLimit}`);
@@ -469,6 +637,7 @@ export class WebGpuBackend {
       }
       const err = this.gpu.takeError();
       if (err) throw err;
+      await this.tunePending();
       return out;
     })();
   }

@@ -47,6 +47,13 @@ export interface WebGpuDevice {
   destroy(): void;
 }
 
+/** A one-line description of an adapter, e.g. `llvmpipe-llvm-15-0-6-256-bits- (OpenGL ES 3.2 Mesa 22.3.6; opengles, compatibility)`. */
+export function describeAdapterInfo(i: WebGpuAdapterInfo): string {
+  const name = [i.vendor, i.device].filter(Boolean).join(' ') || i.description || 'unknown adapter';
+  const detail = [i.description !== name ? i.description.replace(/^OpenGL version /, '') : '', `${i.backend}, ${i.featureLevel}`].filter(Boolean).join('; ');
+  return `${name} (${detail})`;
+}
+
 /** Why no device could be found (a printable reason), when acquireWebGpu returns null. */
 export let lastAcquireFailure = '';
 

@@ -8,6 +8,7 @@ import type { DeviceCaps } from '../../scheduler/caps.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import type { Device, DeviceMemory } from '../device.js';
 import { WebGpuBackend, type HostArray, type WebGpuTensor } from './backend.js';
+import { describeAdapterInfo } from './device.js';
 
 let shared: Promise<WebGpuBackend | null> | undefined;
 
@@ -30,10 +31,7 @@ const asHost = (a: CpuArray): HostArray => (a instanceof Float64Array ? Float32A
 
 /** A one-line description of a backend's adapter, e.g. `llvmpipe-llvm-15-0-6-256-bits- (OpenGL ES 3.2 Mesa 22.3.6; opengles, compatibility)`. */
 export function describeAdapter(be: WebGpuBackend): string {
-  const i = be.gpu.info;
-  const name = [i.vendor, i.device].filter(Boolean).join(' ') || i.description || 'unknown adapter';
-  const detail = [i.description !== name ? i.description.replace(/^OpenGL version /, '') : '', `${i.backend}, ${i.featureLevel}`].filter(Boolean).join('; ');
-  return `${name} (${detail})`;
+  return describeAdapterInfo(be.gpu.info);
 }
 
 export class WebGpuDevice implements Device<WebGpuTensor> {
