@@ -187,6 +187,7 @@ export class Mesh {
   /**
    * Sends `message(d)` to every device and waits for every answer, under the step deadline: the
    * way runtimes built on the mesh (runtime/mesh/pipeline.ts) talk to their devices.
+   * @internal
    */
   async each(message: (d: DeviceId) => ToWorker, transfer: (d: DeviceId) => ArrayBuffer[] = () => []): Promise<Extract<FromWorker, { type: 'done' }>[]> {
     const timer = setTimeout(() => {
