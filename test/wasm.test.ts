@@ -139,6 +139,53 @@ describe.skipIf(!wasmAvailable())('wasm device', () => {
     }
   });
 
+  // sizes on both sides of the GEMM's register tile (4 × 8) and cache blocks (kc 256, mc 96, nc 512)
+  const gemmDim = fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constantFrom(95, 96, 97, 255, 256, 257), fc.integer({ min: 509, max: 515 }));
+  for (const relaxedSimd of [true, false]) {
+    it(`every matmul kernel equals the interpreter, with${relaxedSimd ? ' relaxed-SIMD multiply-adds where the engine has them' : ' separate multiplies and adds'} (odd sizes, transposes, batches, 1 and 2 threads)`, () => {
+      const devices = [1, 2].map((threads) => new WasmDevice({ threads, minParallelWork: 0, relaxedSimd }));
+      try {
+        fc.assert(
+          fc.property(
+            fc.record({ m: gemmDim, k: gemmDim, n: gemmDim, batch: fc.integer({ min: 1, max: 3 }), ta: fc.boolean(), tb: fc.boolean(), broadcastB: fc.boolean(), relu: fc.boolean() })
+              .filter(({ m, k, n, batch }) => m * k * n * batch <= 3_000_000),
+            fc.integer({ min: 1, max: 2 ** 30 }),
+            ({ m, k, n, batch, ta, tb, broadcastB, relu }, seed) => {
+              const g = graph('mm', (b) => {
+                const x = b.input('x', ta ? f32(batch, k, m) : f32(batch, m, k));
+                const wb = broadcastB ? 1 : batch;
+                const w = b.input('w', tb ? f32(wb, n, k) : f32(wb, k, n));
+                const y = b.matmul(ta ? b.transpose(x, [0, 2, 1]) : x, tb ? b.transpose(w, [0, 2, 1]) : w);
+                return { y: relu ? b.relu(y) : y };
+              });
+              let s = seed;
+              const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+              const steps = compile(g).plan({ x: ta ? [batch, k, m] : [batch, m, k], w: [broadcastB ? 1 : batch, ...(tb ? [n, k] : [k, n])] }).steps;
+              for (const step of steps) {
+                if (step.kind !== 'launch' || step.kernel.kind !== 'matmul') continue;
+                const kern = step.kernel;
+                const ins = kern.inputs.map((p) => Float32Array.from({ length: p.size }, rnd));
+                const want = new Float32Array(kern.out.shape.reduce((p, d) => p * d, 1));
+                interpretKernel(kern, ins, want);
+                for (const device of devices) {
+                  const bufs = ins.map((a) => device.upload('f32', a));
+                  const out = device.alloc('f32', want.length);
+                  device.launch(kern, bufs, out);
+                  const [got] = device.readSync([out]);
+                  for (const bf of [...bufs, out]) device.free(bf);
+                  closeArrays(got!, want, 1e-4, 1e-4 * Math.sqrt(kern.k), `${device.description}: [${batch}] ${m}×${k}·${k}×${n}${ta ? ' (A transposed)' : ''}${tb ? ' (B transposed)' : ''}`);
+                }
+              }
+            },
+          ),
+          fcParams(30),
+        );
+      } finally {
+        for (const d of devices) d.close();
+      }
+    }, 600_000);
+  }
+
   it('a concatenation of 24 inputs reads each only where it is selected', () => {
     // every branch of the fused select chain but one indexes outside its buffer
     const g = graph('wide', (b) => {

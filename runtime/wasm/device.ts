@@ -46,6 +46,11 @@ export interface WasmDeviceOptions {
   readonly threads?: number;
   /** launches with fewer elementary operations than this stay on the calling thread (default 2^15) */
   readonly minParallelWork?: number;
+  /**
+   * matmuls multiply-add with relaxed SIMD's f32x4.relaxed_madd (a fused multiply-add on x64) where
+   * the engine has it (default); false keeps separate multiplies and adds
+   */
+  readonly relaxedSimd?: boolean;
 }
 
 const PAGE = 65536;
@@ -81,7 +86,8 @@ export function wasmFeatures(): Features {
   ];
   const zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
   const simd = ok(fn(zero));
-  const relaxed = simd && ok(fn([...zero, ...zero, ...zero, 0xfd, 0x85, 0x02]));
+  const madd = fn([...zero, ...zero, ...zero, 0xfd, 0x85, 0x02]);
+  const relaxed = simd && (ok(madd) || (enableRelaxedSimd() && ok(madd)));
   let shared = false;
   try {
     shared = typeof SharedArrayBuffer !== 'undefined' && new (wasmApi()!.Memory)({ initial: 0, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
@@ -89,6 +95,25 @@ export function wasmFeatures(): Features {
     shared = false;
   }
   return (features = { simd, relaxed, shared });
+}
+
+/**
+ * Node 20's V8 (11.3) implements relaxed SIMD (f32x4.relaxed_madd is an FMA on x64) behind a
+ * flag that V8 11.4 turned on by default; without the fused multiply-add the GEMM is bound by
+ * separate multiply and add ports (about 20% slower). So the first wasm device turns the flag on
+ * through node:v8 (a wasm validation feature, read when modules are compiled; nothing else in the
+ * process changes). False where that is not possible.
+ */
+function enableRelaxedSimd(): boolean {
+  const p = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const v8 = p?.getBuiltinModule?.('node:v8') as { setFlagsFromString?: (flags: string) => void } | undefined;
+  if (typeof v8?.setFlagsFromString !== 'function') return false;
+  try {
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether the wasm device can run here: WebAssembly with SIMD128. */
@@ -169,10 +194,11 @@ export class WasmDevice implements Device<WasmBuffer> {
     this.threads = shared && threadsAvailable() ? threads : 1;
     this.minParallelWork = opts.minParallelWork ?? PARALLEL_WORK;
     this.mem = new (wasmApi()!.Memory)({ initial: 16, maximum: MAX_PAGES, ...(shared ? { shared: true } : {}) });
-    this.target = { f64, relaxed: f.relaxed, shared, maxPages: MAX_PAGES };
+    const relaxed = f.relaxed && opts.relaxedSimd !== false;
+    this.target = { f64, relaxed, shared, maxPages: MAX_PAGES };
     this.imports = { env: { memory: this.mem }, m: { exp: Math.exp, log: Math.log, sin: Math.sin, cos: Math.cos, tanh: Math.tanh, pow: Math.pow } };
     this.pool = this.threads > 1 ? new WasmThreadPool(this.mem, this.threads - 1) : null;
-    this.description = `wasm (${this.threads} thread${this.threads > 1 ? 's' : ''}${f.relaxed ? ', relaxed SIMD' : ''}${f64 ? ', f64' : ''})`;
+    this.description = `wasm (${this.threads} thread${this.threads > 1 ? 's' : ''}${relaxed ? ', relaxed SIMD' : ''}${f64 ? ', f64' : ''})`;
     this.caps = wasmCaps(f64);
   }
 

@@ -164,6 +164,18 @@ export function emitGemm(c: Code, k: MatmulKernel, args: GemmArgs, t: GemmTiling
             minOf(c, () => c.i32(MR), () => c.get(mc).get(ir).op(Op.i32Sub));
             c.set(h);
             c.get(inA).get(aB).get(ic).get(ir).op(Op.i32Add).i32(rsA).op(Op.i32Mul).op(Op.i32Add).get(pc).i32(csA).op(Op.i32Mul).op(Op.i32Add).i32(4).op(Op.i32Mul).op(Op.i32Add).set(src);
+            // a whole panel without the row test (every panel but the last of a ragged M)
+            c.get(h).i32(MR).op(Op.i32Eq).if();
+            c.for(p, () => c.i32(0), () => c.get(kc), 1, () => {
+              for (let i = 0; i < MR; i++) {
+                c.get(dst);
+                ldf(c, src, i * rsA * 4);
+                c.mem(Op.f32Store, 2, 4 * i);
+              }
+              c.get(src).i32(csA * 4).op(Op.i32Add).set(src);
+              c.get(dst).i32(MR * 4).op(Op.i32Add).set(dst);
+            });
+            c.else();
             c.for(p, () => c.i32(0), () => c.get(kc), 1, () => {
               for (let i = 0; i < MR; i++) {
                 c.get(dst);
@@ -176,6 +188,7 @@ export function emitGemm(c: Code, k: MatmulKernel, args: GemmArgs, t: GemmTiling
               c.get(src).i32(csA * 4).op(Op.i32Add).set(src);
               c.get(dst).i32(MR * 4).op(Op.i32Add).set(dst);
             });
+            c.end();
           });
           // ---- the tiles
           c.for(jr, () => c.i32(0), () => c.get(nc), NR, () => {
