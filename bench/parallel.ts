@@ -23,11 +23,18 @@ import { planSharded, type ShardedPlan } from '../scheduler/parallel/sbp-lower.j
 import { dataParallel } from '../scheduler/parallel/sbp-data.js';
 import { split, type NdSbp } from '../scheduler/parallel/sbp.js';
 import { concreteShapes } from '../scheduler/specialize.js';
+import { planGraph } from '../scheduler/plan.js';
+import { simulateStep, type Hardware } from '../scheduler/parallel/simulator.js';
+import type { DType } from '../graphs/types.js';
 import { Mesh, ShardedProgram } from '../runtime/mesh/index.js';
+import { calibrateMesh } from '../runtime/mesh/calibrate.js';
+import { runPlan } from '../runtime/plan-interpreter.js';
+import { Variables } from '../runtime/variables.js';
+import { sharedWasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { mlpGraph } from '../examples/mlp-model.js';
 import { transformerGraph, type TransformerConfig } from '../examples/transformer-model.js';
-import { QUICK, emit, measure, progress, type Measurement } from './harness.js';
+import { QUICK, emit, median, progress } from './harness.js';
 
 const BENCH = 'parallel';
 const argv = process.argv.slice(2);
@@ -38,7 +45,7 @@ const PARTS = new Set((partArg?.includes('=') ? partArg.split('=')[1]! : partArg
 // The models: training steps (gradients and Adam updates), loss the only output
 // ---------------------------------------------------------------------------------------------
 
-export const MLP = { sizes: [1024, 4096, 4096, 1024], batch: 256 };
+export const MLP = { sizes: [1024, 2048, 2048, 1024], batch: 1024 };
 export const BLOCK: TransformerConfig & { batch: number } = { blocks: 1, seq: 128, dModel: 512, heads: 8, dFF: 2048, classes: 16, batch: 32 };
 
 interface Model {
@@ -104,61 +111,119 @@ function blockModel(): Model {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running a sharded step on a mesh
+// Cases, timed in interleaved rounds (one step of each case per round), so that a change of
+// load on the shared cores hits every case alike; medians per case
 // ---------------------------------------------------------------------------------------------
 
-const opts = (): { warmup: number; runs: number; minTimeMs: number; maxTimeMs: number; minRuns: number } =>
-  QUICK ? { warmup: 1, runs: 3, minTimeMs: 0, maxTimeMs: 10_000, minRuns: 3 } : { warmup: 2, runs: 7, minTimeMs: 0, maxTimeMs: 60_000, minRuns: 5 };
+interface Case {
+  readonly layout: string;
+  readonly note: string;
+  /** one training step, resolved once its loss is back */
+  readonly step: () => Promise<number>;
+  /** the simulator's step time, seconds, when there is one */
+  readonly predicted?: number;
+  readonly samples: number[];
+}
 
-/** Median step time of `sp` on a fresh mesh of its shape (params trained in place). */
-async function timeOnMesh(m: Model, sp: ShardedPlan, mesh: Mesh): Promise<Measurement> {
-  const program = await ShardedProgram.load(mesh, sp, m.vars);
-  const feeds = program.feeds(m.feeds);
-  let k = 0;
-  return measure(async () => {
-    const t0 = performance.now();
-    const out = await program.step(feeds);
-    progress(`  step ${++k}: loss ${out['loss']![0]!.toFixed(4)}, ${(performance.now() - t0).toFixed(0)} ms`);
-  }, opts());
+const ROUNDS = QUICK ? 3 : 7;
+const WARMUP = QUICK ? 1 : 2;
+
+async function timeCases(name: string, cases: Case[]): Promise<void> {
+  for (const c of cases) for (let i = 0; i < WARMUP; i++) await c.step();
+  for (let r = 0; r < ROUNDS; r++) {
+    const line: string[] = [];
+    for (const c of cases) {
+      const t0 = performance.now();
+      const loss = await c.step();
+      c.samples.push(performance.now() - t0);
+      line.push(`${c.layout} ${c.samples.at(-1)!.toFixed(0)} ms (loss ${loss.toFixed(4)})`);
+    }
+    progress(`  ${name} round ${r + 1}/${ROUNDS}: ${line.join(', ')}`);
+  }
 }
 
 function plan(m: Model, mesh: Mesh, annotations: Map<string, NdSbp>): ShardedPlan {
   return planSharded(m.graph, m.shapes, { shape: mesh.shape }, annotations, { caps: mesh.caps });
 }
 
-function report(m: Model, layout: string, ms: number, base: number | null, note: string): void {
-  emit({ bench: BENCH, case: `${m.name}/${layout}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: base === null ? null : '1 worker', peer_value: base, ratio: base === null ? null : ms / base, note });
-  progress(`${m.name} ${layout}: ${ms.toFixed(1)} ms${base === null ? '' : ` (speedup ${(base / ms).toFixed(2)}x over 1 worker)`}`);
+async function meshCase(m: Model, mesh: Mesh, hw: Hardware, layout: string, annotations: Map<string, NdSbp>, note: string): Promise<Case> {
+  const sp = plan(m, mesh, annotations);
+  const program = await ShardedProgram.load(mesh, sp, m.vars);
+  const feeds = program.feeds(m.feeds);
+  const sim = simulateStep(sp.devices.map((d) => d.plan), hw);
+  const d0 = sim.devices[0]!;
+  return {
+    layout,
+    note: `${note}; simulated: ${(d0.compute * 1e3).toFixed(0)} ms kernels, ${(d0.communication * 1e3).toFixed(0)} ms collectives per device`,
+    step: async () => (await program.step(feeds))['loss']![0]!,
+    predicted: sim.stepTime,
+    samples: [],
+  };
+}
+
+/** The same step on the in-process wasm device with `threads` threads (no mesh). */
+function inProcessCase(m: Model, threads: number): Case {
+  const device = sharedWasmDevice({ threads });
+  const p = planGraph(m.graph, m.shapes, { caps: device.caps, withUpdates: true });
+  const host = new Map<number, { dtype: DType; data: CpuArray }>(), feeds = new Map<number, { dtype: DType; data: CpuArray }>();
+  for (const n of m.graph.nodes) {
+    if (n.op === 'param' || n.op === 'state') host.set(n.id, { dtype: n.dtype, data: m.vars.get(n.name!) ?? new Float32Array(m.shapes[n.id]!.reduce((a, b) => a * b, 1)) });
+    else if (n.op === 'const' && Array.isArray(n.attrs['data'])) host.set(n.id, { dtype: n.dtype, data: Float32Array.from(n.attrs['data'] as number[]) });
+    else if (n.op === 'input') feeds.set(n.id, { dtype: n.dtype, data: m.feeds.get(n.name!)! });
+  }
+  const vars = new Variables(device, host);
+  return {
+    layout: `in_process_wasm_t${threads}`,
+    note: `${device.description}, the whole step in this thread (no mesh)`,
+    step: async () => (runPlan(p, vars, feeds, { update: true, sync: true }).values as CpuArray[])[0]![0]!,
+    samples: [],
+  };
+}
+
+function report(m: Model, c: Case, base: number): void {
+  const ms = median(c.samples);
+  const pred = c.predicted === undefined ? '' : `; predicted ${(c.predicted * 1e3).toFixed(0)} ms (${(100 * (c.predicted * 1e3 - ms) / ms).toFixed(1)}% off)`;
+  const isBase = c.layout === '1_worker';
+  emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: isBase ? null : '1 worker', peer_value: isBase ? null : base, ratio: isBase ? null : ms / base, note: `${c.note}${pred}` });
+  if (c.predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: c.predicted * 1e3, unit: 'ms', peer: 'measured', peer_value: ms, ratio: (c.predicted * 1e3) / ms, note: 'simulateStep on the calibrated Hardware of this mesh' });
+  progress(`${m.name} ${c.layout}: ${ms.toFixed(1)} ms${isBase ? '' : ` (speedup ${(base / ms).toFixed(2)}x over 1 worker)`}${pred}`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Part dp / tp: 1 worker against 2, data and tensor parallel
 // ---------------------------------------------------------------------------------------------
 
-async function meshParts(m: Model): Promise<void> {
-  progress(`${m.name}: ${(m.params / 1e6).toFixed(2)} M params`);
-  const one = new Mesh([1]);
-  const two = new Mesh([2]);
-  try {
-    const t1 = (await timeOnMesh(m, plan(m, one, new Map()), one)).medianMs;
-    report(m, '1_worker', t1, null, `${m.params} params; single-threaded wasm device in a worker`);
-    if (PARTS.has('dp')) {
-      for (const zero of [false, true]) {
-        const sp = plan(m, two, dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0, zero }));
-        const t = (await timeOnMesh(m, sp, two)).medianMs;
-        report(m, zero ? '2_workers_dp_zero' : '2_workers_dp', t, t1, zero ? 'batch split, gradients reduce-scattered into sharded Adam state, params all-gathered' : 'batch split, gradients all-reduced');
-      }
-    }
-    if (PARTS.has('tp')) {
-      const t = (await timeOnMesh(m, plan(m, two, m.megatron), two)).medianMs;
-      report(m, '2_workers_tp', t, t1, 'Megatron: column-split then row-split matmuls, activations all-reduced');
-    }
-  } finally {
-    await Promise.all([one.close(), two.close()]);
+function describeHardware(hw: Hardware): string {
+  return `${(hw.flops / 1e9).toFixed(1)} GFLOP/s, memory ${((hw.memoryBandwidth ?? Infinity) / 1e9).toFixed(2)} GB/s, link ${(hw.bandwidth / 1e9).toFixed(2)} GB/s + ${(hw.latency * 1e6).toFixed(0)} µs a message, step overhead ${((hw.stepOverhead ?? 0) * 1e3).toFixed(2)} ms`;
+}
+
+async function meshParts(m: Model, meshes: { one: Mesh; two: Mesh; hw1: Hardware; hw2: Hardware }): Promise<void> {
+  progress(`${m.name}: ${(m.params / 1e6).toFixed(2)} M params, batch ${m.shapes[m.graph.nodes.find((n) => n.name === 'x')!.id]![0]}`);
+  const { one, two, hw1, hw2 } = meshes;
+  const cases: Case[] = [await meshCase(m, one, hw1, '1_worker', new Map(), `${m.params} params; the single-threaded wasm device in a worker`)];
+  if (PARTS.has('dp')) {
+    cases.push(await meshCase(m, two, hw2, '2_workers_dp', dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0 }), 'batch split, gradients all-reduced'));
+    cases.push(await meshCase(m, two, hw2, '2_workers_dp_zero', dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0, zero: true }), 'batch split, gradients reduce-scattered into sharded Adam state, params all-gathered (ZeRO)'));
   }
+  if (PARTS.has('tp')) cases.push(await meshCase(m, two, hw2, '2_workers_tp', m.megatron, 'Megatron: column-split then row-split matmuls, activations all-reduced'));
+  if (PARTS.has('dp') && wasmAvailable()) for (const t of [1, 2]) cases.push(inProcessCase(m, t));
+  await timeCases(m.name, cases);
+  const base = median(cases[0]!.samples);
+  for (const c of cases) report(m, c, base);
 }
 
 progress(`bench/parallel: parts ${[...PARTS].join(', ')}; ${availableParallelism()} cores`);
 if (PARTS.has('dp') || PARTS.has('tp')) {
-  for (const m of [mlpModel(), blockModel()]) await meshParts(m);
+  const one = new Mesh([1]);
+  const two = new Mesh([2]);
+  try {
+    progress('calibrating: a matmul kernel, an elementwise kernel, all-reduces, on each mesh (every device at once)');
+    const hw1 = (await calibrateMesh(one)).hardware;
+    const hw2 = (await calibrateMesh(two)).hardware;
+    progress(`1 worker: ${describeHardware(hw1)}`);
+    progress(`2 workers: ${describeHardware(hw2)}`);
+    for (const m of [mlpModel(), blockModel()]) await meshParts(m, { one, two, hw1, hw2 });
+  } finally {
+    await Promise.all([one.close(), two.close()]);
+  }
 }

@@ -3,8 +3,17 @@
 // waits for, a cut tensor takes latency plus bytes over the link bandwidth — and predicts step
 // time, bubble and per-device peak activation memory, in time linear in the number of passes, for
 // meshes far larger than this machine. Sends overlap compute (a device is not busy while its
-// message travels). It runs nothing and does not choose a layout.
+// message travels). The same costs predict a data- or tensor-parallel step from its per-device
+// plans (`simulateStep`): kernels by FLOPs or bytes (a roofline), collectives as ring messages,
+// each device in its own order, a collective starting once its whole group reaches it. It runs
+// nothing and does not choose a layout.
 
+import type { DType } from '../../graphs/types.js';
+import type { Kernel } from '../../ops/kernel-ir.js';
+import { bufferBytes } from '../caps.js';
+import type { Plan } from '../plan.js';
+import { kernelCost } from '../remat-plan.js';
+import type { CollectiveOp } from '../steps.js';
 import type { PipelineOp, PipelineSchedule } from './pipeline-schedule.js';
 import { opKey, ScheduleError } from './pipeline-schedule.js';
 
@@ -18,6 +27,13 @@ export interface Hardware {
   readonly bandwidth: number;
   /** seconds a message takes besides its bytes */
   readonly latency: number;
+  /**
+   * bytes/s a kernel reads and writes: a kernel takes at least its bytes over this (a roofline;
+   * default: no limit, FLOPs alone)
+   */
+  readonly memoryBandwidth?: number;
+  /** seconds a step costs besides its kernels and messages: handing it to the devices, feeds in, outputs back (default 0) */
+  readonly stepOverhead?: number;
 }
 
 /** Per micro-batch costs of one stage (from the cost model: `stageCosts` in pipeline-partition.ts). */
@@ -195,5 +211,102 @@ export function simulatePipeline(schedule: PipelineSchedule, costs: readonly Sta
     p2pBytes: p2p,
     devices: Array.from({ length: p }, (_, d) => ({ busy: busy[d]!, peakInFlight: peakInFlight[d]!, peakActivationBytes: peakBytes[d]! })),
     ...(timeline ? { timeline } : {}),
+  };
+}
+
+/** Seconds one kernel takes on `hw`: its FLOPs (kernelCost) over the achieved rate, or the bytes it reads and writes over the memory bandwidth, whichever is longer. */
+export function kernelSeconds(kernel: Kernel, bytes: number, hw: Hardware): number {
+  const compute = kernelCost(kernel) / (hw.flops * (hw.utilization ?? 1));
+  return hw.memoryBandwidth ? Math.max(compute, bytes / hw.memoryBandwidth) : compute;
+}
+
+/**
+ * Messages each device sends in a ring collective over `n` devices, and the bytes of each, for a
+ * buffer of `bytes` (runtime/mesh/communicator.ts: all-reduce is a reduce-scatter then an
+ * all-gather; all-to-all sends one chunk to each other member).
+ */
+export function ringMessages(op: CollectiveOp, bytes: number, n: number): { messages: number; bytes: number } {
+  if (n < 2) return { messages: 0, bytes: 0 };
+  return { messages: op === 'all-reduce' ? 2 * (n - 1) : n - 1, bytes: bytes / n };
+}
+
+/** Seconds of a ring collective on `hw`: each message its latency plus its bytes over the link. */
+export function collectiveSeconds(op: CollectiveOp, bytes: number, n: number, hw: Hardware): number {
+  const r = ringMessages(op, bytes, n);
+  return r.messages * (hw.latency + r.bytes / hw.bandwidth);
+}
+
+export interface StepSimulation {
+  /** predicted seconds of the step: the last device's end, plus the step overhead */
+  readonly stepTime: number;
+  /** per device: seconds in kernels, in collectives and sends (waiting for the group included) */
+  readonly devices: readonly { readonly compute: number; readonly communication: number; readonly launches: number }[];
+}
+
+/**
+ * Simulate one step of per-device plans (`planSharded(...).devices` plans, or one plan for a
+ * single device) on devices of `hw`. Each device runs its steps in order: a launch takes
+ * `kernelSeconds`; a collective starts when every member of its group has reached it and takes
+ * `collectiveSeconds`; a recv ends when its send's message has arrived (a send does not wait).
+ *
+ * ```ts
+ * simulateStep(sp.devices.map((d) => d.plan), { flops: 40e9, memoryBandwidth: 8e9, bandwidth: 2e9, latency: 50e-6 }).stepTime;
+ * ```
+ */
+export function simulateStep(plans: readonly Plan[], hw: Hardware): StepSimulation {
+  const p = plans.length;
+  const clock = new Float64Array(p), compute = new Float64Array(p), comm = new Float64Array(p), launches = new Int32Array(p);
+  const pos = new Int32Array(p);
+  /** per ordered pair, arrival times of messages sent and not yet received */
+  const inbox = new Map<string, number[]>();
+  const bytesOf = (plan: Plan, id: number) => {
+    const b = plan.buffers.get(id);
+    return b ? bufferBytes(plan.caps, b.dtype as DType, b.elements) : 0;
+  };
+  const blocked = (d: number): boolean => {
+    const s = plans[d]!.steps[pos[d]!];
+    return s !== undefined && (s.kind === 'collective' || (s.kind === 'recv' && !inbox.get(`${s.peer}>${d}`)?.length));
+  };
+  for (let progress = true; progress; ) {
+    progress = false;
+    for (let d = 0; d < p; d++) {
+      const plan = plans[d]!;
+      for (let s = plan.steps[pos[d]!]; s !== undefined && !blocked(d); s = plan.steps[++pos[d]!]) {
+        progress = true;
+        if (s.kind === 'launch') {
+          const dt = kernelSeconds(s.kernel, s.inputs.reduce((a, j) => a + bytesOf(plan, j), bytesOf(plan, s.node)), hw);
+          clock[d] += dt;
+          compute[d] += dt;
+          launches[d]!++;
+        } else if (s.kind === 'send') {
+          const key = `${d}>${s.peer}`;
+          inbox.set(key, [...(inbox.get(key) ?? []), clock[d]! + hw.latency + bytesOf(plan, s.buffer) / hw.bandwidth]);
+        } else if (s.kind === 'recv') {
+          const t = Math.max(clock[d]!, inbox.get(`${s.peer}>${d}`)!.shift()!);
+          comm[d] += t - clock[d]!;
+          clock[d] = t;
+        }
+      }
+    }
+    // collectives whose whole group is waiting at the same one
+    for (let d = 0; d < p; d++) {
+      const s = plans[d]!.steps[pos[d]!];
+      if (s?.kind !== 'collective' || s.group[0] !== d) continue;
+      const at = s.group.map((q) => plans[q]!.steps[pos[q]!]);
+      if (!at.every((t) => t?.kind === 'collective' && t.op === s.op && t.group.join() === s.group.join())) continue;
+      const end = Math.max(...s.group.map((q) => clock[q]!)) + collectiveSeconds(s.op, bytesOf(plans[d]!, s.buffer), s.group.length, hw);
+      for (const q of s.group) {
+        comm[q] += end - clock[q]!;
+        clock[q] = end;
+        pos[q]!++;
+      }
+      progress = true;
+    }
+  }
+  const stuck = plans.flatMap((plan, d) => (pos[d]! < plan.steps.length ? [`device ${d} at step ${pos[d]} (${plan.steps[pos[d]!]!.kind})`] : []));
+  if (stuck.length) throw new ScheduleError(`simulate step: the devices' plans deadlock (${stuck.join('; ')})`);
+  return {
+    stepTime: Math.max(0, ...clock) + (hw.stepOverhead ?? 0),
+    devices: Array.from({ length: p }, (_, d) => ({ compute: compute[d]!, communication: comm[d]!, launches: launches[d]! })),
   };
 }
