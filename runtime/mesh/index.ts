@@ -6,6 +6,6 @@
 export { MeshError, chunkBounds, runCollective, RingCommunicator, type Communicator } from './communicator.js';
 export { SharedMemoryCommunicator, sharedChannels, abortChannels, abortedBy, type SharedChannels } from './shared-memory.js';
 export { Mesh, type MeshOptions, type MeshProgram, type MeshRun } from './mesh.js';
-export { ShardedProgram } from './sharded.js';
+export { ShardedProgram, shardVariables, shardFeeds } from './sharded.js';
 export { NatsCommunicator, type NatsMeshOptions } from './nats.js';
 export type { HostValues } from './protocol.js';

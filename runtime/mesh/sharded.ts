@@ -21,8 +21,6 @@ export class ShardedProgram {
     readonly mesh: Mesh,
     readonly plan: ShardedPlan,
     private readonly program: MeshProgram,
-    /** the global input nodes the device plans read */
-    private readonly inputs: readonly number[],
   ) {}
 
   /**
@@ -33,37 +31,13 @@ export class ShardedProgram {
     if (sp.mesh.shape.join() !== mesh.shape.join()) throw new MeshError(0, `a sharded plan for a mesh of shape [${sp.mesh.shape.join(', ')}] loaded on a mesh of shape [${mesh.shape.join(', ')}]`);
     const wrong = sp.devices.find((dp) => dp.plan.caps.kind !== mesh.caps.kind);
     if (wrong) throw new MeshError(wrong.device, `its plan was made for a '${wrong.plan.caps.kind}' device, the mesh's devices are '${mesh.caps.kind}' (plan with { caps: mesh.caps })`);
-    const { graph: g, shapes, assignment: asg } = sp;
-    const n = meshSize(sp.mesh);
-    const per = Array.from({ length: n }, () => new Map<number, { dtype: DType; data: CpuArray }>());
-    const inputs: number[] = [];
-    g.nodes.forEach((node, id) => {
-      const local = sp.localOf[id]!;
-      if (local < 0) return;
-      let value: CpuArray;
-      if (node.op === 'input') return void inputs.push(id);
-      if (node.op === 'param' || node.op === 'state') value = variables.get(node.name!) ?? allocArray(node.dtype, shapes[id]!.reduce((a, b) => a * b, 1));
-      else if (node.op === 'const' && Array.isArray(node.attrs['data'])) value = Float32Array.from(node.attrs['data'] as number[]);
-      else return;
-      const numel = shapes[id]!.reduce((a, b) => a * b, 1);
-      if (value.length !== numel) throw new MeshError(0, `${node.op} '${node.name}' has ${value.length} values, its shape [${shapes[id]!.join(', ')}] holds ${numel}`);
-      for (let d = 0; d < n; d++) per[d]!.set(local, { dtype: node.dtype, data: shardOf(value, shapes[id]!, asg.sbp[id]!, sp.mesh, d) });
-    });
-    const program = await mesh.load(sp.devices.map((dp) => dp.plan), per);
-    return new ShardedProgram(mesh, sp, program, inputs);
+    const program = await mesh.load(sp.devices.map((dp) => dp.plan), shardVariables(sp, variables));
+    return new ShardedProgram(mesh, sp, program);
   }
 
   /** Each device's shard of global inputs by name, as `Mesh.run` takes feeds. */
   feeds(inputs: ReadonlyMap<string, CpuArray>): HostValues[] {
-    const { graph: g, shapes, assignment: asg, mesh } = this.plan;
-    const per = Array.from({ length: meshSize(mesh) }, () => new Map<number, { dtype: DType; data: CpuArray }>());
-    for (const id of this.inputs) {
-      const node = g.nodes[id]!;
-      const value = inputs.get(node.name!);
-      if (!value) throw new MeshError(0, `no value for input '${node.name}' of the sharded step '${g.name}'`);
-      per.forEach((m, d) => m.set(this.plan.localOf[id]!, { dtype: node.dtype, data: shardOf(value, shapes[id]!, asg.sbp[id]!, mesh, d) }));
-    }
-    return per;
+    return shardFeeds(this.plan, inputs);
   }
 
   /**
@@ -95,4 +69,38 @@ export class ShardedProgram {
     const values = await this.mesh.read(this.program, ids.map((id) => this.plan.localOf[id]!));
     return new Map(ids.map((id, k) => [names[k]!, assemble(values.map((v) => v[k]!), shapes[id]!, asg.sbp[id]!, mesh)]));
   }
+}
+
+/**
+ * Each device's variables of a sharded step, by its local node id: its shard of the global params
+ * and state by name (a missing one is zeros) and the graph's constants. For `Mesh.load`, or for
+ * a device of a mesh across processes.
+ */
+export function shardVariables(sp: ShardedPlan, variables: ReadonlyMap<string, CpuArray>): HostValues[] {
+  const { graph: g, shapes, assignment: asg } = sp;
+  const per = Array.from({ length: meshSize(sp.mesh) }, () => new Map<number, { dtype: DType; data: CpuArray }>());
+  g.nodes.forEach((node, id) => {
+    if (sp.localOf[id]! < 0) return;
+    let value: CpuArray;
+    const numel = shapes[id]!.reduce((a, b) => a * b, 1);
+    if (node.op === 'param' || node.op === 'state') value = variables.get(node.name!) ?? allocArray(node.dtype, numel);
+    else if (node.op === 'const' && Array.isArray(node.attrs['data'])) value = Float32Array.from(node.attrs['data'] as number[]);
+    else return;
+    if (value.length !== numel) throw new MeshError(0, `${node.op} '${node.name}' has ${value.length} values, its shape [${shapes[id]!.join(', ')}] holds ${numel}`);
+    per.forEach((m, d) => m.set(sp.localOf[id]!, { dtype: node.dtype, data: shardOf(value, shapes[id]!, asg.sbp[id]!, sp.mesh, d) }));
+  });
+  return per;
+}
+
+/** Each device's shard of the global inputs (by name) of a sharded step, by its local node id. */
+export function shardFeeds(sp: ShardedPlan, inputs: ReadonlyMap<string, CpuArray>): HostValues[] {
+  const { graph: g, shapes, assignment: asg, mesh } = sp;
+  const per = Array.from({ length: meshSize(mesh) }, () => new Map<number, { dtype: DType; data: CpuArray }>());
+  g.nodes.forEach((node, id) => {
+    if (node.op !== 'input' || sp.localOf[id]! < 0) return;
+    const value = inputs.get(node.name!);
+    if (!value) throw new MeshError(0, `no value for input '${node.name}' of the sharded step '${g.name}'`);
+    per.forEach((m, d) => m.set(sp.localOf[id]!, { dtype: node.dtype, data: shardOf(value, shapes[id]!, asg.sbp[id]!, mesh, d) }));
+  });
+  return per;
 }
