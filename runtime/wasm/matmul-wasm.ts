@@ -167,10 +167,15 @@ export function emitGemm(c: Code, k: MatmulKernel, args: GemmArgs, t: GemmTiling
             // a whole panel without the row test (every panel but the last of a ragged M)
             c.get(h).i32(MR).op(Op.i32Eq).if();
             c.for(p, () => c.i32(0), () => c.get(kc), 1, () => {
-              for (let i = 0; i < MR; i++) {
-                c.get(dst);
-                ldf(c, src, i * rsA * 4);
-                c.mem(Op.f32Store, 2, 4 * i);
+              // a transposed A (rows adjacent in memory) packs a vector at a time
+              if (rsA === 1 && MR % 4 === 0) {
+                for (let i = 0; i < MR; i += 4) c.get(dst).get(src).simdMem(Simd.load, 0, 4 * i).simdMem(Simd.store, 0, 4 * i);
+              } else {
+                for (let i = 0; i < MR; i++) {
+                  c.get(dst);
+                  ldf(c, src, i * rsA * 4);
+                  c.mem(Op.f32Store, 2, 4 * i);
+                }
               }
               c.get(src).i32(csA * 4).op(Op.i32Add).set(src);
               c.get(dst).i32(MR * 4).op(Op.i32Add).set(dst);
