@@ -9,13 +9,18 @@
  *         split by columns, the second by rows)
  *   nats  the data-parallel MLP step across 2 processes joined through a local nats-server, each
  *         process a rank with the NATS communicator
+ *   pipeline  an MLP cut into 4 stages on 4 workers (and 2 on 2) by each schedule (GPipe, 1F1B,
+ *         interleaved 1F1B, ZB-H1): measured step time and bubble beside the simulator's, and
+ *         ZB-H1's throughput over 1F1B (bench/parallel-pipeline.ts)
  *
  * Every worker device is the single-threaded WebAssembly device. Times are medians of the same
  * run; speedups are the 1-worker median over the 2-worker median.
  *
- *   npx tsx bench/parallel.ts [--quick] [--part dp,tp,nats]
+ *   npx tsx bench/parallel.ts [--quick] [--part dp,tp,nats,pipeline]
  */
+import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { adam, applyOptimizer, grad } from '../index.js';
 import type { Graph } from '../graphs/graph.js';
@@ -26,20 +31,22 @@ import { concreteShapes } from '../scheduler/specialize.js';
 import { planGraph } from '../scheduler/plan.js';
 import { simulateStep, type Hardware } from '../scheduler/parallel/simulator.js';
 import type { DType } from '../graphs/types.js';
-import { Mesh, ShardedProgram } from '../runtime/mesh/index.js';
+import { Mesh, NatsCommunicator, ShardedProgram, shardFeeds, shardVariables } from '../runtime/mesh/index.js';
 import { calibrateMesh } from '../runtime/mesh/calibrate.js';
 import { runPlan } from '../runtime/plan-interpreter.js';
 import { Variables } from '../runtime/variables.js';
-import { sharedWasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
+import { WasmDevice, sharedWasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { mlpGraph } from '../examples/mlp-model.js';
 import { transformerGraph, type TransformerConfig } from '../examples/transformer-model.js';
+import { haveNatsServer, startNatsServer } from '../test/fixtures/nats-server.js';
 import { QUICK, emit, median, progress } from './harness.js';
+import { pipelinePart } from './parallel-pipeline.js';
 
 const BENCH = 'parallel';
 const argv = process.argv.slice(2);
 const partArg = argv.find((a) => a.startsWith('--part'));
-const PARTS = new Set((partArg?.includes('=') ? partArg.split('=')[1]! : partArg ? argv[argv.indexOf(partArg) + 1] ?? '' : 'dp,tp,nats').split(',').filter(Boolean));
+const PARTS = new Set((partArg?.includes('=') ? partArg.split('=')[1]! : partArg ? argv[argv.indexOf(partArg) + 1] ?? '' : 'dp,tp,nats,pipeline').split(',').filter(Boolean));
 
 // ---------------------------------------------------------------------------------------------
 // The models: training steps (gradients and Adam updates), loss the only output
@@ -212,6 +219,75 @@ async function meshParts(m: Model, meshes: { one: Mesh; two: Mesh; hw1: Hardware
   for (const c of cases) report(m, c, base);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Part nats: the data-parallel MLP step across 2 processes joined through a local nats-server
+// ---------------------------------------------------------------------------------------------
+
+const NATS_PREFIX = 'bench.parallel';
+
+/** This process as rank `rank` of 2: its device's plan and shards, `steps` steps; seconds per step. */
+async function natsRank(url: string, rank: number, steps: number): Promise<number[]> {
+  const m = mlpModel();
+  const device = new WasmDevice({ threads: 1 });
+  const sp = planSharded(m.graph, m.shapes, { shape: [2] }, dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0 }), { caps: device.caps });
+  const plan = sp.devices[rank]!.plan;
+  const vars = new Variables(device, shardVariables(sp, m.vars)[rank]!);
+  const feeds = shardFeeds(sp, m.feeds)[rank]!;
+  const comm = await NatsCommunicator.join({ servers: url, rank, size: 2, prefix: NATS_PREFIX, deadlineMs: 120_000 });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < steps; i++) {
+      const t0 = performance.now();
+      const r = await runPlan(plan, vars, feeds, { update: true, sync: true, comm });
+      times.push(performance.now() - t0);
+      if (rank === 0) progress(`  nats step ${i + 1}/${steps}: ${times.at(-1)!.toFixed(0)} ms (rank 0's share of the loss ${(r.values as CpuArray[])[0]![0]!.toFixed(4)})`);
+    }
+  } finally {
+    await comm.close();
+  }
+  return times;
+}
+
+async function natsPart(): Promise<void> {
+  const m = mlpModel();
+  const base = { bench: BENCH, case: `${m.name}/2_processes_nats_dp`, metric: 'ms_per_step', unit: 'ms' };
+  if (!haveNatsServer) {
+    progress('nats: skipped, nats-server is not installed (Debian: apt-get install nats-server)');
+    emit({ ...base, value: null, peer: null, peer_value: null, ratio: null, note: 'skipped: nats-server is not installed' });
+    return;
+  }
+  const steps = WARMUP + ROUNDS;
+  // the single-device step in this process first, alone on the machine's cores
+  const single = inProcessCase(m, 1);
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    await single.step();
+    if (i >= WARMUP) single.samples.push(performance.now() - t0);
+  }
+  const server = await startNatsServer();
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--nats-rank', '1', '--nats-url', server.url, '--nats-steps', String(steps)], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    progress(`nats: ${m.name}, batch split over 2 processes (ranks of the NATS communicator, server ${server.url})`);
+    const times = (await natsRank(server.url, 0, steps)).slice(WARMUP);
+    const code = await exited;
+    if (code !== 0) throw new Error(`the rank 1 process exited with code ${code}`);
+    const ms = median(times), one = median(single.samples);
+    emit({ ...base, value: ms, peer: '1 process, 1 thread', peer_value: one, ratio: ms / one, note: 'gradients all-reduced through nats-server (ring over NATS subjects); each process a single-threaded wasm device' });
+    progress(`${m.name} 2 processes over NATS: ${ms.toFixed(1)} ms (speedup ${(one / ms).toFixed(2)}x over ${one.toFixed(1)} ms on 1 process)`);
+  } finally {
+    child.kill('SIGKILL');
+    await server.stop();
+  }
+}
+
+const rankArg = argv.indexOf('--nats-rank');
+if (rankArg >= 0) {
+  // a rank process of the nats part
+  await natsRank(argv[argv.indexOf('--nats-url') + 1]!, Number(argv[rankArg + 1]), Number(argv[argv.indexOf('--nats-steps') + 1]));
+  process.exit(0);
+}
+
 progress(`bench/parallel: parts ${[...PARTS].join(', ')}; ${availableParallelism()} cores`);
 if (PARTS.has('dp') || PARTS.has('tp')) {
   const one = new Mesh([1]);
@@ -227,3 +303,5 @@ if (PARTS.has('dp') || PARTS.has('tp')) {
     await Promise.all([one.close(), two.close()]);
   }
 }
+if (PARTS.has('pipeline')) await pipelinePart();
+if (PARTS.has('nats')) await natsPart();
