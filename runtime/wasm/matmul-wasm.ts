@@ -5,10 +5,11 @@
 // Threads split the rows; each packs its own panels in its own scratch. f64 storage gets a
 // plain scalar loop (it is for gradient checks, not speed). The epilogue is scalar-wasm.ts's.
 
-import type { MatmulKernel } from '../../ops/kernel-ir.js';
-import { ivar, linearize } from '../../ops/kernel-ir.js';
+import type { Expr, IndexExpr, MapKernel, MatmulKernel } from '../../ops/kernel-ir.js';
+import { iconst, ivar, linearize } from '../../ops/kernel-ir.js';
 import { Code, Op, Simd } from './encoder.js';
-import type { ScalarEmitter } from './scalar-wasm.js';
+import { elementBytes, ScalarEmitter } from './scalar-wasm.js';
+import { emitSimdMap } from './simd-wasm.js';
 
 export interface GemmTiling {
   /** register tile rows and columns (nr a multiple of 4) */
@@ -289,11 +290,34 @@ export function emitGemmF64(c: Code, k: MatmulKernel, args: GemmArgs): void {
   });
 }
 
+/** `e` with its accumulator leaf read from buffer `buf` at `at` */
+function accAsLoad(e: Expr, buf: number, at: IndexExpr): Expr {
+  const r = (x: Expr) => accAsLoad(x, buf, at);
+  switch (e.k) {
+    case 'acc': return { k: 'load', buf, at, dtype: e.dtype };
+    case 'unary': return { ...e, a: r(e.a) };
+    case 'cast': return { ...e, a: r(e.a) };
+    case 'binary': return { ...e, a: r(e.a), b: r(e.b) };
+    case 'where': return { ...e, c: r(e.c), a: r(e.a), b: r(e.b) };
+    case 'select': return { ...e, a: r(e.a), b: r(e.b) };
+    case 'reduce': return { ...e, body: r(e.body) };
+    case 'rand': return e.key ? { ...e, key: r(e.key) } : e;
+    default: return e;
+  }
+}
+
 /**
  * The epilogue over rows [mLo, mHi) of every batch: out = epilogue(acc = out), with the output
- * variables i0... bound as the IR expects.
+ * variables i0... bound as the IR expects. With f32 storage it is a map kernel over those rows
+ * reading the accumulator from the output itself, so simd-wasm.ts runs its rows four lanes at a
+ * time where the expression allows (a scalar loop of f64 conversions took a third of a small
+ * GEMM's time).
  */
 export function emitEpilogue(em: ScalarEmitter, k: MatmulKernel, args: GemmArgs): void {
+  if (em.layout.floatBytes === 4 && k.out.shape.length >= 2) {
+    emitMapEpilogue(em, k, args);
+    return;
+  }
   const c = em.c;
   const rank = k.out.shape.length;
   const nb = k.batch.length;
@@ -317,6 +341,49 @@ export function emitEpilogue(em: ScalarEmitter, k: MatmulKernel, args: GemmArgs)
     const l = em.varLocal(`i${d}`);
     if (d === nb) c.for(l, () => c.get(args.mLo), () => c.get(args.mHi), 1, () => nest(d + 1));
     else c.for(l, () => c.i32(0), () => c.i32(k.out.shape[d]!), 1, () => nest(d + 1));
+  };
+  nest(0);
+}
+
+function emitMapEpilogue(em0: ScalarEmitter, k: MatmulKernel, args: GemmArgs): void {
+  const c = em0.c;
+  const rank = k.out.shape.length;
+  const nb = k.batch.length;
+  const numel = k.out.shape.reduce((p, d) => p * d, 1);
+  const at = linearize(Array.from({ length: rank }, (_, d) => ivar(`i${d}`)), k.out.shape);
+  const acc = k.inputs.length;
+  const map: MapKernel = {
+    kind: 'map',
+    name: k.name,
+    inputs: [...k.inputs, { dtype: k.out.dtype, size: numel }],
+    out: k.out,
+    expr: accAsLoad(k.epilogue!, acc, at),
+  };
+  const em = new ScalarEmitter(c, { ...em0.layout, inputs: [...em0.layout.inputs, k.out.dtype], inputPtr: [...em0.layout.inputPtr, args.out] });
+  const o = c.local('i32');
+  const eb = elementBytes(k.out.dtype, 4);
+  const n = k.out.shape[rank - 1]!;
+  const l = em.varLocal(`i${rank - 1}`);
+  const nest = (d: number): void => {
+    if (d === rank - 1) {
+      // the row's first element
+      c.get(args.out);
+      em.index(linearize([...Array.from({ length: rank - 1 }, (_, j) => ivar(`i${j}`)), iconst(0)], k.out.shape));
+      c.i32(Math.log2(eb)).op(Op.i32Shl).op(Op.i32Add).set(o);
+      if (emitSimdMap(map, em, o, null)) return;
+      c.for(l, () => c.i32(0), () => c.i32(n), 1, () => {
+        c.get(o);
+        em.exprAs(map.expr, k.out.dtype);
+        if (k.out.dtype === 'i32') c.mem(Op.i32Store, 2);
+        else if (k.out.dtype === 'bool') c.mem(Op.i32Store8, 0);
+        else c.op(Op.f32DemoteF64).mem(Op.f32Store, 2);
+        c.get(o).i32(eb).op(Op.i32Add).set(o);
+      });
+      return;
+    }
+    const v = em.varLocal(`i${d}`);
+    if (d === nb) c.for(v, () => c.get(args.mLo), () => c.get(args.mHi), 1, () => nest(d + 1));
+    else c.for(v, () => c.i32(0), () => c.i32(k.out.shape[d]!), 1, () => nest(d + 1));
   };
   nest(0);
 }
