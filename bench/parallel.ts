@@ -240,7 +240,7 @@ async function natsRank(url: string, rank: number, steps: number): Promise<numbe
       const t0 = performance.now();
       const r = await runPlan(plan, vars, feeds, { update: true, sync: true, comm });
       times.push(performance.now() - t0);
-      if (rank === 0) progress(`  nats step ${i + 1}/${steps}: ${times.at(-1)!.toFixed(0)} ms (rank 0's share of the loss ${(r.values as CpuArray[])[0]![0]!.toFixed(4)})`);
+      if (rank === 0) progress(`  nats step ${i + 1}/${steps}: ${times.at(-1)!.toFixed(0)} ms (loss ${(r.values as CpuArray[])[0]![0]!.toFixed(4)})`);
     }
   } finally {
     await comm.close();
