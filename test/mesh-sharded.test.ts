@@ -1,7 +1,8 @@
 // Sharded training steps on a mesh of 2 worker devices (each the single-threaded wasm device):
 // on random small MLPs, tensor-parallel steps (random weight shardings) and data-parallel steps
-// (batch split, with and without ZeRO's sharded optimizer state) run 3 times in a row, params
-// updated in place on the workers, and equal the single-device steps within float32 tolerance.
+// (batch split, with and without ZeRO's sharded optimizer state), and both at once on a 2 × 2
+// mesh, run 3 times in a row, params updated in place on the workers, and equal the
+// single-device steps within float32 tolerance.
 // Also: what a sharded program refuses (a plan for another mesh or another device kind).
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -44,11 +45,11 @@ const arbMlp = fc.record({
 const train = (c: { batch: number; widths: number[]; opt: string }) => applyOptimizer(grad(mlp(c.batch, c.widths), 'loss'), c.opt === 'sgd' ? sgd(0.1) : adam(0.01));
 
 /** `STEPS` steps on the mesh and on one device, new inputs each step: same outputs, same variables after. */
-async function expectSameSteps(g: Graph, annotations: Map<string, NdSbp>, seed: number): Promise<void> {
+async function expectSameSteps(g: Graph, annotations: Map<string, NdSbp>, seed: number, on: Mesh = mesh): Promise<void> {
   const shapes = concrete(g);
-  const sp = planSharded(g, shapes, { shape: [2] }, annotations, { caps: mesh.caps });
+  const sp = planSharded(g, shapes, { shape: on.shape }, annotations, { caps: on.caps });
   let { vars } = randomValues(g, seed, shapes);
-  const program = await ShardedProgram.load(mesh, sp, vars);
+  const program = await ShardedProgram.load(on, sp, vars);
   for (let s = 0; s < STEPS; s++) {
     const { feeds } = randomValues(g, seed + 1000 * (s + 1), shapes);
     const ref = runSingle(g, feeds, vars, shapes);
@@ -85,6 +86,21 @@ describe('sharded training steps on a 2-worker mesh equal single-device steps', 
       const shapes = concrete(g);
       await expectSameSteps(g, dataParallel(g, shapes, { shape: [2] }, { axis: 0, zero }), c.seed);
     }), { numRuns: 6 });
+  }, 600_000);
+
+  it('data parallelism composed with tensor parallelism on a 2 × 2 mesh: the batch split on one axis (with and without ZeRO), Megatron weights on the other', async () => {
+    const grid = new Mesh([2, 2], { axes: ['data', 'model'] });
+    try {
+      const arb = fc.record({ c: arbMlp.filter((c) => c.widths.length >= 3), zero: fc.boolean() });
+      await fc.assert(fc.asyncProperty(arb, async ({ c, zero }) => {
+        const g = train(c);
+        const shapes = concrete(g);
+        const base = new Map<string, NdSbp>([['w0', [broadcast, split(1)]], ['b0', [broadcast, split(0)]], ['w1', [broadcast, split(0)]]]);
+        await expectSameSteps(g, dataParallel(g, shapes, { shape: [2, 2] }, { axis: 0, zero, base }), c.seed, grid);
+      }), { numRuns: 4 });
+    } finally {
+      await grid.close();
+    }
   }, 600_000);
 
   it('a Megatron MLP (W1 by columns, W2 by rows) trained with Adam', async () => {
