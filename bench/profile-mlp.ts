@@ -3,6 +3,7 @@
 // profiler, grouped by phase (forward up to the loss, backward up to the last gradient matmul,
 // then the Adam update: the MLP's plan order) and kind (matmul, elementwise map, reduction,
 // scatter), beside what no launch accounts for (plan interpretation, allocation, the loss read).
+// Each figure is a median over the steps, so that other work on the machine stretches it less.
 // Prints a table on stderr and one JSON line per row on stdout (bench/harness.ts). It compares
 // with no peer: bench/mlp-train-step.ts does.
 //
@@ -71,7 +72,11 @@ async function profile(threads: number): Promise<void> {
   for (let i = 0; i < (QUICK ? 5 : 20); i++) exe.runSync({ x, y });
   const records: WasmLaunchRecord[] = [];
   const stepMs: number[] = [];
-  device.profiler = (r) => records.push(r);
+  const launchMs: number[] = [];
+  device.profiler = (r) => {
+    records.push(r);
+    launchMs[stepMs.length] = (launchMs[stepMs.length] ?? 0) + r.ms;
+  };
   try {
     for (let i = 0; i < steps; i++) {
       const t0 = performance.now();
@@ -89,36 +94,43 @@ async function profile(threads: number): Promise<void> {
     plainMs.push(performance.now() - t0);
   }
 
-  const rows = new Map<string, Row>();
+  // per launch, the median over the steps (a machine shared with other work stretches a few)
+  const byKernel = new Map<Kernel, WasmLaunchRecord[]>();
   for (const r of records) {
-    const key = `${phase.get(r.kernel) ?? 'other'}/${kindOf(r.kernel)}`;
+    const list = byKernel.get(r.kernel);
+    if (list) list.push(r);
+    else byKernel.set(r.kernel, [r]);
+  }
+  const rows = new Map<string, Row>();
+  for (const [kernel, rs] of byKernel) {
+    const key = `${phase.get(kernel) ?? 'other'}/${kindOf(kernel)}`;
     const row = rows.get(key) ?? { launches: 0, ms: 0, waitMs: 0, threaded: 0 };
-    row.launches++;
-    row.ms += r.ms;
-    row.waitMs += r.waitMs;
-    if (r.threads > 1) row.threaded++;
+    const perStep = rs.length / steps;
+    row.launches += perStep;
+    row.ms += perStep * median(rs.map((r) => r.ms));
+    row.waitMs += perStep * median(rs.map((r) => r.waitMs));
+    row.threaded += perStep * (rs.filter((r) => r.threads > 1).length / rs.length);
     rows.set(key, row);
   }
-  const total = stepMs.reduce((a, b) => a + b, 0) / steps;
-  const inLaunches = records.reduce((a, r) => a + r.ms, 0) / steps;
+  const total = median(stepMs);
+  const outside = median(stepMs.map((ms, i) => ms - (launchMs[i] ?? 0)));
   const order = ['forward', 'backward', 'update', 'other'];
   const sorted = [...rows.entries()].sort(([a], [b]) => order.indexOf(a.split('/')[0]!) - order.indexOf(b.split('/')[0]!) || a.localeCompare(b));
 
   const line = (name: string, launchesPerStep: string, ms: number, wait: string, threaded: string) =>
     `  ${name.padEnd(22)} ${launchesPerStep.padStart(9)} ${ms.toFixed(3).padStart(9)} ${((100 * ms) / total).toFixed(1).padStart(6)}% ${wait.padStart(10)} ${threaded.padStart(9)}`;
-  progress(`\nwasm, ${device.description}: ${steps} steps, mean ${total.toFixed(3)} ms a step (median ${median(stepMs).toFixed(3)}; unobserved median ${median(plainMs).toFixed(3)})`);
+  progress(`\nwasm, ${device.description}: ${steps} steps, median ${total.toFixed(3)} ms a step (unobserved: ${median(plainMs).toFixed(3)}); each row sums its launches' medians`);
   progress(`  ${'phase/kind'.padEnd(22)} ${'launches'.padStart(9)} ${'ms/step'.padStart(9)} ${'share'.padStart(7)} ${'wait ms'.padStart(10)} ${'threaded'.padStart(9)}`);
   const caseBase = `mlp784-256-256-10_b128_adam/wasm_t${threads}`;
   for (const [key, row] of sorted) {
-    const ms = row.ms / steps;
-    progress(line(key, (row.launches / steps).toFixed(0), ms, (row.waitMs / steps).toFixed(3), (row.threaded / steps).toFixed(0)));
-    emit({ bench: 'profile-mlp', case: `${caseBase}/${key}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: null, peer_value: null, ratio: null, note: `${(row.launches / steps).toFixed(0)} launches a step, ${(row.threaded / steps).toFixed(0)} on the pool; of them ${(row.waitMs / steps).toFixed(3)} ms waiting for workers` });
+    const ms = row.ms;
+    progress(line(key, row.launches.toFixed(0), ms, row.waitMs.toFixed(3), row.threaded.toFixed(0)));
+    emit({ bench: 'profile-mlp', case: `${caseBase}/${key}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: null, peer_value: null, ratio: null, note: `${row.launches.toFixed(0)} launches a step, ${row.threaded.toFixed(0)} on the pool; of them ${row.waitMs.toFixed(3)} ms waiting for workers` });
   }
-  const outside = total - inLaunches;
   progress(line('outside launches', '', outside, '', ''));
-  progress(line('step', (records.length / steps).toFixed(0), total, '', ''));
-  emit({ bench: 'profile-mlp', case: `${caseBase}/outside_launches`, metric: 'ms_per_step', value: outside, unit: 'ms', peer: null, peer_value: null, ratio: null, note: 'plan interpretation, allocation, feeds, the loss read: step time minus launch time' });
-  emit({ bench: 'profile-mlp', case: `${caseBase}/step`, metric: 'ms_per_step', value: total, unit: 'ms', peer: null, peer_value: null, ratio: null, note: `mean of ${steps} observed steps; unobserved median ${median(plainMs).toFixed(3)} ms` });
+  progress(line('step (median)', (records.length / steps).toFixed(0), total, '', ''));
+  emit({ bench: 'profile-mlp', case: `${caseBase}/outside_launches`, metric: 'ms_per_step', value: outside, unit: 'ms', peer: null, peer_value: null, ratio: null, note: 'plan interpretation, allocation, feeds, the loss read: the median over steps of the step time minus its launches' });
+  emit({ bench: 'profile-mlp', case: `${caseBase}/step`, metric: 'ms_per_step', value: total, unit: 'ms', peer: null, peer_value: null, ratio: null, note: `median of ${steps} observed steps; unobserved median ${median(plainMs).toFixed(3)} ms` });
 }
 
 if (!wasmAvailable()) {
