@@ -4,7 +4,8 @@
  * 1F1B, interleaved 1F1B (2 stages per device), ZB-H1 — over 8 micro-batches. Per schedule it
  * prints the measured step time and bubble (idle share of the devices' time between their first
  * and last pass, from each worker's busy time: pass time less its waits in the communicator)
- * beside the simulator's step time and bubble for per-pass costs measured in the same run, and
+ * beside the simulator's step time and bubble for the same schedule with each pass taking the time
+ * it takes alone (measured first: one micro-batch through the stages, one pass at a time), and
  * ZB-H1's throughput gain over 1F1B, measured and simulated.
  *
  * This machine has 2 cores for 4 workers: when more than two devices compute at once they share
@@ -23,7 +24,7 @@ import { sgd } from '../graphs/optim.js';
 import { Mesh } from '../runtime/mesh/mesh.js';
 import { MeshPipeline } from '../runtime/mesh/pipeline.js';
 import type { PipelineDeviceStep } from '../runtime/mesh/pipeline-device.js';
-import { partitionPipeline } from '../scheduler/parallel/pipeline-partition.js';
+import { partitionPipeline, type PipelineProgram } from '../scheduler/parallel/pipeline-partition.js';
 import { planMeshPipeline } from '../scheduler/parallel/pipeline-mesh.js';
 import { gpipe, interleaved1F1B, oneFOneB, zbH1, type PipelineSchedule } from '../scheduler/parallel/pipeline-schedule.js';
 import { simulatePipeline, type StageCost } from '../scheduler/parallel/simulator.js';
@@ -61,40 +62,65 @@ function deviceTimes(d: PipelineDeviceStep): { busy: number; span: number } {
   return { busy, span };
 }
 
-/** Median per-pass times of each stage (ms), measured in the steps: the simulator's costs. */
-function passCosts(steps: readonly PipelineDeviceStep[][], stages: number, split: boolean): StageCost[] {
-  const by = new Map<string, number[]>();
-  for (const devs of steps) for (const d of devs) for (const t of d.timeline) {
-    const k = `${t.stage}:${t.pass}`;
-    by.set(k, [...(by.get(k) ?? []), t.end - t.start - t.comm]);
+/**
+ * One micro-batch through every stage, one pass at a time: device d runs the forwards of its
+ * stages in order, then their backward passes in reverse. Passes never overlap, so each is timed
+ * alone (on this machine, without sharing a core).
+ */
+function sequential(devices: number, stages: number, split: boolean): PipelineSchedule {
+  const stageDevice = Array.from({ length: stages }, (_, st) => st % devices);
+  const ops = Array.from({ length: devices }, (_, d) => {
+    const mine = stageDevice.flatMap((x, st) => (x === d ? [st] : []));
+    const back = [...mine].reverse().flatMap((stage) => (split ? [{ op: 'B' as const, micro: 0, stage }, { op: 'W' as const, micro: 0, stage }] : [{ op: 'B' as const, micro: 0, stage }]));
+    return [...mine.map((stage) => ({ op: 'F' as const, micro: 0, stage })), ...back];
+  });
+  return { kind: split ? 'zb-h1' : '1f1b', devices, stages, micros: 1, splitBackward: split, stageDevice, ops };
+}
+
+/**
+ * Per-pass times (ms) of each stage of `program`, each pass run alone (median of `rounds` steps of
+ * one micro-batch): the simulator's costs, with the backward split into B and W or as one pass.
+ */
+async function passCosts(mesh: Mesh, program: PipelineProgram, devices: number, params: Record<string, CpuArray>, micro: Record<string, CpuArray>, rounds: number): Promise<{ split: StageCost[]; joined: StageCost[] }> {
+  const times = new Map<string, number[]>();
+  for (const split of [false, true]) {
+    const pipe = await MeshPipeline.load(mesh, planMeshPipeline(program, sequential(devices, program.stages.length, split), { optimizer: sgd(0.01), caps: mesh.caps }), params);
+    try {
+      await pipe.step([micro]);
+      for (let r = 0; r < rounds; r++) {
+        for (const d of (await pipe.step([micro])).devices) for (const t of d.timeline) {
+          const k = `${t.stage}:${t.pass}`;
+          times.set(k, [...(times.get(k) ?? []), t.end - t.start - t.comm]);
+        }
+      }
+    } finally {
+      await pipe.drop();
+    }
   }
-  const ms = (s: number, p: string) => median(by.get(`${s}:${p}`) ?? [0]);
-  return Array.from({ length: stages }, (_, s) => ({
+  const ms = (s: number, p: string) => median(times.get(`${s}:${p}`) ?? [0]);
+  const cost = (s: number, split: boolean): StageCost => ({
     forward: ms(s, 'F'),
     backward: split ? ms(s, 'B') : ms(s, 'BW'),
     weight: split ? ms(s, 'W') : 0,
     sendBytes: 0,
     activationBytes: 0,
-  }));
+  });
+  return { split: program.stages.map((_, s) => cost(s, true)), joined: program.stages.map((_, s) => cost(s, false)) };
 }
 
-async function runSchedule(mesh: Mesh, g: Graph, s: PipelineSchedule, micros: Record<string, CpuArray>[], params: Record<string, CpuArray>, rounds: number): Promise<Measured> {
-  const program = partitionPipeline(g, { stages: s.stages, bandwidth: Infinity });
+async function runSchedule(mesh: Mesh, program: PipelineProgram, s: PipelineSchedule, costs: readonly StageCost[], micros: Record<string, CpuArray>[], params: Record<string, CpuArray>, rounds: number): Promise<Measured> {
   const pipe = await MeshPipeline.load(mesh, planMeshPipeline(program, s, { optimizer: sgd(0.01), caps: mesh.caps }), params);
   try {
     await pipe.step(micros); // warm-up: kernels compiled, memory grown
-    const steps: PipelineDeviceStep[][] = [];
     const walls: number[] = [], bubbles: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      const res = await pipe.step(micros);
-      const times = res.devices.map(deviceTimes);
+      const times = (await pipe.step(micros)).devices.map(deviceTimes);
       const span = Math.max(...times.map((t) => t.span));
       walls.push(span);
       bubbles.push(1 - times.reduce((a, t) => a + t.busy, 0) / (s.devices * span));
-      steps.push([...res.devices]);
     }
-    // every pass at the median of its measured times, links free: the schedule's own idle time
-    const sim = simulatePipeline(s, passCosts(steps, s.stages, s.splitBackward), { flops: 1, bandwidth: Infinity, latency: 0 });
+    // the schedule with each pass taking its time measured alone, links free
+    const sim = simulatePipeline(s, costs, { flops: 1, bandwidth: Infinity, latency: 0 });
     return { kind: s.kind, stepMs: median(walls), bubble: median(bubbles), predictedMs: sim.pipelineTime, predictedBubble: sim.bubble };
   } finally {
     await pipe.drop();
@@ -111,12 +137,22 @@ export async function pipelinePart(): Promise<void> {
   for (const p of [4, 2]) {
     const mesh = new Mesh([p], { stepDeadlineMs: 600_000, deadlineMs: 120_000 });
     try {
+      const programs = new Map<number, PipelineProgram>();
+      const costs = new Map<number, { split: StageCost[]; joined: StageCost[] }>();
+      for (const stages of [p, 2 * p]) {
+        const program = partitionPipeline(g, { stages, bandwidth: Infinity });
+        programs.set(stages, program);
+        costs.set(stages, await passCosts(mesh, program, p, params, micros[0]!, rounds));
+        const c = costs.get(stages)!;
+        progress(`${stages} stages on ${p} workers, ms per pass alone, F/B/W (B+W): ${c.split.map((x, i) => `${x.forward.toFixed(1)}/${x.backward.toFixed(1)}/${x.weight.toFixed(1)} (${c.joined[i]!.backward.toFixed(1)})`).join('  ')}`);
+      }
       const results: Measured[] = [];
       for (const s of [gpipe(p, m), oneFOneB(p, m), interleaved1F1B(p, m, 2), zbH1(p, m)]) {
-        const r = await runSchedule(mesh, g, s, micros, params, rounds);
+        const c0 = costs.get(s.stages)!;
+        const r = await runSchedule(mesh, programs.get(s.stages)!, s, s.splitBackward ? c0.split : c0.joined, micros, params, rounds);
         results.push(r);
         const c = `pipeline/${p}_stages_${p}_workers/${r.kind}`;
-        const note = `m=${m}; ${p} workers on ${availableParallelism()} cores; simulator fed the median measured time of each pass`;
+        const note = `m=${m}; ${p} workers on ${availableParallelism()} cores; simulator fed each pass's time measured alone`;
         emit({ bench: BENCH, case: c, metric: 'ms_per_step', value: r.stepMs, unit: 'ms', peer: 'simulator', peer_value: r.predictedMs, ratio: r.stepMs / r.predictedMs, note });
         emit({ bench: BENCH, case: c, metric: 'bubble', value: r.bubble, unit: 'fraction', peer: 'simulator', peer_value: r.predictedBubble, ratio: r.predictedBubble > 0 ? r.bubble / r.predictedBubble : null, note });
         progress(`${p} stages on ${p} workers, ${r.kind}: ${r.stepMs.toFixed(1)} ms per step (simulated ${r.predictedMs.toFixed(1)}), bubble ${(100 * r.bubble).toFixed(1)}% (simulated ${(100 * r.predictedBubble).toFixed(1)}%)`);
