@@ -56,6 +56,15 @@ const matmulArb = fc.record({
   aT: fc.boolean(), bT: fc.boolean(), bias: fc.boolean(), seed: fc.integer(),
 });
 
+/** Tall-skinny products (k ≫ m·n), where split-K is a candidate. */
+const tallArb = fc.record({
+  batch: fc.constantFrom(1, 2),
+  m: fc.integer({ min: 1, max: 12 }),
+  n: fc.integer({ min: 1, max: 12 }),
+  k: fc.integer({ min: 256, max: 20_000 }),
+  aT: fc.boolean(), bT: fc.boolean(), bias: fc.boolean(), seed: fc.integer(),
+});
+
 function sumKernel(rows: number, n: number): Kernel {
   return {
     kind: 'map', name: 'rowsum', inputs: [{ dtype: 'f32', size: rows * n }], out: { dtype: 'f32', shape: [rows] },
@@ -186,6 +195,27 @@ describe('WebGPU autotuner', () => {
         expect(await everyVariant(kernel, arrays, 2e-6 * c.k + 1e-5)).toBeGreaterThan(1);
       }), { numRuns: 12 });
     }, 600_000);
+
+    it('every variant of tall-skinny products (split-K among them) matches the interpreter', async () => {
+      let splitk = 0;
+      await fc.assert(fc.asyncProperty(tallArb, async (c) => {
+        const { kernel, arrays } = matmulCase(c);
+        expect(await everyVariant(kernel, arrays, 2e-6 * c.k + 1e-5)).toBeGreaterThan(1);
+        if (candidates(kernel, LIMITS, null).some((v) => v.kind === 'matmul' && v.matmul === 'splitk')) splitk++;
+      }), { numRuns: 8 });
+      expect(splitk).toBeGreaterThan(0);
+    }, 600_000);
+
+    it('a tall-skinny product splits k by default, in two passes', () => {
+      const { kernel } = matmulCase({ batch: 1, m: 4, n: 4, k: 50_000, aT: false, bT: false, bias: false, seed: 1 });
+      const fresh = new WebGpuBackend(gpu!, { tuning: new TuningStore(null) });
+      try {
+        expect(fresh.variantOf(kernel)).toMatchObject({ kind: 'matmul', matmul: 'splitk' });
+        expect(fresh.render(kernel).passes.length).toBe(2);
+      } finally {
+        fresh.dispose();
+      }
+    });
 
     it('every reduction variant the tuner can pick matches the interpreter', async () => {
       await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 300, max: 90_000 }), fc.integer(), async (rows, n, seed) => {

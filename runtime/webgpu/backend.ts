@@ -11,7 +11,7 @@ import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } fro
 import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wgsl.js';
 import { storageType } from './wgsl-expr.js';
 import { BufferPool, sizeClass } from './pool.js';
-import type { MatmulVariant, RegisterTileChoice } from './render-wgsl-matmul.js';
+import { tallSkinny, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
 import {
   candidates, sharedTuning, tuningFromEnv, tuningKey, type KernelVariant, type TuningRecord, type TuningStore,
@@ -129,6 +129,8 @@ export class WebGpuBackend {
     return this.isDisposed;
   }
   private readonly workgroupMatmulOk: boolean;
+  /** the matmul variant is the adapter's default (tall-skinny products then split k) */
+  private readonly matmulAuto: boolean;
 
   /** A backend on a freshly acquired device, or null (with the reason in `lastAcquireFailure`). */
   static async create(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend | null> {
@@ -154,6 +156,7 @@ export class WebGpuBackend {
     // software adapters run a workgroup's invocations in SIMD lanes of one thread, where
     // workgroup memory and barriers cost more than they save (measured ~4x on llvmpipe)
     const want = opts.matmul ?? 'auto';
+    this.matmulAuto = want === 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
     const sub = gpu.features.has('subgroups');
     this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: sub, ...opts.reduce };
@@ -277,7 +280,10 @@ export class WebGpuBackend {
   }
 
   private heuristic(kernel: Kernel): KernelVariant | null {
-    if (kernel.kind === 'matmul') return { kind: 'matmul', matmul: this.matmulVariant };
+    if (kernel.kind === 'matmul') {
+      const splitk = this.matmulAuto && tallSkinny(kernel) && kernel.inputs.length + 2 <= this.gpu.limits.maxStorageBuffersPerShaderStage;
+      return { kind: 'matmul', matmul: splitk ? 'splitk' : this.matmulVariant };
+    }
     if (kernel.kind === 'map') return { kind: 'reduce', reduce: this.reduceVariant };
     return null;
   }
@@ -414,6 +420,8 @@ export class WebGpuBackend {
       workgroupSize: this.opts.workgroupSize ?? Math.min(256, this.gpu.limits.maxComputeInvocationsPerWorkgroup, this.gpu.limits.maxComputeWorkgroupSizeX),
       vectorize: this.opts.vectorize,
       registerTile: tile ? () => tile : this.opts.registerTile,
+      workgroupTile: mm?.wgTile,
+      kChunk: mm?.kChunk,
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
       reduce: variant?.kind === 'reduce' ? variant.reduce : this.reduceVariant,
       maxStorageBuffers: this.gpu.limits.maxStorageBuffersPerShaderStage,

@@ -1,8 +1,12 @@
-// Matmul kernels in WGSL, two ways, with the kernel's epilogue fused into the stores:
-//   'workgroup': 16x16 invocations share 64x64 output tiles through workgroup memory (K steps of
-//                16), each invocation owning a strided 4x4 block: the usual shape for real GPUs.
+// Matmul kernels in WGSL, three ways, with the kernel's epilogue fused into the stores:
+//   'workgroup': WTxWT invocations share (4·WT)² output tiles through workgroup memory (K steps of
+//                BK), each invocation owning a strided 4x4 block: the usual shape for real GPUs
+//                (16x16 invocations and BK 16 by default; the tuner also tries 8x8 and BK 8/32).
 //   'register':  no workgroup memory; 8x8 invocations, each keeping an 8x4 tile in registers with
 //                vec4 loads where the layout allows: measured ~4x faster on llvmpipe.
+//   'splitk':    for tall-skinny products (k ≫ m·n): invocations each take one output and one
+//                chunk of k, write partial dot products to a scratch buffer, and a second pass
+//                sums each output's chunks in order and applies the epilogue.
 // Edge tiles clamp their load addresses (results outside the output are never stored), so the
 // inner loops carry no bounds checks. Which variant to use is the backend's choice.
 
@@ -10,9 +14,27 @@ import { RheoError } from '../../graphs/errors.js';
 import type { DType } from '../../graphs/types.js';
 import type { MatmulKernel, MatmulOperand } from '../../ops/kernel-ir.js';
 import type { RenderedKernel } from './render-wgsl.js';
-import { ExprEmitter, bindingTypes, convert, declareBindings, loopIterations, toStorage } from './wgsl-expr.js';
+import { ExprEmitter, bindingTypes, convert, declareBindings, grid, loopIterations, toStorage } from './wgsl-expr.js';
 
-export type MatmulVariant = 'register' | 'workgroup';
+export type MatmulVariant = 'register' | 'workgroup' | 'splitk';
+
+/** The workgroup variant's shape: WTxWT invocations (8 or 16), K steps of BK (8, 16 or 32). */
+export interface WorkgroupTile {
+  readonly wt: number;
+  readonly bk: number;
+}
+
+export const DEFAULT_WORKGROUP_TILE: WorkgroupTile = { wt: 16, bk: 16 };
+
+/** What the matmul renderer may be told besides the variant. */
+export interface MatmulRenderOptions {
+  readonly tile?: RegisterTileChoice;
+  readonly workgroupTile?: WorkgroupTile;
+  /** split-K: k elements per chunk (default: `splitKChunk`) */
+  readonly kChunk?: number;
+  /** storage buffers a kernel may bind (split-K binds a scratch buffer too); default 8 */
+  readonly maxStorageBuffers?: number;
+}
 
 const isFloat = (d: DType | undefined) => d === 'f32' || d === 'f16';
 
@@ -108,9 +130,89 @@ function dispatch(xBlocks: number, yBlocks: number, batches: number, maxPerDim: 
   return [xBlocks, y, z];
 }
 
-/** WGSL for a matmul kernel in the given variant. */
-export function renderMatmul(k: MatmulKernel, variant: MatmulVariant, maxPerDim: number, tile: RegisterTileChoice = registerTile): RenderedKernel {
-  return variant === 'register' ? renderRegister(k, maxPerDim, tile(k.m, k.n)) : renderWorkgroup(k, maxPerDim);
+/** WGSL for a matmul kernel in the given variant (split-K falls back to 'register' where it cannot bind its scratch). */
+export function renderMatmul(k: MatmulKernel, variant: MatmulVariant, maxPerDim: number, o: MatmulRenderOptions = {}): RenderedKernel {
+  const tile = o.tile ?? registerTile;
+  if (variant === 'splitk' && k.inputs.length + 2 <= (o.maxStorageBuffers ?? 8)) return renderSplitK(k, maxPerDim, o.kChunk ?? splitKChunk(k));
+  if (variant === 'workgroup') return renderWorkgroup(k, maxPerDim, o.workgroupTile ?? DEFAULT_WORKGROUP_TILE);
+  return renderRegister(k, maxPerDim, tile(k.m, k.n));
+}
+
+/** Whether a product is tall-skinny enough that split-K is the better default: k ≫ m·n. */
+export function tallSkinny(k: MatmulKernel): boolean {
+  const outs = k.m * k.n * k.batch.reduce((a, b) => a * b, 1);
+  return k.k >= 4096 && k.k >= 16 * outs;
+}
+
+/**
+ * Split-K's chunk of k: enough chunks that about 16K invocations run, at least 64 elements each,
+ * and at most 16384 (llvmpipe stops loops at 65535).
+ */
+export function splitKChunk(k: MatmulKernel): number {
+  const outs = Math.max(1, k.m * k.n * k.batch.reduce((a, b) => a * b, 1));
+  const chunks = Math.max(1, Math.min(Math.ceil(16384 / outs), Math.ceil(k.k / 64)));
+  return Math.min(16384, Math.max(1, Math.ceil(k.k / chunks)));
+}
+
+function renderSplitK(k: MatmulKernel, maxPerDim: number, kChunk: number): RenderedKernel {
+  const P = parts(k, false);
+  const { m: M, n: N, k: K, a, b } = k;
+  const outs = M * N * P.batches;
+  const chunks = Math.max(1, Math.ceil(K / kChunk));
+  const WG = 64;
+  const A = (row: string, kk: string) => convert(`in${a.buf}[aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
+  const B = (kk: string, col: string) => convert(`in${b.buf}[bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i]`, k.inputs[b.buf]!.dtype, 'f32');
+  const scratch = `@group(0) @binding(${k.inputs.length + 1}) var<storage, read_write> scratch: array<f32>;`;
+  // e: the output (batch, row, col), col fastest, so neighbours read neighbouring columns of B
+  const decode = (e: string) => `  let e = ${e};
+  let col: i32 = e % ${N}i;
+  let row: i32 = (e / ${N}i) % ${M}i;
+  let bt: i32 = e / ${M * N}i;
+${P.batchDecode('bt')}
+  let oBase: i32 = bt * ${M * N}i;`;
+  const g1 = grid(Math.ceil((outs * chunks) / WG), maxPerDim);
+  const pass1 = `${P.prelude}
+${scratch}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let g = i32(gid.x + gid.y * ${g1[0] * WG}u);
+  if (g >= ${outs * chunks}i) { return; }
+  let s = g / ${outs}i;
+${decode(`g % ${outs}i`)}
+  let k0 = s * ${kChunk}i;
+  let k1 = min(k0 + ${kChunk}i, ${K}i);
+  var acc = 0.0f;
+  for (var kk: i32 = k0; kk < k1; kk = kk + 1i) {
+    acc = acc + ${A('row', 'kk')} * ${B('kk', 'col')};
+  }
+  scratch[g] = acc;
+}
+`;
+  const g2 = grid(Math.ceil(outs / WG), maxPerDim);
+  const pass2 = `${P.prelude}
+${scratch}
+
+${P.epilogue}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let f = i32(gid.x + gid.y * ${g2[0] * WG}u);
+  if (f >= ${outs}i) { return; }
+${decode('f')}
+  var acc = 0.0f;
+  for (var s: i32 = 0i; s < ${chunks}i; s = s + 1i) {
+    acc = acc + scratch[s * ${outs}i + f];
+  }
+  ${P.store('acc', 'row', 'col')}
+}
+`;
+  return {
+    passes: outs === 0 ? [] : [{ code: pass1, workgroups: g1 }, { code: pass2, workgroups: g2 }],
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
+    loopIterations: Math.max(kChunk, chunks) + P.epilogueLoops,
+    scratchWords: outs * chunks,
+  };
 }
 
 /** Register variant shape: each invocation owns tm rows x tn columns (multiples of 4); workgroups
@@ -238,12 +340,14 @@ function scalarB(k: MatmulKernel, at: string, vec4: ReadonlySet<number>): string
   return vec4.has(buf) ? `in${buf}[(${at}) >> 2u][(${at}) & 3i]` : convert(`in${buf}[${at}]`, k.inputs[buf]!.dtype, 'f32');
 }
 
-const WT = 16, TT = 4, BK = 16; // workgroup variant: 16x16 invocations, 4x4 each, 64x64 tiles
+const TT = 4; // workgroup variant: each invocation owns a strided 4x4 block
 
-function renderWorkgroup(k: MatmulKernel, maxPerDim: number): RenderedKernel {
+function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTile): RenderedKernel {
+  const { wt: WT, bk: BK } = shape;
+  if (![8, 16].includes(WT) || ![8, 16, 32].includes(BK)) throw new RheoError(`workgroup matmul tile ${WT}x${WT}, BK ${BK}: expected 8 or 16 invocations a side and BK 8, 16 or 32`);
   const P = parts(k, false);
   const { m: M, n: N, k: K, a, b } = k;
-  const BT = WT * TT; // 64
+  const BT = WT * TT; // 32 or 64
   const yBlocks = Math.ceil(M / BT);
   const workgroups = dispatch(Math.ceil(N / BT), yBlocks, P.batches, maxPerDim);
   const T = [...Array(TT).keys()];

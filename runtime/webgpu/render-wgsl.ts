@@ -10,7 +10,7 @@ import type { DType } from '../../graphs/types.js';
 import { RheoError } from '../../graphs/errors.js';
 import { numel } from '../../graphs/types.js';
 import { stridesOf, type Expr, type Kernel, type MapKernel, type ScatterAddKernel } from '../../ops/kernel-ir.js';
-import { renderMatmul, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
+import { renderMatmul, type MatmulVariant, type RegisterTileChoice, type WorkgroupTile } from './render-wgsl-matmul.js';
 import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
 import { DEFAULT_REDUCE, renderSplitReduce, type ReduceVariant } from './render-wgsl-reduce.js';
 import {
@@ -46,6 +46,10 @@ export interface RenderOptions {
   readonly vectorize?: boolean;
   /** the register matmul's tile per output shape (default `registerTile`) */
   readonly registerTile?: RegisterTileChoice;
+  /** the workgroup matmul's shape (default 16x16 invocations, BK 16) */
+  readonly workgroupTile?: WorkgroupTile;
+  /** split-K matmul: k elements per chunk (default `splitKChunk`) */
+  readonly kChunk?: number;
   /** how long reductions with few outputs split over workgroups (render-wgsl-reduce.ts) */
   readonly reduce?: ReduceVariant;
   /** storage buffers one kernel may bind (a split reduction binds a scratch buffer too); default 8 */
@@ -85,7 +89,9 @@ export function renderWgsl(kernel: Kernel, opts: RenderOptions = {}): RenderedKe
       return split ?? renderMap(kernel, wg, maxDim, opts.vectorize !== false);
     }
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim);
-    case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, opts.registerTile);
+    case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, {
+      tile: opts.registerTile, workgroupTile: opts.workgroupTile, kChunk: opts.kChunk, maxStorageBuffers: opts.maxStorageBuffers,
+    });
   }
 }
 

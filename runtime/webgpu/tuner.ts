@@ -9,12 +9,23 @@
 import { RheoError } from '../../ops/errors.js';
 import { numel } from '../../ops/types.js';
 import type { Kernel, MatmulOperand } from '../../ops/kernel-ir.js';
-import { registerTile, type MatmulVariant, type RegisterTile } from './render-wgsl-matmul.js';
+import {
+  registerTile, splitKChunk, type MatmulVariant, type RegisterTile, type WorkgroupTile,
+} from './render-wgsl-matmul.js';
 import { chooseParts, pow2Floor, splittableReductions, type ReduceVariant } from './render-wgsl-reduce.js';
 
 /** How one kernel is rendered; what the tuner chooses among. */
 export type KernelVariant =
-  | { readonly kind: 'matmul'; readonly matmul: MatmulVariant; readonly tile?: RegisterTile }
+  | {
+    readonly kind: 'matmul';
+    readonly matmul: MatmulVariant;
+    /** 'register': the tile (default: `registerTile` of the output shape) */
+    readonly tile?: RegisterTile;
+    /** 'workgroup': the shape (default 16x16, BK 16) */
+    readonly wgTile?: WorkgroupTile;
+    /** 'splitk': k elements per chunk (default `splitKChunk`) */
+    readonly kChunk?: number;
+  }
   | { readonly kind: 'reduce'; readonly reduce: ReduceVariant };
 
 /** A tuning table could not be read (bad JSON, wrong version or shape); names the source. */
@@ -61,6 +72,12 @@ export interface VariantLimits {
   readonly maxInvocations: number;
 }
 
+const WORKGROUP_TILES: readonly WorkgroupTile[] = [
+  { wt: 16, bk: 16 },
+  { wt: 16, bk: 32 },
+  { wt: 8, bk: 16 },
+];
+
 const REGISTER_TILES: readonly RegisterTile[] = [
   { tm: 16, tn: 16, wx: 8, wy: 4 },
   { tm: 8, tn: 8, wx: 8, wy: 8 },
@@ -77,7 +94,17 @@ export function candidates(k: Kernel, lim: VariantLimits, heuristic: KernelVaria
   if (k.kind === 'matmul') {
     add({ kind: 'matmul', matmul: 'register', tile: registerTile(k.m, k.n) });
     for (const tile of REGISTER_TILES) if (tile.wx * tile.wy <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'register', tile });
-    if (lim.workgroupMatmul) add({ kind: 'matmul', matmul: 'workgroup' });
+    if (lim.workgroupMatmul) {
+      for (const wgTile of WORKGROUP_TILES) if (wgTile.wt * wgTile.wt <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'workgroup', wgTile });
+    }
+    // split-K where k is long against the outputs: the default chunk, and a quarter and 4x of it
+    const outs = k.m * k.n * k.batch.reduce((a, b) => a * b, 1);
+    if (k.k >= 256 && k.k >= outs / 4) {
+      const c = splitKChunk(k);
+      for (const kChunk of [c, Math.max(64, c >> 2), Math.min(16384, c * 4)]) {
+        if (Math.ceil(k.k / kChunk) >= 2) add({ kind: 'matmul', matmul: 'splitk', kChunk });
+      }
+    }
   } else if (k.kind === 'map') {
     const rs = splittableReductions(k.expr);
     if (!rs) return [];
@@ -217,7 +244,7 @@ function validRecord(r: unknown): r is TuningRecord {
   const x = r as Partial<TuningRecord>;
   if (typeof x !== 'object' || x === null || typeof x.ms !== 'number' || typeof x.timings !== 'object') return false;
   const v = x.variant as Partial<KernelVariant> | undefined;
-  if (v?.kind === 'matmul') return v.matmul === 'register' || v.matmul === 'workgroup';
+  if (v?.kind === 'matmul') return v.matmul === 'register' || v.matmul === 'workgroup' || v.matmul === 'splitk';
   if (v?.kind === 'reduce') return typeof v.reduce === 'object' && v.reduce !== null;
   return false;
 }
