@@ -34,6 +34,7 @@ const EXAMPLES: Record<string, [string, string]> = {
   'examples/mps-fashion-mnist.ts': ['--bond', '2.5'],
   'examples/online-fashion-mnist.ts': ['--samples', 'abc'],
   'examples/online-surrogate.ts': ['--lr', 'abc'],
+  'examples/parallel-training.ts': ['--steps', 'abc'],
   'examples/tn-compress-image.ts': ['--target', 'Infinity'],
   'examples/tn-compress-mlp.ts': ['--compressions', '10,x'],
 };
