@@ -13,13 +13,20 @@
  *         interleaved 1F1B, ZB-H1): measured step time and bubble beside the simulator's, and
  *         ZB-H1's throughput over 1F1B (bench/parallel-pipeline.ts)
  *
- * Every worker device is the single-threaded WebAssembly device. Times are medians of the same
- * run; speedups are the 1-worker median over the 2-worker median.
+ * Every worker device is the single-threaded WebAssembly device. Cases are timed in interleaved
+ * rounds, one step of each per round; times are medians of the same run, speedups the 1-worker
+ * median over the 2-worker one. Beside each mesh case, the simulator's prediction
+ * (scheduler/parallel/simulator.ts, simulateStep on the case's per-device plans) from a Hardware
+ * calibrated in the same round (runtime/mesh/calibrate.ts: one matmul kernel, one elementwise
+ * kernel and all-reduces, never the step itself).
+ *
+ * Models: MLP 1024-2048-2048-1024 (8.39 M params), batch 1024; one transformer block (seq 128,
+ * dModel 512, 8 heads, dFF 2048; 3.16 M params), batch 32; both softmax cross-entropy and Adam.
  *
  *   npx tsx bench/parallel.ts [--quick] [--part dp,tp,nats,pipeline]
  */
 import { spawn } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { adam, applyOptimizer, grad } from '../index.js';
@@ -28,7 +35,7 @@ import { planSharded, type ShardedPlan } from '../scheduler/parallel/sbp-lower.j
 import { dataParallel } from '../scheduler/parallel/sbp-data.js';
 import { split, type NdSbp } from '../scheduler/parallel/sbp.js';
 import { concreteShapes } from '../scheduler/specialize.js';
-import { planGraph } from '../scheduler/plan.js';
+import { planGraph, type Plan } from '../scheduler/plan.js';
 import { simulateStep, type Hardware } from '../scheduler/parallel/simulator.js';
 import type { DType } from '../graphs/types.js';
 import { Mesh, NatsCommunicator, ShardedProgram, shardFeeds, shardVariables } from '../runtime/mesh/index.js';
@@ -127,17 +134,29 @@ interface Case {
   readonly note: string;
   /** one training step, resolved once its loss is back */
   readonly step: () => Promise<number>;
-  /** the simulator's step time, seconds, when there is one */
-  readonly predicted?: number;
+  /** the mesh it runs on and its device plans, for the simulator's prediction (none in process) */
+  readonly mesh?: Mesh;
+  readonly plans?: readonly Plan[];
   readonly samples: number[];
+  /** the simulator's step time per round, ms, from that round's calibration */
+  readonly predictions: number[];
 }
 
 const ROUNDS = QUICK ? 3 : 7;
 const WARMUP = QUICK ? 1 : 2;
 
+/**
+ * Each round calibrates every mesh again (kernels and all-reduces only) and predicts each case
+ * from that, so that predictions and steps see the same load.
+ */
 async function timeCases(name: string, cases: Case[]): Promise<void> {
   for (const c of cases) for (let i = 0; i < WARMUP; i++) await c.step();
+  const meshes = [...new Set(cases.flatMap((c) => (c.mesh ? [c.mesh] : [])))];
   for (let r = 0; r < ROUNDS; r++) {
+    const hw = new Map<Mesh, Hardware>();
+    for (const mesh of meshes) hw.set(mesh, (await calibrateMesh(mesh, { runs: 5 })).hardware);
+    if (r === 0) for (const mesh of meshes) progress(`  ${mesh.size} worker${mesh.size > 1 ? 's' : ''}: ${describeHardware(hw.get(mesh)!)}`);
+    for (const c of cases) if (c.mesh) c.predictions.push(simulateStep(c.plans!, hw.get(c.mesh)!).stepTime * 1e3);
     const line: string[] = [];
     for (const c of cases) {
       const t0 = performance.now();
@@ -145,7 +164,7 @@ async function timeCases(name: string, cases: Case[]): Promise<void> {
       c.samples.push(performance.now() - t0);
       line.push(`${c.layout} ${c.samples.at(-1)!.toFixed(0)} ms (loss ${loss.toFixed(4)})`);
     }
-    progress(`  ${name} round ${r + 1}/${ROUNDS}: ${line.join(', ')}`);
+    progress(`  ${name} round ${r + 1}/${ROUNDS} (load average ${loadavg()[0]!.toFixed(1)}): ${line.join(', ')}`);
   }
 }
 
@@ -153,19 +172,11 @@ function plan(m: Model, mesh: Mesh, annotations: Map<string, NdSbp>): ShardedPla
   return planSharded(m.graph, m.shapes, { shape: mesh.shape }, annotations, { caps: mesh.caps });
 }
 
-async function meshCase(m: Model, mesh: Mesh, hw: Hardware, layout: string, annotations: Map<string, NdSbp>, note: string): Promise<Case> {
+async function meshCase(m: Model, mesh: Mesh, layout: string, annotations: Map<string, NdSbp>, note: string): Promise<Case> {
   const sp = plan(m, mesh, annotations);
   const program = await ShardedProgram.load(mesh, sp, m.vars);
   const feeds = program.feeds(m.feeds);
-  const sim = simulateStep(sp.devices.map((d) => d.plan), hw);
-  const d0 = sim.devices[0]!;
-  return {
-    layout,
-    note: `${note}; simulated: ${(d0.compute * 1e3).toFixed(0)} ms kernels, ${(d0.communication * 1e3).toFixed(0)} ms collectives per device`,
-    step: async () => (await program.step(feeds))['loss']![0]!,
-    predicted: sim.stepTime,
-    samples: [],
-  };
+  return { layout, note, step: async () => (await program.step(feeds))['loss']![0]!, mesh, plans: sp.devices.map((d) => d.plan), samples: [], predictions: [] };
 }
 
 /** The same step on the in-process wasm device with `threads` threads (no mesh). */
@@ -184,15 +195,17 @@ function inProcessCase(m: Model, threads: number): Case {
     note: `${device.description}, the whole step in this thread (no mesh)`,
     step: async () => (runPlan(p, vars, feeds, { update: true, sync: true }).values as CpuArray[])[0]![0]!,
     samples: [],
+    predictions: [],
   };
 }
 
 function report(m: Model, c: Case, base: number): void {
   const ms = median(c.samples);
-  const pred = c.predicted === undefined ? '' : `; predicted ${(c.predicted * 1e3).toFixed(0)} ms (${(100 * (c.predicted * 1e3 - ms) / ms).toFixed(1)}% off)`;
+  const predicted = c.predictions.length ? median(c.predictions) : undefined;
+  const pred = predicted === undefined ? '' : `; predicted ${predicted.toFixed(0)} ms (${((100 * (predicted - ms)) / ms).toFixed(1)}% off)`;
   const isBase = c.layout === '1_worker';
   emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: isBase ? null : '1 worker', peer_value: isBase ? null : base, ratio: isBase ? null : ms / base, note: `${c.note}${pred}` });
-  if (c.predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: c.predicted * 1e3, unit: 'ms', peer: 'measured', peer_value: ms, ratio: (c.predicted * 1e3) / ms, note: 'simulateStep on the calibrated Hardware of this mesh' });
+  if (predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: predicted, unit: 'ms', peer: 'measured', peer_value: ms, ratio: predicted / ms, note: 'median over rounds of simulateStep on the Hardware calibrated in that round' });
   progress(`${m.name} ${c.layout}: ${ms.toFixed(1)} ms${isBase ? '' : ` (speedup ${(base / ms).toFixed(2)}x over 1 worker)`}${pred}`);
 }
 
@@ -204,15 +217,15 @@ function describeHardware(hw: Hardware): string {
   return `${(hw.flops / 1e9).toFixed(1)} GFLOP/s, memory ${((hw.memoryBandwidth ?? Infinity) / 1e9).toFixed(2)} GB/s, link ${(hw.bandwidth / 1e9).toFixed(2)} GB/s + ${(hw.latency * 1e6).toFixed(0)} µs a message, step overhead ${((hw.stepOverhead ?? 0) * 1e3).toFixed(2)} ms`;
 }
 
-async function meshParts(m: Model, meshes: { one: Mesh; two: Mesh; hw1: Hardware; hw2: Hardware }): Promise<void> {
+async function meshParts(m: Model, meshes: { one: Mesh; two: Mesh }): Promise<void> {
   progress(`${m.name}: ${(m.params / 1e6).toFixed(2)} M params, batch ${m.shapes[m.graph.nodes.find((n) => n.name === 'x')!.id]![0]}`);
-  const { one, two, hw1, hw2 } = meshes;
-  const cases: Case[] = [await meshCase(m, one, hw1, '1_worker', new Map(), `${m.params} params; the single-threaded wasm device in a worker`)];
+  const { one, two } = meshes;
+  const cases: Case[] = [await meshCase(m, one, '1_worker', new Map(), `${m.params} params; the single-threaded wasm device in a worker`)];
   if (PARTS.has('dp')) {
-    cases.push(await meshCase(m, two, hw2, '2_workers_dp', dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0 }), 'batch split, gradients all-reduced'));
-    cases.push(await meshCase(m, two, hw2, '2_workers_dp_zero', dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0, zero: true }), 'batch split, gradients reduce-scattered into sharded Adam state, params all-gathered (ZeRO)'));
+    cases.push(await meshCase(m, two, '2_workers_dp', dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0 }), 'batch split, gradients all-reduced'));
+    cases.push(await meshCase(m, two, '2_workers_dp_zero', dataParallel(m.graph, m.shapes, { shape: [2] }, { axis: 0, zero: true }), 'batch split, gradients reduce-scattered into sharded Adam state, params all-gathered (ZeRO)'));
   }
-  if (PARTS.has('tp')) cases.push(await meshCase(m, two, hw2, '2_workers_tp', m.megatron, 'Megatron: column-split then row-split matmuls, activations all-reduced'));
+  if (PARTS.has('tp')) cases.push(await meshCase(m, two, '2_workers_tp', m.megatron, 'Megatron: column-split then row-split matmuls, activations all-reduced'));
   if (PARTS.has('dp') && wasmAvailable()) for (const t of [1, 2]) cases.push(inProcessCase(m, t));
   await timeCases(m.name, cases);
   const base = median(cases[0]!.samples);
@@ -288,17 +301,12 @@ if (rankArg >= 0) {
   process.exit(0);
 }
 
-progress(`bench/parallel: parts ${[...PARTS].join(', ')}; ${availableParallelism()} cores`);
+progress(`bench/parallel: parts ${[...PARTS].join(', ')}; ${availableParallelism()} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} (other processes on these cores slow the 2-worker cases most)`);
 if (PARTS.has('dp') || PARTS.has('tp')) {
   const one = new Mesh([1]);
   const two = new Mesh([2]);
   try {
-    progress('calibrating: a matmul kernel, an elementwise kernel, all-reduces, on each mesh (every device at once)');
-    const hw1 = (await calibrateMesh(one)).hardware;
-    const hw2 = (await calibrateMesh(two)).hardware;
-    progress(`1 worker: ${describeHardware(hw1)}`);
-    progress(`2 workers: ${describeHardware(hw2)}`);
-    for (const m of [mlpModel(), blockModel()]) await meshParts(m, { one, two, hw1, hw2 });
+    for (const m of [mlpModel(), blockModel()]) await meshParts(m, { one, two });
   } finally {
     await Promise.all([one.close(), two.close()]);
   }
