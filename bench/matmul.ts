@@ -4,7 +4,9 @@
 // (onnxruntime-node, one thread and every core: the gap to native code), same operands, same process, same
 // Dawn adapter for every WebGPU case; operands stay where they are made (rheo: as params), and
 // every run reads the result back. Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
-// ours (lower is better).
+// ours (lower is better). Then WebGPU only, 2048³, 4096³ and 8192³ against TF.js and jax-js on
+// WebGPU with the product left on the device and only C[0, 0] read back; on a software adapter
+// the two larger take minutes and run only with `--big` (the output says so).
 
 import { f32, graph } from '../index.js';
 import { availableParallelism } from 'node:os';
@@ -12,6 +14,8 @@ import { compileAsync } from '../runtime/executor.js';
 import { wasmAvailable } from '../runtime/wasm/device.js';
 import { caseFactory, gflopsMetric, runCasesAgainstPeers } from './harness.js';
 import { installNavigatorGpu, matmulData, matmulFlops, selectedPeers } from './peers.js';
+import { progress } from './harness.js';
+import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 
 const gpuOk = await installNavigatorGpu();
 const threads = availableParallelism();
@@ -42,5 +46,34 @@ for (const n of [256, 1024]) {
     gflopsMetric(matmulFlops(n)),
     selectedPeers(),
     (p) => p.matmul(n),
+  );
+}
+
+// Large products on the device: C = A·B stays there, C[0, 0] is read back (a one-element slice).
+const webgpuPeers = selectedPeers().filter((p) => p.name.endsWith('webgpu'));
+for (const n of [2048, 4096, 8192]) {
+  const label = `f32_n${n}_on_device/webgpu`;
+  let skip: string | null = gpuOk ? null : 'no WebGPU adapter';
+  const exe = skip ? null : await compileAsync(graph(`matmul${n}`, (g) => {
+    const c = g.matmul(g.param('a', f32(n, n)), g.param('b', f32(n, n)));
+    return { c00: g.slice(c, [0, 0], [1, 1]) };
+  }), { backend: 'webgpu' });
+  const be = exe ? await sharedWebGpuBackend() : null;
+  const maxBytes = be ? Math.min(be.gpu.limits.maxStorageBufferBindingSize, be.gpu.limits.maxBufferSize) : Infinity;
+  if (!skip && n * n * 4 > maxBytes) skip = `${n}×${n} f32 exceed this adapter's largest storage binding (${maxBytes} bytes)`;
+  if (!skip && be?.gpu.info.isCpu && n > 2048 && !process.argv.includes('--big')) skip = `software adapter: ${n}³ takes minutes here (run with --big)`;
+  if (skip) {
+    progress(`matmul/${label}: skipped (${skip})`);
+    await runCasesAgainstPeers('matmul', [{ case: label, ours: skip }], gflopsMetric(matmulFlops(n)), [], () => skip!);
+    continue;
+  }
+  const { a, b } = matmulData(n);
+  exe!.setVariables({ 'param:a': a, 'param:b': b });
+  await runCasesAgainstPeers(
+    'matmul',
+    [{ case: label, note: `webgpu backend on ${exe!.backendInfo.adapter}`, ours: caseFactory(async () => async () => (await exe!.run({})).c00!.data[0]!) }],
+    gflopsMetric(matmulFlops(n)),
+    webgpuPeers,
+    (p) => p.matmulOnDevice?.(n) ?? `${p.name} has no on-device matmul case`,
   );
 }

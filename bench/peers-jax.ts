@@ -2,7 +2,7 @@
 
 import type * as JAX from '@jax-js/jax';
 import { type CaseOrSkip, debug } from './harness.js';
-import { CHAIN, MLP, chainData, installNavigatorGpu, matmulData, mlpData, type ChainInput, type Peer } from './problems.js';
+import { CHAIN, MLP, chainData, installNavigatorGpu, matmulData, mlpData, type ChainInput, type MlpSpec, type Peer } from './problems.js';
 
 // Memory model: jax-js arrays are reference-counted with move semantics. Passing an array to any
 // function (including np ops, jit-compiled functions and `data()`) consumes one reference; `.ref`
@@ -65,9 +65,9 @@ function jaxPeer(name: 'jax-js-wasm' | 'jax-js-webgpu', device: 'wasm' | 'webgpu
       debug(`${name}: default device ${jax.defaultDevice()}`);
     },
 
-    async mlpStep() {
+    async mlpStep(spec: MlpSpec = MLP) {
       const mode: JaxMlpMode = process.env.JAX_MLP_MODE === 'split' ? 'split' : 'fused';
-      return jaxMlpStep(jax, mode, device);
+      return jaxMlpStep(jax, mode, device, spec);
     },
 
     async chain(input: ChainInput) {
@@ -87,6 +87,29 @@ function jaxPeer(name: 'jax-js-wasm' | 'jax-js-webgpu', device: 'wasm' | 'webgpu
         dispose() {
           resident?.dispose();
           f.dispose();
+        },
+      });
+    },
+
+    async matmulOnDevice(n: number) {
+      const np = jax.numpy;
+      jax.defaultDevice(device);
+      const { a: ad, b: bd } = matmulData(n);
+      const a = np.array(ad).reshape([n, n]);
+      const b = np.array(bd).reshape([n, n]);
+      await jax.blockUntilReady([a, b]);
+      // the product is made by its own jitted kernel; only C[0, 0] is sliced off and read
+      const mm = jax.jit((x: JaxArray, y: JaxArray) => np.matmul(x, y));
+      const run = async (): Promise<number> => {
+        const c = mm(a.ref, b.ref);
+        await jax.blockUntilReady(c);
+        return (await c.slice(0, 0).data())[0]!; // consumes c
+      };
+      return Object.assign(run, {
+        dispose() {
+          a.dispose();
+          b.dispose();
+          mm.dispose();
         },
       });
     },
@@ -117,11 +140,11 @@ function jaxPeer(name: 'jax-js-wasm' | 'jax-js-webgpu', device: 'wasm' | 'webgpu
 }
 
 /** Builds the jax-js MLP step (exported for the smoke check, which tries both modes). */
-export async function jaxMlpStep(jax: typeof JAX, mode: JaxMlpMode, device: 'wasm' | 'webgpu' = 'wasm'): Promise<CaseOrSkip<number>> {
+export async function jaxMlpStep(jax: typeof JAX, mode: JaxMlpMode, device: 'wasm' | 'webgpu' = 'wasm', spec: MlpSpec = MLP): Promise<CaseOrSkip<number>> {
   const { numpy: np, nn, jit, valueAndGrad, tree } = jax;
   jax.defaultDevice(device);
-  const data = mlpData();
-  const { batch, sizes, lr, beta1, beta2, eps } = MLP;
+  const data = mlpData(spec);
+  const { batch, sizes, lr, beta1, beta2, eps } = spec;
   const classes = sizes[sizes.length - 1]!;
 
   const x = np.array(data.x).reshape([batch, sizes[0]]);

@@ -2,7 +2,7 @@
 
 import type * as TF from '@tensorflow/tfjs';
 import { debug } from './harness.js';
-import { CHAIN, MLP, chainData, installNavigatorGpu, matmulData, mlpData, type ChainInput, type Peer } from './problems.js';
+import { CHAIN, MLP, chainData, installNavigatorGpu, matmulData, mlpData, type ChainInput, type MlpSpec, type Peer } from './problems.js';
 
 // `@tensorflow/tfjs` (the full bundle) is needed: `tfjs-core` plus a backend registers no
 // gradients. The peers share one `tf` module and its global backend, so every timed call first
@@ -55,10 +55,10 @@ function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu', backend: 'cpu'
       debug(`${name}: backend ${tf.getBackend()}`);
     },
 
-    async mlpStep() {
+    async mlpStep(spec: MlpSpec = MLP) {
       await useBackend();
-      const data = mlpData();
-      const { batch, sizes } = MLP;
+      const data = mlpData(spec);
+      const { batch, sizes } = spec;
       const x = tf.tensor2d(data.x, [batch, sizes[0]]);
       const y = tf.tensor2d(data.y, [batch, sizes[sizes.length - 1]!]);
       // tf.variable shares the initial tensor's data; dispose the initial tensor itself.
@@ -72,7 +72,7 @@ function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu', backend: 'cpu'
         b: variable(tf.tensor1d(l.b), `b${i}`),
       }));
       const varList = vars.flatMap((v) => [v.w, v.b]);
-      const optimizer = tf.train.adam(MLP.lr, MLP.beta1, MLP.beta2, MLP.eps);
+      const optimizer = tf.train.adam(spec.lr, spec.beta1, spec.beta2, spec.eps);
 
       // Runs inside minimize's tidy: every intermediate is disposed by tf.
       const lossFn = (): TF.Scalar => {
@@ -110,6 +110,22 @@ function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu', backend: 'cpu'
         const c = tf.matMul(a, b);
         const out = await c.data();
         c.dispose();
+        return out;
+      };
+      return Object.assign(run, { dispose: () => tf.dispose([a, b]) });
+    },
+
+    async matmulOnDevice(n: number) {
+      await useBackend();
+      const { a: ad, b: bd } = matmulData(n);
+      const a = tf.tensor2d(ad, [n, n]);
+      const b = tf.tensor2d(bd, [n, n]);
+      const run = async (): Promise<number> => {
+        await useBackend();
+        const c = tf.matMul(a, b);
+        const c00 = tf.slice(c, [0, 0], [1, 1]);
+        const out = (await c00.data())[0]!;
+        tf.dispose([c, c00]);
         return out;
       };
       return Object.assign(run, { dispose: () => tf.dispose([a, b]) });

@@ -18,13 +18,32 @@ export interface Peer extends PeerLike {
   description: string;
   /** Loads the library and selects its backend. Idempotent; call before any case. */
   setup(): Promise<void>;
-  /** The MLP training step; the returned function resolves to the step's loss. */
-  mlpStep(): Promise<CaseOrSkip<number>>;
+  /** The MLP training step (of `MLP` unless another spec is given); the returned function resolves to the step's loss. */
+  mlpStep(spec?: MlpSpec): Promise<CaseOrSkip<number>>;
   /** An n×n f32 matmul; the returned function resolves to C read back (row-major). */
   matmul(n: number): Promise<CaseOrSkip<ArrayLike<number>>>;
+  /** An n×n f32 matmul whose product stays on the device; the returned function resolves to C[0, 0] read back. */
+  matmulOnDevice?(n: number): Promise<CaseOrSkip<number>>;
   /** The elementwise chain; the returned function resolves to y read back. */
   chain(input: ChainInput): Promise<CaseOrSkip<ArrayLike<number>>>;
 }
+
+/** An MLP training-step case: layer sizes, batch, Adam's settings, the data's seed. */
+export interface MlpSpec {
+  readonly sizes: readonly number[];
+  readonly batch: number;
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly seed: number;
+}
+
+/** `MLP` with other layer sizes and batch, for the larger training-step cases. */
+export const mlpSpec = (sizes: readonly number[], batch: number): MlpSpec => ({ ...MLP, sizes, batch });
+
+/** The name of an MLP case, e.g. `mlp784-256-256-10_b128_adam`. */
+export const mlpCaseName = (s: MlpSpec): string => `mlp${s.sizes.join('-')}_b${s.batch}_adam`;
 
 /** The MLP training-step case. */
 export const MLP = {
@@ -112,12 +131,14 @@ export interface MlpData {
   layers: MlpLayerInit[];
 }
 
-let mlpDataCache: MlpData | undefined;
+const mlpDataCache = new Map<string, MlpData>();
 
-/** The fixed input batch, labels and initial weights of the MLP case (the same on every call). */
-export function mlpData(): MlpData {
-  if (mlpDataCache) return mlpDataCache;
-  const { sizes, batch, seed } = MLP;
+/** The fixed input batch, labels and initial weights of an MLP case (the same on every call). */
+export function mlpData(spec: MlpSpec = MLP): MlpData {
+  const key = mlpCaseName(spec);
+  const hit = mlpDataCache.get(key);
+  if (hit) return hit;
+  const { sizes, batch, seed } = spec;
   const x = seededNormal(batch * sizes[0], 1, seed);
   const classes = sizes[sizes.length - 1]!;
   const labels = new Int32Array(batch);
@@ -138,8 +159,9 @@ export function mlpData(): MlpData {
       fanOut,
     });
   }
-  mlpDataCache = { x, y, labels, layers };
-  return mlpDataCache;
+  const data = { x, y, labels, layers };
+  mlpDataCache.set(key, data);
+  return data;
 }
 
 /** Fixed random operands of the n×n matmul case, uniform in [-1, 1). */
