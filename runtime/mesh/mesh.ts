@@ -201,6 +201,11 @@ export class Mesh {
     }
   }
 
+  /** Unloads a program from every device; its variables' memory goes back to each device. */
+  async drop(program: MeshProgram): Promise<void> {
+    await Promise.all(Array.from({ length: this.size }, (_, d) => this.request(d, { type: 'drop', id: 0, program: program.id })));
+  }
+
   /** Stops device `d`'s worker at once, as a crash would (the mesh fails, naming it). */
   async terminate(d: DeviceId): Promise<void> {
     this.check(d);
