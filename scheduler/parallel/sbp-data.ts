@@ -33,7 +33,9 @@ export function dataParallel(g: Graph, shapes: readonly (readonly number[])[], m
     const shape = shapes[node.id]!;
     if (node.op === 'input' && shape.length > 0 && shape[0]! % n === 0) put(node.name!, split(0));
     if (opts.zero && node.op === 'state' && node.name!.startsWith('opt/')) {
-      const taken = new Set((opts.base?.get(node.name!) ?? []).flatMap((x) => (x.kind === 'split' ? [x.axis] : [])));
+      // dims already split on another axis, by the state's own annotation or its param's ('opt/<param>/m')
+      const param = node.name!.split('/').slice(1, -1).join('/');
+      const taken = new Set((opts.base?.get(node.name!) ?? opts.base?.get(param) ?? []).flatMap((x) => (x.kind === 'split' ? [x.axis] : [])));
       const k = shape.findIndex((d, i) => d % n === 0 && d >= n && !taken.has(i));
       if (k >= 0) put(node.name!, split(k));
     }
