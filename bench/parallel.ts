@@ -137,6 +137,7 @@ interface Case {
   /** the mesh it runs on and its device plans, for the simulator's prediction (none in process) */
   readonly mesh?: Mesh;
   readonly plans?: readonly Plan[];
+  readonly drop?: () => Promise<void>;
   readonly samples: number[];
   /** the simulator's step time per round, ms, from that round's calibration */
   readonly predictions: number[];
@@ -176,7 +177,7 @@ async function meshCase(m: Model, mesh: Mesh, layout: string, annotations: Map<s
   const sp = plan(m, mesh, annotations);
   const program = await ShardedProgram.load(mesh, sp, m.vars);
   const feeds = program.feeds(m.feeds);
-  return { layout, note, step: async () => (await program.step(feeds))['loss']![0]!, mesh, plans: sp.devices.map((d) => d.plan), samples: [], predictions: [] };
+  return { layout, note, step: async () => (await program.step(feeds))['loss']![0]!, drop: () => program.drop(), mesh, plans: sp.devices.map((d) => d.plan), samples: [], predictions: [] };
 }
 
 /** The same step on the in-process wasm device with `threads` threads (no mesh). */
@@ -230,6 +231,7 @@ async function meshParts(m: Model, meshes: { one: Mesh; two: Mesh }): Promise<vo
   await timeCases(m.name, cases);
   const base = median(cases[0]!.samples);
   for (const c of cases) report(m, c, base);
+  for (const c of cases) await c.drop?.();
 }
 
 // ---------------------------------------------------------------------------------------------

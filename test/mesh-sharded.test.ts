@@ -115,7 +115,7 @@ describe('a sharded program refuses', () => {
     expect(mesh.caps.kind).toBe('wasm');
   }, 60_000);
 
-  it('plans for another mesh shape or another device kind, and missing inputs, with a MeshError', async () => {
+  it('plans for another mesh shape or another device kind, missing inputs, and steps once dropped, with a MeshError', async () => {
     const g = train({ batch: 4, widths: [4, 8], opt: 'sgd' });
     const shapes = concrete(g);
     const { vars, feeds } = randomValues(g, 1, shapes);
@@ -126,5 +126,7 @@ describe('a sharded program refuses', () => {
     const ok = await ShardedProgram.load(mesh, planSharded(g, shapes, { shape: [2] }, new Map(), { caps: mesh.caps }), vars);
     await expect(ok.step(new Map())).rejects.toThrow(/no value for input 'x'/);
     expect(Object.keys(await ok.step(feeds))).toContain('loss');
+    await ok.drop();
+    await expect(ok.step(feeds)).rejects.toThrow(/has no program \d+ loaded/);
   }, 120_000);
 });

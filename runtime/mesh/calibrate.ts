@@ -49,11 +49,15 @@ async function timeRuns(mesh: Mesh, plans: Plan | readonly Plan[], runs: number)
   const feeds = Array.from({ length: mesh.size }, () => new Map([[z, { dtype: 'f32' as const, data: new Float32Array(1) }]]));
   const program: MeshProgram = await mesh.load(plans, vars);
   const times: number[] = [];
-  await mesh.run(program, feeds, { update: true });
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
+  try {
     await mesh.run(program, feeds, { update: true });
-    times.push((performance.now() - t0) / 1e3);
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await mesh.run(program, feeds, { update: true });
+      times.push((performance.now() - t0) / 1e3);
+    }
+  } finally {
+    await mesh.drop(program);
   }
   return median(times);
 }

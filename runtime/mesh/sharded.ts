@@ -58,6 +58,11 @@ export class ShardedProgram {
     return out;
   }
 
+  /** Unloads the step from the mesh's devices. */
+  drop(): Promise<void> {
+    return this.mesh.drop(this.program);
+  }
+
   /** Params and state by name, assembled from every device as of the last step. */
   async read(names: readonly string[]): Promise<Map<string, CpuArray>> {
     const { graph: g, shapes, assignment: asg, mesh } = this.plan;
