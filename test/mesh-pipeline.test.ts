@@ -1,6 +1,6 @@
 // Pipeline parallelism on the worker mesh: a step whose stages run on worker threads in a
 // schedule's order (activations and gradients as send/recv steps) equals the single-device step on
-// the same global batch, for every schedule; 1F1B keeps at most p micro-batches of activations per
+// the same global batch, for every schedule, with tensors that skip stages; 1F1B keeps at most p micro-batches of activations per
 // stage as the workers' allocators count them; a per-device memory budget rematerializes the
 // passes, is met as measured and leaves the results unchanged, and an impossible one names the
 // smallest feasible budget; a 2 (pipeline) × 2 (tensor) mesh trains a transformer as one device
@@ -35,16 +35,20 @@ const meshOf = (shape: number[]): Mesh => {
 };
 afterAll(() => Promise.all([...meshes.values()].map((m) => m.close())));
 
-function mlp(batch: number, widths: readonly number[], act: 'tanh' | 'relu'): Graph {
+/** An MLP; with `skip`, the first hidden layer is added to the last one of the same width (a tensor that may cross several stages). */
+function mlp(batch: number, widths: readonly number[], act: 'tanh' | 'relu', skip = false): Graph {
   return graph('mlp', (b) => {
     const x = b.input('x', { dtype: 'f32', shape: [batch, widths[0]!] });
     const y = b.input('y', { dtype: 'f32', shape: [batch, widths.at(-1)!] });
     let h: Tensor = x;
+    let first: Tensor | undefined;
     for (let i = 1; i < widths.length; i++) {
       const w = b.param(`w${i}`, { dtype: 'f32', shape: [widths[i - 1]!, widths[i]!] }, b.init.glorot());
       const bias = b.param(`b${i}`, { dtype: 'f32', shape: [widths[i]!] }, b.init.uniform(-0.1, 0.1));
       h = b.add(b.matmul(h, w), bias);
       if (i < widths.length - 1) h = act === 'tanh' ? b.tanh(h) : b.relu(h);
+      if (i === 1) first = h;
+      else if (skip && i === widths.length - 2 && first!.shape[1] === h.shape[1]) h = b.add(h, first!);
     }
     const d = b.sub(h, y);
     return { loss: b.mean(b.mul(d, d)) };
@@ -54,9 +58,9 @@ function mlp(batch: number, widths: readonly number[], act: 'tanh' | 'relu'): Gr
 const rand = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7919 + i * 12.9898) * 0.9);
 
 /** The single-device step on the whole batch, and the micro-batches of the same data. */
-function reference(widths: readonly number[], act: 'tanh' | 'relu', m: number, micro: number, seed: number) {
+function reference(widths: readonly number[], act: 'tanh' | 'relu', m: number, micro: number, seed: number, skip = false) {
   const batch = m * micro;
-  const whole = compile(grad(mlp(batch, widths, act), 'loss'), { optimizer: sgd(0.1), seed });
+  const whole = compile(grad(mlp(batch, widths, act, skip), 'loss'), { optimizer: sgd(0.1), seed });
   const params = Object.fromEntries(Object.entries(whole.variables()).filter(([k]) => k.startsWith('param:')).map(([k, v]) => [k.slice(6), v.data]));
   const [i0, o0] = [widths[0]!, widths.at(-1)!];
   const x = rand(batch * i0, seed), y = rand(batch * o0, seed + 1);
@@ -84,16 +88,18 @@ describe('pipeline parallelism on the worker mesh', () => {
     const arb = fc.record({
       widths: fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 4, maxLength: 6 }),
       act: fc.constantFrom('tanh' as const, 'relu' as const),
+      skip: fc.boolean(),
       p: fc.integer({ min: 2, max: 3 }),
       m: fc.integer({ min: 1, max: 4 }),
       micro: fc.integer({ min: 1, max: 3 }),
       seed: fc.integer({ min: 1, max: 1000 }),
     });
-    await fc.assert(fc.asyncProperty(arb, async ({ widths, act, p, m, micro, seed }) => {
+    await fc.assert(fc.asyncProperty(arb, async ({ widths, act, skip, p, m, micro, seed }) => {
       const mesh = meshOf([p]);
-      const ref = reference(widths, act, m, micro, seed);
+      const ref = reference(widths, act, m, micro, seed, skip);
       for (const s of schedules(p, m)) {
-        const program = partitionPipeline(mlp(micro, widths, act), { stages: s.stages, bandwidth: Infinity });
+        // skipped tensors may cross to a later stage of the same device (interleaved): kept there, not sent
+        const program = partitionPipeline(mlp(micro, widths, act, skip), { stages: s.stages, bandwidth: Infinity });
         const pipe = await MeshPipeline.load(mesh, planMeshPipeline(program, s, { optimizer: sgd(0.1), caps: mesh.caps }), ref.params);
         try {
           const step = await pipe.step(ref.micros);

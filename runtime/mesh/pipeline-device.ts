@@ -138,7 +138,7 @@ export class PipelineDevice<B = unknown> {
             bound.set(x.node, b);
           }
         }
-        const keep = new Set([...p.keep, ...p.replace.map(([out]) => out)]);
+        const keep = new Set([...p.keep, ...p.handoff.map(([out]) => out), ...p.replace.map(([out]) => out)]);
         const before = device.memory.liveBytes;
         const start = performance.now(), comm0 = this.comm.ms;
         const r = await runPlan(p.plan, this.empty, new Map(), { update: false, sync: true, comm: this.comm, bound, keep });
@@ -151,6 +151,10 @@ export class PipelineDevice<B = unknown> {
         (r.values as CpuArray[]).forEach((data, i) => { if (p.read.includes(readNames[i]!)) values.push({ stage: o.stage, name: readNames[i]!, data }); });
         for (const name of p.keep) {
           kept.set(at(name), out!.get(name)!);
+          keptBytes += device.bytes(out!.get(name)!);
+        }
+        for (const [name, stage, as] of p.handoff) {
+          kept.set(`${stage}#${o.micro}/${as}`, out!.get(name)!);
           keptBytes += device.bytes(out!.get(name)!);
         }
         if (p.keep.length) {

@@ -25,13 +25,15 @@ function fixedPerOp(passes: readonly PassProgram[], ops: readonly DeviceOp[], st
     const p = passes[o.pass]!;
     const feeds = p.inputs.filter((x) => x.kind === 'feed').reduce((a, x) => a + bytesOfEntry(caps, p.plan.buffers.get(x.node)!.dtype, p.plan.buffers.get(x.node)!.elements), 0);
     const fixed = storeBytes + keptBytes + feeds;
-    for (const name of p.keep) {
+    const hold = (name: string, key: string) => {
       const id = p.plan.outputs[name]!;
       const b = p.plan.buffers.get(id) ?? { dtype: p.plan.graph.nodes[id]!.dtype, elements: numel(p.plan.shapes[id] as number[]) };
       const bytes = bytesOfEntry(caps, b.dtype, b.elements);
-      held.set(`${o.stage}#${o.micro}/${name}`, bytes);
+      held.set(key, bytes);
       keptBytes += bytes;
-    }
+    };
+    for (const name of p.keep) hold(name, `${o.stage}#${o.micro}/${name}`);
+    for (const [name, stage, as] of p.handoff) hold(name, `${stage}#${o.micro}/${as}`);
     for (const name of o.release) {
       keptBytes -= held.get(`${o.stage}#${o.micro}/${name}`) ?? 0;
       held.delete(`${o.stage}#${o.micro}/${name}`);

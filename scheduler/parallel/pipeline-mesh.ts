@@ -1,7 +1,8 @@
 // Pipeline programs for a mesh of devices: a partitioned loss graph (pipeline-partition.ts) and a
 // schedule (pipeline-schedule.ts) become, for every device, the plans of its stages' passes — with
 // the cut tensors as `recv` steps at a pass's start and `send` steps at its end (in the order of
-// the cut tensors, so every channel carries them in the order its receiver posts its recvs),
+// the cut tensors, so every channel carries them in the order its receiver posts its recvs; a cut
+// between two stages of one device stays on it),
 // gradients and the loss accumulated into device state by each pass — the list of passes in
 // the schedule's order with the values each keeps for a later pass of its micro-batch, and a last
 // pass per stage that scales the accumulated gradients, applies the optimizer and resets them.
@@ -42,6 +43,11 @@ export interface PassProgram {
   readonly inputs: readonly PassInput[];
   /** outputs (and received buffers) kept on the device for later passes of the micro-batch */
   readonly keep: readonly string[];
+  /**
+   * outputs kept for a pass of another stage on the same device (a cut tensor that needs no
+   * message): [output name, the stage that reads it, the name it reads it by]
+   */
+  readonly handoff: readonly (readonly [string, number, string])[];
   /** outputs that replace a persistent value: [output name, store key] */
   readonly replace: readonly (readonly [string, string])[];
   /** outputs read back to the host (the loss, gradients without an optimizer) */
@@ -119,11 +125,6 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
   const T = opts.tensor?.degree ?? 1;
   if (!Number.isInteger(T) || T < 1) throw new PipelineError(`pipeline: tensor degree ${T} is not a positive integer`);
   if (T > 1 && opts.memoryBudget !== undefined) throw new PipelineError('pipeline: a memory budget with tensor parallelism is not supported (rematerialization would drop the collectives)');
-  for (const st of program.stages) {
-    for (const c of [...st.receives, ...st.sends]) {
-      if (schedule.stageDevice[c.from] === schedule.stageDevice[c.to]) throw new PipelineError(`pipeline: stages ${c.from} and ${c.to} share device ${schedule.stageDevice[c.from]} and exchange a tensor; give each neighbour its own device`);
-    }
-  }
   const caps = opts.caps ?? HOST_CAPS;
   const scale = opts.accumulate === 'sum' ? 1 : 1 / schedule.micros;
   const split = schedule.splitBackward;
@@ -247,17 +248,23 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
     const byNode = <C extends { node: number; from: number; to: number }>(cs: readonly C[]) => [...cs].sort((a, b) => a.node - b.node || a.from - b.from || a.to - b.to);
     let fresh = g.nodes.length;
     const localNode = (name: string) => g.nodes.find((n) => n.op === 'input' && n.name === name);
+    // a cut tensor between two stages of one device stays on it: kept for the reading stage
+    const here = (c: { from: number; to: number }) => schedule.stageDevice[c.from] === schedule.stageDevice[c.to];
+    const handoff: [string, number, string][] = [];
     if (kind === 'F') {
-      for (const c of byNode(st.receives)) {
+      for (const c of byNode(st.receives).filter((c) => !here(c))) {
         const name = actName(c.node);
         const n = localNode(name);
         if (!n) throw new PipelineError(`pipeline: stage ${stage} receives ${name} but its forward does not read it`);
         recvs.push({ name, node: n.id, peer: meshDevice(schedule, T, c.from, r), dtype: n.dtype, elements: numel(n.shape as number[]), label: `act/${c.node}` });
       }
-      for (const c of byNode(st.sends)) sends.push({ output: actName(c.node), peer: meshDevice(schedule, T, c.to, r), label: `act/${c.node}` });
+      for (const c of byNode(st.sends)) {
+        if (here(c)) handoff.push([actName(c.node), c.to, actName(c.node)]);
+        else sends.push({ output: actName(c.node), peer: meshDevice(schedule, T, c.to, r), label: `act/${c.node}` });
+      }
     }
     if (kind === 'B' || kind === 'BW') {
-      for (const c of byNode(st.sends)) {
+      for (const c of byNode(st.sends).filter((c) => !here(c))) {
         const src = program.graph.nodes[c.node]!;
         if (src.dtype !== 'f32' && src.dtype !== 'f16') continue;
         const name = cotName(c.node, c.to);
@@ -268,7 +275,8 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
       }
       for (const c of byNode(st.receives)) {
         if (program.graph.nodes[c.node]!.dtype !== 'f32' && program.graph.nodes[c.node]!.dtype !== 'f16') continue;
-        sends.push({ output: gradName(actName(c.node)), peer: meshDevice(schedule, T, c.from, r), label: `cot/${c.node}` });
+        if (here(c)) handoff.push([gradName(actName(c.node)), c.from, cotName(c.node, stage)]);
+        else sends.push({ output: gradName(actName(c.node)), peer: meshDevice(schedule, T, c.from, r), label: `cot/${c.node}` });
       }
     }
     const inputs: PassInput[] = [];
@@ -301,7 +309,9 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
     const replace = g.updates.map((u): [string, string] => [`${UPDATE}${g.nodes[u.target]!.name}`, storeKey(stage, g.nodes[u.target]!.name!)]);
     const read = kind === 'step' ? Object.keys(base.outputs).filter((k) => k === LOSS || k.startsWith('grad/')) : [];
     const messages = [...recvs.map((x) => ({ kind: 'recv' as const, peer: x.peer, label: x.label })), ...sends.map((x) => ({ kind: 'send' as const, peer: x.peer, label: x.label }))];
-    return { stage, pass: kind, plan: withTransfers(base, recvs, sends, keep), inputs, keep, replace, read, messages };
+    const handed = handoff.map(([out]) => out);
+    if (new Set(handed).size !== handed.length) throw new PipelineError(`pipeline: stage ${stage} pass ${kind} hands one tensor to two stages of its device; not supported`);
+    return { stage, pass: kind, plan: withTransfers(base, recvs, sends, [...keep, ...handed]), inputs, keep, handoff, replace, read, messages };
   }
 }
 
@@ -369,7 +379,7 @@ function withTransfers(base: Plan, recvs: readonly { name: string; node: number;
   const buffers = new Map<number, PlannedBuffer>(base.buffers);
   for (const x of recvs) buffers.set(x.node, { node: x.node, role: 'intermediate', dtype: x.dtype, elements: x.elements });
   const outputs: Record<string, number> = {};
-  for (const [k, v] of Object.entries(base.outputs)) if (!sends.some((s) => s.output === k)) outputs[k] = v;
+  for (const [k, v] of Object.entries(base.outputs)) if (!sends.some((s) => s.output === k) || keep.includes(k)) outputs[k] = v;
   for (const u of g.updates) outputs[`${UPDATE}${g.nodes[u.target]!.name}`] = u.value;
   for (const x of recvs) if (keep.includes(x.name)) outputs[x.name] = x.node;
   const steps: PlanStep[] = [...recvs.map((x): PlanStep => ({ kind: 'recv', buffer: x.node, peer: x.peer })), ...base.steps];
