@@ -1,13 +1,9 @@
-// Pipeline programs for a mesh of devices: a partitioned loss graph (pipeline-partition.ts) and a
-// schedule (pipeline-schedule.ts) become, for every device, the plans of its stages' passes — with
-// the cut tensors as `recv` steps at a pass's start and `send` steps at its end (in the order of
-// the cut tensors, so every channel carries them in the order its receiver posts its recvs; a cut
-// between two stages of one device stays on it),
-// gradients and the loss accumulated into device state by each pass — the list of passes in
-// the schedule's order with the values each keeps for a later pass of its micro-batch, and a last
-// pass per stage that scales the accumulated gradients, applies the optimizer and resets them.
-// Optionally each stage's passes are lowered to SBP shards (tensor parallelism inside a stage)
-// or rematerialized to a per-device byte budget. It plans; runtime/mesh/pipeline.ts runs it.
+// Pipeline programs for a mesh: a partitioned loss graph and a schedule become, per device, the
+// plans of its stages' passes (cut tensors as `recv` steps at a pass's start and `send` steps at
+// its end, in cut order; gradients and loss accumulated into device state), the passes in schedule
+// order with what each keeps for a later pass, and a last pass per stage that applies the
+// optimizer. Stages may be SBP-sharded (tensor parallelism) or fitted to a per-device budget
+// (pipeline-budget.ts). It plans; runtime/mesh/pipeline.ts runs it.
 
 import { extend, graph, type Init } from '../../graphs/builder.js';
 import type { Graph } from '../../graphs/graph.js';
