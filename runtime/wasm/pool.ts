@@ -8,13 +8,19 @@ import type { MessagePort as NodeMessagePort, Worker as NodeWorker } from 'node:
 import { DeviceUseError } from '../device.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 
-// control block (Int32 slots): SEQ (launch counter), DONE (finished workers), KERNEL, FAILED,
-// SPLIT (extent of the split axis), CHUNK (rows a grab takes), NEXT (the next chunk to grab),
-// NARGS, then the arguments and one scratch address per thread
-const SEQ = 0, DONE = 1, KERNEL = 2, FAILED = 3, SPLIT = 4, CHUNK = 5, NEXT = 6, NARGS = 7, ARGS = 8, MAX_ARGS = 64, SCRATCH = ARGS + MAX_ARGS;
+// control block (Int32 slots): SEQ (launch counter), DONE (workers done with the launch), KERNEL,
+// FAILED, SPLIT (extent of the split axis), CHUNK (rows a grab takes), NEXT (the next chunk to
+// grab), NARGS, JOIN (the launch's generation, a closed flag and how many workers joined it),
+// STOP, then the arguments and one scratch address per thread
+const SEQ = 0, DONE = 1, KERNEL = 2, FAILED = 3, SPLIT = 4, CHUNK = 5, NEXT = 6, NARGS = 7, JOIN = 8, STOP = 9, ARGS = 10, MAX_ARGS = 64, SCRATCH = ARGS + MAX_ARGS;
+const CLOSED = 0x8000, COUNT = 0x7fff, GEN = 0x7fff;
 
 // Threads grab chunks from a shared counter rather than taking fixed shares: on a machine whose
 // cores are busy with other work, a thread that gets less of a core simply takes fewer chunks.
+// A worker takes part in a launch only by joining it (a compare-exchange on JOIN while the launch
+// is open); the calling thread closes the launch once no chunk is left and waits only for the
+// workers that joined. A worker that wakes late (its core busy elsewhere) finds the launch closed
+// and waits for the next one, instead of the caller waiting for it to wake.
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { memory, control, index, port } = workerData;
@@ -27,9 +33,17 @@ for (;;) {
   const seq = Atomics.load(ctl, ${SEQ});
   if (seq === seen) continue;
   seen = seq;
-  const id = ctl[${KERNEL}];
-  if (id < 0) break;
+  if (Atomics.load(ctl, ${STOP})) break;
+  const gen = seq & ${GEN};
+  let joined = false;
+  for (;;) {
+    const j = Atomics.load(ctl, ${JOIN});
+    if ((j >>> 16) !== gen || (j & ${CLOSED})) break;
+    if (Atomics.compareExchange(ctl, ${JOIN}, j, j + 1) === j) { joined = true; break; }
+  }
+  if (!joined) continue;
   try {
+    const id = ctl[${KERNEL}];
     let run = runs.get(id);
     while (run === undefined) {
       const m = receiveMessageOnPort(port);
@@ -106,10 +120,12 @@ export class WasmThreadPool {
     ctl[SPLIT] = split;
     ctl[CHUNK] = chunk;
     for (let t = 0; t <= this.workers.length; t++) ctl[SCRATCH + t] = scratch[t] ?? 0;
+    const seq = (Atomics.load(ctl, SEQ) + 1) | 0;
     Atomics.store(ctl, NEXT, 0);
     Atomics.store(ctl, DONE, 0);
     Atomics.store(ctl, FAILED, 0);
-    Atomics.add(ctl, SEQ, 1);
+    Atomics.store(ctl, JOIN, (seq & GEN) << 16);
+    Atomics.store(ctl, SEQ, seq);
     Atomics.notify(ctl, SEQ);
     let error: unknown = null;
     try {
@@ -119,9 +135,12 @@ export class WasmThreadPool {
       error = e;
       Atomics.store(ctl, NEXT, Math.ceil(split / chunk)); // the workers stop taking chunks
     }
-    const n = this.workers.length;
+    // no chunk is left: close the launch to late workers, then wait for those that joined it
+    let j = Atomics.load(ctl, JOIN);
+    for (let was = Atomics.compareExchange(ctl, JOIN, j, j | CLOSED); was !== j; was = Atomics.compareExchange(ctl, JOIN, j, j | CLOSED)) j = was;
+    const joined = j & COUNT;
     const t0 = timed ? performance.now() : 0;
-    for (let d = Atomics.load(ctl, DONE); d < n; d = Atomics.load(ctl, DONE)) Atomics.wait(ctl, DONE, d);
+    for (let d = Atomics.load(ctl, DONE); d < joined; d = Atomics.load(ctl, DONE)) Atomics.wait(ctl, DONE, d);
     if (error) throw error;
     if (Atomics.load(ctl, FAILED)) throw new DeviceUseError(`wasm device: kernel ${id} failed on a worker thread`);
     return timed ? performance.now() - t0 : 0;
@@ -129,7 +148,7 @@ export class WasmThreadPool {
 
   /** Ends the workers. */
   close(): void {
-    this.ctl[KERNEL] = -1;
+    Atomics.store(this.ctl, STOP, 1);
     Atomics.add(this.ctl, SEQ, 1);
     Atomics.notify(this.ctl, SEQ);
     for (const w of this.workers) {
