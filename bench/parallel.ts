@@ -39,7 +39,7 @@ import { planGraph, type Plan } from '../scheduler/plan.js';
 import { simulateStep, type Hardware } from '../scheduler/parallel/simulator.js';
 import type { DType } from '../graphs/types.js';
 import { Mesh, NatsCommunicator, ShardedProgram, shardFeeds, shardVariables } from '../runtime/mesh/index.js';
-import { calibrateMesh } from '../runtime/mesh/calibrate.js';
+import { calibrateMesh, timeKernels } from '../runtime/mesh/calibrate.js';
 import { runPlan } from '../runtime/plan-interpreter.js';
 import { Variables } from '../runtime/variables.js';
 import { WasmDevice, sharedWasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
@@ -139,8 +139,11 @@ interface Case {
   readonly plans?: readonly Plan[];
   readonly drop?: () => Promise<void>;
   readonly samples: number[];
-  /** the simulator's step time per round, ms, from that round's calibration */
+  /** the simulator's step time per round, ms, from that round's calibration and the kernels timed one by one */
   readonly predictions: number[];
+  /** the same from the roofline alone (one matmul and one elementwise kernel timed) */
+  readonly roofline: number[];
+  kernelTimes?: Map<string, number>;
 }
 
 const ROUNDS = QUICK ? 3 : 7;
@@ -152,12 +155,17 @@ const WARMUP = QUICK ? 1 : 2;
  */
 async function timeCases(name: string, cases: Case[]): Promise<void> {
   for (const c of cases) for (let i = 0; i < WARMUP; i++) await c.step();
+  for (const c of cases) if (c.mesh) c.kernelTimes = await timeKernels(c.mesh, c.plans!);
   const meshes = [...new Set(cases.flatMap((c) => (c.mesh ? [c.mesh] : [])))];
   for (let r = 0; r < ROUNDS; r++) {
     const hw = new Map<Mesh, Hardware>();
     for (const mesh of meshes) hw.set(mesh, (await calibrateMesh(mesh, { runs: 5 })).hardware);
     if (r === 0) for (const mesh of meshes) progress(`  ${mesh.size} worker${mesh.size > 1 ? 's' : ''}: ${describeHardware(hw.get(mesh)!)}`);
-    for (const c of cases) if (c.mesh) c.predictions.push(simulateStep(c.plans!, hw.get(c.mesh)!).stepTime * 1e3);
+    for (const c of cases) {
+      if (!c.mesh) continue;
+      c.roofline.push(simulateStep(c.plans!, hw.get(c.mesh)!).stepTime * 1e3);
+      c.predictions.push(simulateStep(c.plans!, { ...hw.get(c.mesh)!, kernelTimes: c.kernelTimes! }).stepTime * 1e3);
+    }
     const line: string[] = [];
     for (const c of cases) {
       const t0 = performance.now();
@@ -177,7 +185,7 @@ async function meshCase(m: Model, mesh: Mesh, layout: string, annotations: Map<s
   const sp = plan(m, mesh, annotations);
   const program = await ShardedProgram.load(mesh, sp, m.vars);
   const feeds = program.feeds(m.feeds);
-  return { layout, note, step: async () => (await program.step(feeds))['loss']![0]!, drop: () => program.drop(), mesh, plans: sp.devices.map((d) => d.plan), samples: [], predictions: [] };
+  return { layout, note, step: async () => (await program.step(feeds))['loss']![0]!, drop: () => program.drop(), mesh, plans: sp.devices.map((d) => d.plan), samples: [], predictions: [], roofline: [] };
 }
 
 /** The same step on the in-process wasm device with `threads` threads (no mesh). */
@@ -197,16 +205,18 @@ function inProcessCase(m: Model, threads: number): Case {
     step: async () => (runPlan(p, vars, feeds, { update: true, sync: true }).values as CpuArray[])[0]![0]!,
     samples: [],
     predictions: [],
+    roofline: [],
   };
 }
 
 function report(m: Model, c: Case, base: number): void {
   const ms = median(c.samples);
   const predicted = c.predictions.length ? median(c.predictions) : undefined;
-  const pred = predicted === undefined ? '' : `; predicted ${predicted.toFixed(0)} ms (${((100 * (predicted - ms)) / ms).toFixed(1)}% off)`;
+  const off = (x: number) => `${((100 * (x - ms)) / ms).toFixed(1)}% off`;
+  const pred = predicted === undefined ? '' : `; predicted ${predicted.toFixed(0)} ms (${off(predicted)}; roofline alone ${median(c.roofline).toFixed(0)} ms, ${off(median(c.roofline))})`;
   const isBase = c.layout === '1_worker';
   emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: isBase ? null : '1 worker', peer_value: isBase ? null : base, ratio: isBase ? null : ms / base, note: `${c.note}${pred}` });
-  if (predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: predicted, unit: 'ms', peer: 'measured', peer_value: ms, ratio: predicted / ms, note: 'median over rounds of simulateStep on the Hardware calibrated in that round' });
+  if (predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: predicted, unit: 'ms', peer: 'measured', peer_value: ms, ratio: predicted / ms, note: `median over rounds of simulateStep: kernels timed one by one before the rounds, link and step overhead calibrated each round; with the roofline alone (a matmul and an elementwise kernel timed) ${median(c.roofline).toFixed(1)} ms` });
   progress(`${m.name} ${c.layout}: ${ms.toFixed(1)} ms${isBase ? '' : ` (speedup ${(base / ms).toFixed(2)}x over 1 worker)`}${pred}`);
 }
 

@@ -15,6 +15,8 @@ import { planSharded } from '../scheduler/parallel/sbp-lower.js';
 import { dataParallel } from '../scheduler/parallel/sbp-data.js';
 import { broadcast, split, type NdSbp, type Sbp } from '../scheduler/parallel/sbp.js';
 import { Mesh, MeshError, ShardedProgram } from '../runtime/mesh/index.js';
+import { timeKernels } from '../runtime/mesh/calibrate.js';
+import { kernelSignature } from '../ops/kernel-ir.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { concrete, maxRelErr, randomValues, runSingle } from './sbp-util.js';
 
@@ -107,6 +109,20 @@ describe('sharded training steps on a 2-worker mesh equal single-device steps', 
     const g = train({ batch: 8, widths: [8, 16, 8], opt: 'adam' });
     await expectSameSteps(g, new Map<string, NdSbp>([['w0', [split(1)]], ['w1', [split(0)]]]), 11);
   }, 600_000);
+});
+
+describe('kernels timed one by one on the mesh (for the simulator)', () => {
+  it('every distinct kernel of every device plan gets a time, on a data-parallel and a tensor-parallel step', async () => {
+    for (const ann of [(g: Graph) => dataParallel(g, concrete(g), { shape: [2] }, { axis: 0, zero: true }), () => new Map<string, NdSbp>([['w0', [split(1)]], ['w1', [split(0)]]])]) {
+      const g = train({ batch: 8, widths: [8, 16, 8], opt: 'adam' });
+      const plans = planSharded(g, concrete(g), { shape: [2] }, ann(g), { caps: mesh.caps }).devices.map((d) => d.plan);
+      const times = await timeKernels(mesh, plans, { repeat: 1, runs: 1 });
+      const want = new Set(plans.flatMap((p) => p.steps.flatMap((s) => (s.kind === 'launch' ? [kernelSignature(s.kernel)] : []))));
+      expect(new Set(times.keys())).toEqual(want);
+      for (const t of times.values()) expect(Number.isFinite(t) && t >= 0).toBe(true);
+    }
+    await expect(timeKernels(mesh, [])).rejects.toThrow(MeshError);
+  }, 300_000);
 });
 
 describe('a sharded program refuses', () => {

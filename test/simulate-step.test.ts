@@ -1,7 +1,8 @@
 // The cost model's prediction of a data- or tensor-parallel step from its per-device plans
 // (simulateStep): a single device's step is the sum of its kernels' times, a data-parallel step
 // is span by span the slowest device's kernels and then each collective's ring time, a faster
-// device or link never makes a step slower, an all-reduce costs a reduce-scatter plus an all-gather, and plans that wait on each
+// device or link never makes a step slower, kernels timed one by one replace the roofline, an
+// all-reduce costs a reduce-scatter plus an all-gather, and plans that wait on each
 // other forever are a ScheduleError.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -17,6 +18,7 @@ import { collectiveSeconds, kernelSeconds, simulateStep, type Hardware } from '.
 import { ScheduleError } from '../scheduler/parallel/pipeline-schedule.js';
 import { bufferBytes } from '../scheduler/caps.js';
 import type { DType } from '../graphs/types.js';
+import { kernelSignature } from '../ops/kernel-ir.js';
 import { fcParams } from './arbitraries.js';
 import { concrete } from './sbp-util.js';
 
@@ -99,6 +101,15 @@ describe('simulateStep', () => {
       for (const faster of [{ ...hw, flops: hw.flops * k }, { ...hw, bandwidth: hw.bandwidth * k }, { ...hw, memoryBandwidth: hw.memoryBandwidth! * k }, { ...hw, latency: hw.latency / k }]) {
         expect(simulateStep(plans, faster).stepTime).toBeLessThanOrEqual(t * (1 + 1e-12));
       }
+    }), fcParams(20));
+  });
+
+  it('kernels timed one by one take their measured time instead of the roofline', () => {
+    fc.assert(fc.property(arbStep, arbHardware, fc.double({ min: 1e-6, max: 1, noNaN: true }), (g, hw, each) => {
+      const plan = planGraph(g, concrete(g), { withUpdates: true });
+      const launches = plan.steps.filter((s) => s.kind === 'launch');
+      const kernelTimes = new Map(launches.map((s) => [kernelSignature(s.kernel), each]));
+      expect(close(simulateStep([plan], { ...hw, kernelTimes }).stepTime, launches.length * each + hw.stepOverhead!)).toBe(true);
     }), fcParams(20));
   });
 

@@ -2,16 +2,25 @@
 // empty plan), a device's FLOP/s (one matmul kernel) and memory bandwidth (one elementwise
 // kernel), each with every device of the mesh running it at once as a parallel step does, and the
 // shared-memory link's latency and bandwidth (all-reduces of two sizes fitted to the ring model).
-// It times kernels and collectives only, never the step a prediction is for.
+// Kernels can also be timed one by one (`timeKernels`: each distinct kernel of a step's plans
+// launched alone on resident buffers, every device at once), the operator profiles a simulator
+// such as FlexFlow's composes. It times kernels and collectives only, never the step a
+// prediction is for.
 
 import { graph } from '../../graphs/builder.js';
+import type { DType } from '../../graphs/types.js';
+import { kernelSignature } from '../../ops/kernel-ir.js';
+import type { LaunchStep, PlanStep } from '../../scheduler/steps.js';
+import { allocArray } from '../tensor.js';
 import { f32 } from '../../graphs/types.js';
 import type { Graph } from '../../graphs/graph.js';
-import { planGraph, type Plan } from '../../scheduler/plan.js';
+import { planGraph, type Plan, type PlannedBuffer } from '../../scheduler/plan.js';
 import { ringMessages, type Hardware } from '../../scheduler/parallel/simulator.js';
 import { kernelCost } from '../../scheduler/remat-plan.js';
 import type { CpuArray } from '../cpu/render-js.js';
+import { MeshError } from './communicator.js';
 import type { Mesh, MeshProgram } from './mesh.js';
+import type { HostValues } from './protocol.js';
 
 export interface CalibrateOptions {
   /** timed runs per measurement (the median is kept; default 7) */
@@ -40,20 +49,23 @@ function probe(name: string, body: (g: Parameters<Parameters<typeof graph>[1]>[0
   });
 }
 
-/** Median seconds of a run of `plan` on every device at once (variables by node id, zeros). */
-async function timeRuns(mesh: Mesh, plans: Plan | readonly Plan[], runs: number): Promise<number> {
+/**
+ * Median seconds of a run of `plans` on every device at once: variables by node id (by default
+ * zeros for every param and state of the graph), the probe's input fed when there is one.
+ */
+async function timeRuns(mesh: Mesh, plans: Plan | readonly Plan[], runs: number, variables?: readonly HostValues[], update = true): Promise<number> {
   const first = Array.isArray(plans) ? (plans as readonly Plan[])[0]! : (plans as Plan);
-  const vars = new Map<number, { dtype: 'f32'; data: CpuArray }>();
-  for (const n of first.graph.nodes) if (n.op === 'param' || n.op === 'state') vars.set(n.id, { dtype: 'f32', data: new Float32Array(first.shapes[n.id]!.reduce((a, b) => a * b, 1)) });
-  const z = first.graph.nodes.find((n) => n.op === 'input')!.id;
-  const feeds = Array.from({ length: mesh.size }, () => new Map([[z, { dtype: 'f32' as const, data: new Float32Array(1) }]]));
-  const program: MeshProgram = await mesh.load(plans, vars);
+  const vars = new Map<number, { dtype: DType; data: CpuArray }>();
+  if (!variables) for (const n of first.graph.nodes) if (n.op === 'param' || n.op === 'state') vars.set(n.id, { dtype: n.dtype, data: allocArray(n.dtype, first.shapes[n.id]!.reduce((a, b) => a * b, 1)) });
+  const z = first.graph.nodes.find((n) => n.op === 'input' && n.name === 'z' && first.buffers.has(n.id));
+  const feeds = Array.from({ length: mesh.size }, () => new Map(z ? [[z.id, { dtype: 'f32' as DType, data: new Float32Array(1) as CpuArray }]] : []));
+  const program: MeshProgram = await mesh.load(plans, variables ?? vars);
   const times: number[] = [];
   try {
-    await mesh.run(program, feeds, { update: true });
+    await mesh.run(program, feeds, { update });
     for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
-      await mesh.run(program, feeds, { update: true });
+      await mesh.run(program, feeds, { update });
       times.push((performance.now() - t0) / 1e3);
     }
   } finally {
@@ -117,4 +129,61 @@ export async function calibrateMesh(mesh: Mesh, opts: CalibrateOptions = {}): Pr
     hardware: { flops, utilization: 1, memoryBandwidth, bandwidth, latency, stepOverhead: step },
     measured: { step, matmul, elementwise, allReduce },
   };
+}
+
+/**
+ * Seconds of every distinct kernel of `plans` (one plan per device of `mesh`), by
+ * `kernelSignature`, for `Hardware.kernelTimes`. The i-th distinct kernel of every device runs at
+ * once, `repeat` times in a row on resident buffers (inputs filled with 0.5, or 0 for integers),
+ * and takes the run's median time over `repeat`, less the step's fixed cost.
+ */
+export async function timeKernels(mesh: Mesh, plans: readonly Plan[], opts: { repeat?: number; runs?: number } = {}): Promise<Map<string, number>> {
+  const repeat = opts.repeat ?? 3, runs = opts.runs ?? 3;
+  if (plans.length !== mesh.size) throw new MeshError(0, `timeKernels needs a plan per device (${mesh.size}), got ${plans.length}`);
+  const distinct = plans.map((p) => {
+    const seen = new Map<string, LaunchStep>();
+    for (const s of p.steps) if (s.kind === 'launch' && !seen.has(kernelSignature(s.kernel))) seen.set(kernelSignature(s.kernel), s);
+    return [...seen];
+  });
+  const step = await timeRuns(mesh, plan0(mesh), runs);
+  const out = new Map<string, number>();
+  const count = Math.max(...distinct.map((d) => d.length));
+  for (let i = 0; i < count; i++) {
+    const per = plans.map((p, d) => {
+      const [, s] = distinct[d]![i % distinct[d]!.length]!;
+      return alone(p, s, repeat);
+    });
+    const t = Math.max(0, (await timeRuns(mesh, per.map((x) => x.plan), runs, per.map((x) => x.vars), false)) - step) / repeat;
+    distinct.forEach((d) => {
+      const [sig] = d[i % d.length]!;
+      if (i < d.length) out.set(sig, t);
+    });
+  }
+  return out;
+}
+
+/** The empty step on every device (the fixed cost of a run). */
+function plan0(mesh: Mesh): Plan {
+  const g = probe('calibrate-step', () => undefined);
+  return planGraph(g, g.nodes.map((n) => n.shape.map(Number)), { caps: mesh.caps, withUpdates: true });
+}
+
+/** A plan of `plan`'s launch `s` alone, `repeat` times, on resident buffers, and their values. */
+function alone(plan: Plan, s: LaunchStep, repeat: number): { plan: Plan; vars: Map<number, { dtype: DType; data: CpuArray }> } {
+  const inPlace = s.output !== s.node;
+  const buffers = new Map<number, PlannedBuffer>();
+  const vars = new Map<number, { dtype: DType; data: CpuArray }>();
+  const resident = (id: number) => {
+    const b = plan.buffers.get(id)!;
+    buffers.set(id, { ...b, role: 'param' });
+    const a = allocArray(b.dtype as DType, b.elements);
+    if (b.dtype === 'f32' || b.dtype === 'f16') a.fill(0.5);
+    vars.set(id, { dtype: b.dtype as DType, data: a });
+  };
+  for (const j of s.inputs) resident(j);
+  if (inPlace) resident(s.output);
+  else buffers.set(s.node, { ...plan.buffers.get(s.node)!, role: 'intermediate' });
+  const steps: PlanStep[] = [];
+  for (let r = 0; r < repeat; r++) steps.push(s, ...(inPlace ? [] : [{ kind: 'free' as const, buffers: [s.node] }]));
+  return { plan: { ...plan, graph: { ...plan.graph, updates: [] }, steps, buffers, outputs: {} }, vars };
 }

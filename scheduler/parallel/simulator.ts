@@ -9,7 +9,7 @@
 // nothing and does not choose a layout.
 
 import type { DType } from '../../graphs/types.js';
-import type { Kernel } from '../../ops/kernel-ir.js';
+import { kernelSignature, type Kernel } from '../../ops/kernel-ir.js';
 import { bufferBytes } from '../caps.js';
 import type { Plan } from '../plan.js';
 import { kernelCost } from '../remat-plan.js';
@@ -34,6 +34,11 @@ export interface Hardware {
   readonly memoryBandwidth?: number;
   /** seconds a step costs besides its kernels and messages: handing it to the devices, feeds in, outputs back (default 0) */
   readonly stepOverhead?: number;
+  /**
+   * seconds of kernels timed one by one, by `kernelSignature` (operator profiling, as FlexFlow's
+   * simulator does); a kernel found here takes its measured time instead of the roofline's
+   */
+  readonly kernelTimes?: ReadonlyMap<string, number>;
 }
 
 /** Per micro-batch costs of one stage (from the cost model: `stageCosts` in pipeline-partition.ts). */
@@ -214,8 +219,14 @@ export function simulatePipeline(schedule: PipelineSchedule, costs: readonly Sta
   };
 }
 
-/** Seconds one kernel takes on `hw`: its FLOPs (kernelCost) over the achieved rate, or the bytes it reads and writes over the memory bandwidth, whichever is longer. */
+/**
+ * Seconds one kernel takes on `hw`: its measured time when `hw.kernelTimes` has it, else its FLOPs
+ * (kernelCost) over the achieved rate or the bytes it reads and writes over the memory bandwidth,
+ * whichever is longer.
+ */
 export function kernelSeconds(kernel: Kernel, bytes: number, hw: Hardware): number {
+  const timed = hw.kernelTimes?.get(kernelSignature(kernel));
+  if (timed !== undefined) return timed;
   const compute = kernelCost(kernel) / (hw.flops * (hw.utilization ?? 1));
   return hw.memoryBandwidth ? Math.max(compute, bytes / hw.memoryBandwidth) : compute;
 }
