@@ -184,6 +184,7 @@ function alone(plan: Plan, s: LaunchStep, repeat: number): { plan: Plan; vars: M
   if (inPlace) resident(s.output);
   else buffers.set(s.node, { ...plan.buffers.get(s.node)!, role: 'intermediate' });
   const steps: PlanStep[] = [];
-  for (let r = 0; r < repeat; r++) steps.push(s, ...(inPlace ? [] : [{ kind: 'free' as const, buffers: [s.node] }]));
+  // launches after the first are recomputations of the same value, as the plan's rules name them
+  for (let r = 0; r < repeat; r++) steps.push({ ...s, recompute: r > 0 }, ...(inPlace ? [] : [{ kind: 'free' as const, buffers: [s.node] }]));
   return { plan: { ...plan, graph: { ...plan.graph, updates: [] }, steps, buffers, outputs: {} }, vars };
 }
