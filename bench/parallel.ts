@@ -139,7 +139,7 @@ interface Case {
   readonly plans?: readonly Plan[];
   readonly drop?: () => Promise<void>;
   readonly samples: number[];
-  /** the simulator's step time per round, ms, from that round's calibration and the kernels timed one by one */
+  /** the simulator's step time per round, ms, from that round's calibration with its kernels timed one by one */
   readonly predictions: number[];
   /** the same from the roofline alone (one matmul and one elementwise kernel timed) */
   readonly roofline: number[];
@@ -150,16 +150,16 @@ const ROUNDS = QUICK ? 3 : 7;
 const WARMUP = QUICK ? 1 : 2;
 
 /**
- * Each round calibrates every mesh again (kernels and all-reduces only) and predicts each case
- * from that, so that predictions and steps see the same load.
+ * Each round calibrates every mesh again (kernels timed alone and all-reduces, never a step) and
+ * predicts each case from that, so that predictions and steps see the same load.
  */
 async function timeCases(name: string, cases: Case[]): Promise<void> {
   for (const c of cases) for (let i = 0; i < WARMUP; i++) await c.step();
-  for (const c of cases) if (c.mesh) c.kernelTimes = await timeKernels(c.mesh, c.plans!);
   const meshes = [...new Set(cases.flatMap((c) => (c.mesh ? [c.mesh] : [])))];
   for (let r = 0; r < ROUNDS; r++) {
     const hw = new Map<Mesh, Hardware>();
     for (const mesh of meshes) hw.set(mesh, (await calibrateMesh(mesh, { runs: 5 })).hardware);
+    for (const c of cases) if (c.mesh) c.kernelTimes = await timeKernels(c.mesh, c.plans!, { repeat: 1, runs: 1 });
     if (r === 0) for (const mesh of meshes) progress(`  ${mesh.size} worker${mesh.size > 1 ? 's' : ''}: ${describeHardware(hw.get(mesh)!)}`);
     for (const c of cases) {
       if (!c.mesh) continue;
@@ -216,7 +216,7 @@ function report(m: Model, c: Case, base: number): void {
   const pred = predicted === undefined ? '' : `; predicted ${predicted.toFixed(0)} ms (${off(predicted)}; roofline alone ${median(c.roofline).toFixed(0)} ms, ${off(median(c.roofline))})`;
   const isBase = c.layout === '1_worker';
   emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: isBase ? null : '1 worker', peer_value: isBase ? null : base, ratio: isBase ? null : ms / base, note: `${c.note}${pred}` });
-  if (predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: predicted, unit: 'ms', peer: 'measured', peer_value: ms, ratio: predicted / ms, note: `median over rounds of simulateStep: kernels timed one by one before the rounds, link and step overhead calibrated each round; with the roofline alone (a matmul and an elementwise kernel timed) ${median(c.roofline).toFixed(1)} ms` });
+  if (predicted !== undefined) emit({ bench: BENCH, case: `${m.name}/${c.layout}`, metric: 'predicted_ms_per_step', value: predicted, unit: 'ms', peer: 'measured', peer_value: ms, ratio: predicted / ms, note: `median over rounds of simulateStep on each round's calibration (every kernel of the plans timed alone, a link from all-reduces, the step overhead); with the roofline alone (a matmul and an elementwise kernel timed) ${median(c.roofline).toFixed(1)} ms` });
   progress(`${m.name} ${c.layout}: ${ms.toFixed(1)} ms${isBase ? '' : ` (speedup ${(base / ms).toFixed(2)}x over 1 worker)`}${pred}`);
 }
 
