@@ -196,6 +196,22 @@ describe('WebGPU autotuner', () => {
       }), { numRuns: 12 });
     }, 600_000);
 
+    it('workgroup tiles load row-major operands as vec4s where the shapes allow, with the same results', async () => {
+      for (const c of [
+        { batch: 2, m: 64, n: 68, k: 36, aT: false, bT: false, bias: true, seed: 5 },
+        { batch: 1, m: 33, n: 8, k: 100, aT: false, bT: false, bias: false, seed: 6 },
+        { batch: 1, m: 40, n: 44, k: 12, aT: true, bT: false, bias: false, seed: 7 },
+      ]) {
+        const { kernel, arrays } = matmulCase(c);
+        const v: KernelVariant = { kind: 'matmul', matmul: 'workgroup', wgTile: { wt: 16, bk: 16, vec4: true } };
+        const code = be.render(kernel, v).passes[0]!.code;
+        if (!c.aT) expect(code, 'A tile as vec4s').toContain('let av = ');
+        expect(code, 'B tile as vec4s').toContain('let bv4 = ');
+        store.set(describeAdapterInfo(gpu!.info), tuningKey(kernel)!, { variant: v, ms: 0, timings: {} });
+        expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 2e-6 * c.k + 1e-5, JSON.stringify(c));
+      }
+    }, 600_000);
+
     it('every variant of tall-skinny products (split-K among them) matches the interpreter', async () => {
       let splitk = 0;
       await fc.assert(fc.asyncProperty(tallArb, async (c) => {

@@ -18,10 +18,15 @@ import { ExprEmitter, bindingTypes, convert, declareBindings, grid, loopIteratio
 
 export type MatmulVariant = 'register' | 'workgroup' | 'splitk';
 
-/** The workgroup variant's shape: WTxWT invocations (8 or 16), K steps of BK (8, 16 or 32). */
+/**
+ * The workgroup variant's shape: WTxWT invocations (8 or 16), K steps of BK (8, 16 or 32); with
+ * `vec4`, tiles of a row-major A and B are loaded from global memory as aligned vec4s where
+ * their shapes allow.
+ */
 export interface WorkgroupTile {
   readonly wt: number;
   readonly bk: number;
+  readonly vec4?: boolean;
 }
 
 export const DEFAULT_WORKGROUP_TILE: WorkgroupTile = { wt: 16, bk: 16 };
@@ -345,27 +350,49 @@ const TT = 4; // workgroup variant: each invocation owns a strided 4x4 block
 function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTile): RenderedKernel {
   const { wt: WT, bk: BK } = shape;
   if (![8, 16].includes(WT) || ![8, 16, 32].includes(BK)) throw new RheoError(`workgroup matmul tile ${WT}x${WT}, BK ${BK}: expected 8 or 16 invocations a side and BK 8, 16 or 32`);
-  const P = parts(k, false);
+  const P = parts(k, shape.vec4 === true);
   const { m: M, n: N, k: K, a, b } = k;
   const BT = WT * TT; // 32 or 64
   const yBlocks = Math.ceil(M / BT);
   const workgroups = dispatch(Math.ceil(N / BT), yBlocks, P.batches, maxPerDim);
   const T = [...Array(TT).keys()];
   const loads = (BT * BK) / (WT * WT); // elements of each tile loaded per invocation
-  const A = (row: string, kk: string) => convert(`in${a.buf}[aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
-  const B = (kk: string, col: string) => convert(`in${b.buf}[bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i]`, k.inputs[b.buf]!.dtype, 'f32');
+  // a buffer bound as vec4s (for either operand or the epilogue) is read through its components
+  const read = (buf: number, at: string) =>
+    P.vec4.has(buf) ? `in${buf}[(${at}) >> 2u][(${at}) & 3i]` : convert(`in${buf}[${at}]`, k.inputs[buf]!.dtype, 'f32');
+  const A = (row: string, kk: string) => read(a.buf, `aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i`);
+  const B = (kk: string, col: string) => read(b.buf, `bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i`);
+  // vec4 tile loads: 4 consecutive k of a row of A, 4 consecutive columns of a row of B
+  const aVec = P.aMode === 'k' && loads % 4 === 0, bVec = P.bMode === 'n' && loads % 4 === 0;
   const L: string[] = [];
   for (const r of T) L.push(`var acc${r} = vec4<f32>(0.0f);`);
   L.push(`for (var t: i32 = 0i; t < ${K}i; t = t + ${BK}i) {`);
   for (let q = 0; q < loads; q++) {
+    const quad = q % 4 === 0;
     L.push(`  {`);
-    L.push(`    let e = tid + ${q * WT * WT}i;`);
-    L.push(`    let ak = t + (e & ${BK - 1}i);`);
-    L.push(`    let ar = min(rowB + (e >> ${Math.log2(BK)}u), ${M - 1}i);`);
-    L.push(`    tileA[e] = select(0.0f, ${A('ar', `min(ak, ${K - 1}i)`)}, ak < ${K}i);`);
-    L.push(`    let bk = t + (e >> ${Math.log2(BT)}u);`);
-    L.push(`    let bc = min(colB + (e & ${BT - 1}i), ${N - 1}i);`);
-    L.push(`    tileB[e] = select(0.0f, ${B(`min(bk, ${K - 1}i)`, 'bc')}, bk < ${K}i);`);
+    if (!aVec || quad) {
+      L.push(`    let e = ${aVec ? `(tid + ${(q / 4) * WT * WT}i) * 4i` : `tid + ${q * WT * WT}i`};`);
+      L.push(`    let ak = t + (e & ${BK - 1}i);`);
+      L.push(`    let ar = min(rowB + (e >> ${Math.log2(BK)}u), ${M - 1}i);`);
+      if (aVec) {
+        L.push(`    let av = select(vec4<f32>(0.0f), in${a.buf}[(aBase + ar * ${a.rowStride}i + min(ak, ${K - 4}i)) >> 2u], ak < ${K}i);`);
+        for (let j = 0; j < 4; j++) L.push(`    tileA[e + ${j}i] = av[${j}];`);
+      } else {
+        L.push(`    tileA[e] = select(0.0f, ${A('ar', `min(ak, ${K - 1}i)`)}, ak < ${K}i);`);
+      }
+    }
+    if (!bVec || quad) {
+      L.push(`    let f = ${bVec ? `(tid + ${(q / 4) * WT * WT}i) * 4i` : `tid + ${q * WT * WT}i`};`);
+      L.push(`    let bk = t + (f >> ${Math.log2(BT)}u);`);
+      if (bVec) {
+        L.push(`    let bc = min(colB + (f & ${BT - 1}i), ${N - 4}i);`);
+        L.push(`    let bv4 = select(vec4<f32>(0.0f), in${b.buf}[(bBase + min(bk, ${K - 1}i) * ${b.rowStride}i + bc) >> 2u], bk < ${K}i);`);
+        for (let j = 0; j < 4; j++) L.push(`    tileB[f + ${j}i] = bv4[${j}];`);
+      } else {
+        L.push(`    let bc = min(colB + (f & ${BT - 1}i), ${N - 1}i);`);
+        L.push(`    tileB[f] = select(0.0f, ${B(`min(bk, ${K - 1}i)`, 'bc')}, bk < ${K}i);`);
+      }
+    }
     L.push(`  }`);
   }
   L.push('  workgroupBarrier();');

@@ -40,7 +40,9 @@ export interface ReduceVariant {
 export const DEFAULT_REDUCE: ReduceVariant = { split: 'auto', subgroups: false, workgroupSize: 256, targetWorkgroups: 4096 };
 
 /** What 'auto' aims for on a software adapter (llvmpipe, SwiftShader): measured best on llvmpipe. */
-export const SOFTWARE_REDUCE: ReduceVariant = { split: 'auto', subgroups: false, workgroupSize: 64, targetWorkgroups: 8 };
+export const SOFTWARE_REDUCE: ReduceVariant = { split: 'auto', subgroups: false, workgroupSize: 64, targetWorkgroups: 32 };
+/** Elements an invocation of pass 1 reduces per loop step, without bounds checks (measured on llvmpipe: 4M sums 1.6 -> 2.5 GB/s). */
+const UNROLL = 4;
 /** Iterations one invocation of pass 1 runs at most (llvmpipe stops loops at 65535). */
 const MAX_CHUNK_ITERATIONS = 16384;
 
@@ -284,24 +286,38 @@ function partialPass(k: MapKernel, p: Plan, wg: number, maxDim: number, subgroup
   const at = accType(r);
   em.emit(`var t: ${valueType(at)} = ${initial(r, em)};`);
   if (isArg(r.op)) em.emit('var ti: i32 = 0i;');
-  em.emit(`for (var s: i32 = lo; s < hi; s = s + ${wg}i) {`);
+  /** Emit `q`'s loop variables and the body's value there (the accumulator's type). */
+  const element = (q: string, tag: string): string => {
+    const names = new Map<string, string>();
+    let inner = 1;
+    for (let i = r.vars.length - 1; i >= 0; i--) {
+      const v = r.vars[i]!;
+      const name = `q${tag}_${i}`;
+      const qq = inner === 1 ? q : `(${q} / ${inner}i)`;
+      em.emit(`    let ${name}: i32 = ${i === 0 ? qq : `${qq} % ${Math.max(1, v.size)}i`};`);
+      names.set(v.name, name);
+      inner *= Math.max(1, v.size);
+    }
+    return em.inScope(names, () => convert(em.value(r.body), r.body.dtype, at));
+  };
+  // UNROLL elements per step while whole steps fit (no bounds checks; the condition is uniform),
+  // then single elements with checks. An invocation sees increasing indices, so with strict
+  // comparisons the first occurrence wins argmax/argmin ties.
+  const step = wg * UNROLL;
+  em.emit('var s: i32 = lo;');
+  em.emit(`for (; s + ${step}i <= hi; s = s + ${step}i) {`);
+  const vs: string[] = [];
+  for (let j = 0; j < UNROLL; j++) {
+    em.emit(`    let qa${j}: i32 = s + ${j * wg}i + lid;`);
+    vs.push(element(`qa${j}`, `a${j}`));
+  }
+  if (r.op === 'sum' && valueType(at) !== 'bool') em.emit(`    t = t + ((${vs[0]} + ${vs[1]}) + (${vs[2]} + ${vs[3]}));`);
+  else vs.forEach((v, j) => em.emit(`    ${update(r, 't', v, `qa${j}`, false)}`));
+  em.emit('}');
+  em.emit(`for (; s < hi; s = s + ${wg}i) {`);
   em.emit('  let q = s + lid;');
   em.emit('  if (q < hi) {');
-  const names = new Map<string, string>();
-  let inner = 1;
-  for (let i = r.vars.length - 1; i >= 0; i--) {
-    const v = r.vars[i]!;
-    const name = `q${i}`;
-    const qq = inner === 1 ? 'q' : `(q / ${inner}i)`;
-    em.emit(`    let ${name}: i32 = ${i === 0 ? qq : `${qq} % ${v.size}i`};`);
-    names.set(v.name, name);
-    inner *= v.size;
-  }
-  em.inScope(names, () => {
-    const v = convert(em.value(r.body), r.body.dtype, at);
-    // within a chunk, invocations see increasing indices: the first occurrence wins on ties
-    em.emit(update(r, 't', v, 'q', false));
-  });
+  em.emit(`    ${update(r, 't', element('q', ''), 'q', false)}`);
   em.emit('  }');
   em.emit('}');
   combineWorkgroup(em, r, 't', wg, subgroups);

@@ -74,8 +74,9 @@ export interface VariantLimits {
 
 const WORKGROUP_TILES: readonly WorkgroupTile[] = [
   { wt: 16, bk: 16 },
-  { wt: 16, bk: 32 },
-  { wt: 8, bk: 16 },
+  { wt: 16, bk: 16, vec4: true },
+  { wt: 16, bk: 32, vec4: true },
+  { wt: 8, bk: 16, vec4: true },
 ];
 
 const REGISTER_TILES: readonly RegisterTile[] = [
