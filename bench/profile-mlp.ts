@@ -120,12 +120,12 @@ async function profile(threads: number): Promise<void> {
   const line = (name: string, launchesPerStep: string, ms: number, wait: string, threaded: string) =>
     `  ${name.padEnd(22)} ${launchesPerStep.padStart(9)} ${ms.toFixed(3).padStart(9)} ${((100 * ms) / total).toFixed(1).padStart(6)}% ${wait.padStart(10)} ${threaded.padStart(9)}`;
   progress(`\nwasm, ${device.description}: ${steps} steps, median ${total.toFixed(3)} ms a step (unobserved: ${median(plainMs).toFixed(3)}); each row sums its launches' medians`);
-  progress(`  ${'phase/kind'.padEnd(22)} ${'launches'.padStart(9)} ${'ms/step'.padStart(9)} ${'share'.padStart(7)} ${'wait ms'.padStart(10)} ${'threaded'.padStart(9)}`);
+  progress(`  ${'phase/kind'.padEnd(22)} ${'launches'.padStart(9)} ${'ms/step'.padStart(9)} ${'share'.padStart(7)} ${'wait ms'.padStart(10)} ${'w/ worker'.padStart(9)}`);
   const caseBase = `mlp784-256-256-10_b128_adam/wasm_t${threads}`;
   for (const [key, row] of sorted) {
     const ms = row.ms;
-    progress(line(key, row.launches.toFixed(0), ms, row.waitMs.toFixed(3), row.threaded.toFixed(0)));
-    emit({ bench: 'profile-mlp', case: `${caseBase}/${key}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: null, peer_value: null, ratio: null, note: `${row.launches.toFixed(0)} launches a step, ${row.threaded.toFixed(0)} on the pool; of them ${row.waitMs.toFixed(3)} ms waiting for workers` });
+    progress(line(key, row.launches.toFixed(0), ms, row.waitMs.toFixed(3), row.threaded.toFixed(1)));
+    emit({ bench: 'profile-mlp', case: `${caseBase}/${key}`, metric: 'ms_per_step', value: ms, unit: 'ms', peer: null, peer_value: null, ratio: null, note: `${row.launches.toFixed(0)} launches a step, ${row.threaded.toFixed(1)} of them shared with a worker thread; ${row.waitMs.toFixed(3)} ms waiting for workers` });
   }
   progress(line('outside launches', '', outside, '', ''));
   progress(line('step (median)', (records.length / steps).toFixed(0), total, '', ''));

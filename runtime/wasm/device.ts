@@ -330,7 +330,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     const units = Math.ceil(split / align);
     const chunk = Math.ceil(units / Math.min(units, (kernel.kind === 'matmul' ? 2 : 4) * this.threads)) * align;
     const waitMs = this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch, this.profiler !== null);
-    this.profiler?.({ kernel, ms: performance.now() - t0, threads: this.threads, waitMs });
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + this.pool.lastJoined, waitMs });
   }
 
   /** per-thread GEMM scratch, reserved once */

@@ -82,6 +82,8 @@ export class WasmThreadPool {
   /** worker threads (the calling thread is one more) */
   readonly workers: { worker: NodeWorker; port: NodeMessagePort; known: Set<number> }[] = [];
   private readonly ctl: Int32Array;
+  /** workers that joined the last launch (the calling thread not counted) */
+  lastJoined = 0;
 
   constructor(memory: WasmMemory, workers: number) {
     const wt = workerThreads();
@@ -139,6 +141,7 @@ export class WasmThreadPool {
     let j = Atomics.load(ctl, JOIN);
     for (let was = Atomics.compareExchange(ctl, JOIN, j, j | CLOSED); was !== j; was = Atomics.compareExchange(ctl, JOIN, j, j | CLOSED)) j = was;
     const joined = j & COUNT;
+    this.lastJoined = joined;
     const t0 = timed ? performance.now() : 0;
     for (let d = Atomics.load(ctl, DONE); d < joined; d = Atomics.load(ctl, DONE)) Atomics.wait(ctl, DONE, d);
     if (error) throw error;
