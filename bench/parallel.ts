@@ -258,7 +258,7 @@ async function natsRank(url: string, rank: number, steps: number): Promise<numbe
   const plan = sp.devices[rank]!.plan;
   const vars = new Variables(device, shardVariables(sp, m.vars)[rank]!);
   const feeds = shardFeeds(sp, m.feeds)[rank]!;
-  const comm = await NatsCommunicator.join({ servers: url, rank, size: 2, prefix: NATS_PREFIX, deadlineMs: 120_000 });
+  const comm = await NatsCommunicator.join({ servers: url, rank, size: 2, prefix: NATS_PREFIX, deadlineMs: 120_000, chunkBytes: 1 << 20 });
   const times: number[] = [];
   try {
     for (let i = 0; i < steps; i++) {
