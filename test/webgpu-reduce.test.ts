@@ -13,6 +13,11 @@ import { interpretKernel } from '../runtime/interpreter.js';
 import { acquireWebGpu, lastAcquireFailure, type WebGpuDevice } from '../runtime/webgpu/device.js';
 import { WebGpuBackend, type HostArray } from '../runtime/webgpu/backend.js';
 import { renderWgsl } from '../runtime/webgpu/render-wgsl.js';
+import { graph } from '../graphs/builder.js';
+import { f32 as f32t } from '../graphs/types.js';
+import { compile, compileAsync } from '../runtime/executor.js';
+import { tensor } from '../runtime/tensor.js';
+import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { DEFAULT_REDUCE, chooseParts, type ReduceVariant } from '../runtime/webgpu/render-wgsl-reduce.js';
 
 const gpu: WebGpuDevice | null = await acquireWebGpu();
@@ -229,6 +234,36 @@ describe('split reductions on WebGPU', () => {
         expectClose(kernel, await runOn(be, kernel, arrays), reference(kernel, arrays), 300_000, name);
       }
     }, 120_000);
+
+    it('graph reductions over long rows (sum, mean, max, min, argmax, logsumexp, softmax, layer norm, losses) give the CPU numbers', async () => {
+      const shared = await sharedWebGpuBackend();
+      await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 5_000, max: 80_000 }), fc.integer(), async (rows, n, seed) => {
+        const g = graph('long_rows', (b) => {
+          const x = b.input('x', f32t(rows, n));
+          const y = b.input('y', f32t(rows, n));
+          return {
+            total: b.sum(x), mean: b.mean(x, 1), max: b.max(x, 1), min: b.min(x), arg: b.argmax(x, 1),
+            lse: b.logsumexp(x, 1), soft: b.max(b.softmax(x, 1), 1), norm: b.sum(b.square(b.layerNorm(x)), 1),
+            ce: b.softmaxCrossEntropy(x, b.softmax(y, 1)), mse: b.mse(x, y),
+          };
+        });
+        const r = rng(seed);
+        const feeds = {
+          x: tensor(Float32Array.from({ length: rows * n }, () => Math.floor(r() * 9) - 4 + Math.fround(r() * 0.01)), [rows, n]),
+          y: tensor(Float32Array.from({ length: rows * n }, () => Math.fround(r() * 2 - 1)), [rows, n]),
+        };
+        const want = compile(g, { backend: 'cpu' }).runSync(feeds);
+        const got = await (await compileAsync(g, { backend: 'webgpu', webgpu: shared! })).run(feeds);
+        for (const [name, w] of Object.entries(want)) {
+          const gv = got[name]!.data;
+          for (let i = 0; i < w.data.length; i++) {
+            const a = gv[i]!, b = w.data[i]!;
+            const tol = name === 'arg' ? 0 : 1e-4 * Math.max(1, Math.abs(b)) + (name === 'total' || name === 'norm' ? 1e-5 * Math.sqrt(n) * 5 : 1e-5);
+            if (!(Math.abs(a - b) <= tol)) expect.fail(`${name}[${i}] rows ${rows} n ${n}: webgpu ${a}, cpu ${b}`);
+          }
+        }
+      }), { numRuns: 6 });
+    }, 600_000);
 
     it.skipIf(!subgroups)('subgroup combines match the interpreter', async () => {
       await fc.assert(
