@@ -8,16 +8,15 @@
 // prediction is for.
 
 import { graph } from '../../graphs/builder.js';
-import type { DType } from '../../graphs/types.js';
-import { kernelSignature } from '../../ops/kernel-ir.js';
-import type { LaunchStep, PlanStep } from '../../scheduler/steps.js';
-import { allocArray } from '../tensor.js';
-import { f32 } from '../../graphs/types.js';
 import type { Graph } from '../../graphs/graph.js';
+import { f32, type DType } from '../../graphs/types.js';
+import { kernelSignature } from '../../ops/kernel-ir.js';
 import { planGraph, type Plan, type PlannedBuffer } from '../../scheduler/plan.js';
 import { ringMessages, type Hardware } from '../../scheduler/parallel/simulator.js';
 import { kernelCost } from '../../scheduler/remat-plan.js';
+import type { LaunchStep, PlanStep } from '../../scheduler/steps.js';
 import type { CpuArray } from '../cpu/render-js.js';
+import { allocArray } from '../tensor.js';
 import { MeshError } from './communicator.js';
 import type { Mesh, MeshProgram } from './mesh.js';
 import type { HostValues } from './protocol.js';
@@ -88,7 +87,7 @@ export async function calibrateMesh(mesh: Mesh, opts: CalibrateOptions = {}): Pr
   const caps = mesh.caps;
   const plan = (g: Graph) => planGraph(g, g.nodes.map((n) => n.shape.map(Number)), { caps, withUpdates: true });
 
-  const step = await timeRuns(mesh, plan(probe('calibrate-step', () => undefined)), runs);
+  const step = await timeRuns(mesh, plan0(mesh), runs);
 
   const [m, k, n] = opts.matmul ?? [256, 1024, 1024];
   const mm = probe('calibrate-matmul', (g) => g.update(g.state('c', f32(m, n)), g.matmul(g.param('a', f32(m, k)), g.param('b', f32(k, n)))));
@@ -134,8 +133,9 @@ export async function calibrateMesh(mesh: Mesh, opts: CalibrateOptions = {}): Pr
 /**
  * Seconds of every distinct kernel of `plans` (one plan per device of `mesh`), by
  * `kernelSignature`, for `Hardware.kernelTimes`. The i-th distinct kernel of every device runs at
- * once, `repeat` times in a row on resident buffers (inputs filled with 0.5, or 0 for integers),
- * and takes the run's median time over `repeat`, less the step's fixed cost.
+ * once, `repeat` times in a row on resident buffers (inputs filled with 0.5, or 0 for integers);
+ * it takes the median run's time less the step's fixed cost, over `repeat`. A kernel whose time
+ * differs between devices (a slice at each one's offset) is charged the slowest device's.
  */
 export async function timeKernels(mesh: Mesh, plans: readonly Plan[], opts: { repeat?: number; runs?: number } = {}): Promise<Map<string, number>> {
   const repeat = opts.repeat ?? 3, runs = opts.runs ?? 3;
