@@ -254,6 +254,24 @@ describe('WebGPU autotuner', () => {
       expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 1e-4, 'tuned');
     }, 600_000);
 
+    it('launches recorded while a signature is being tuned keep their inputs and results', async () => {
+      const k = sumKernel(2, 70_000);
+      const r = rng(11);
+      const x = Float32Array.from({ length: 140_000 }, () => Math.fround(r() * 2 - 1));
+      const want = reference(k, [x]);
+      const { kernel: mm } = matmulCase({ batch: 1, m: 40, n: 36, k: 300, aT: false, bT: true, bias: false, seed: 2 });
+      const xs = be.upload(x);
+      const outs = [be.alloc('f32', 2), be.alloc('f32', 2)];
+      be.run(k, [xs], outs[0]!);
+      const tuning = be.tuneKernel(mm, 5_000);
+      be.run(k, [xs], outs[1]!); // recorded while the tuner's own submissions run
+      be.release(xs); // its buffer may be handed out again, but not to the tuner
+      await tuning;
+      const got = await be.readMany(outs);
+      for (const g of got) expectClose(g, want, 1e-4 * Math.sqrt(70_000), 'during tuning');
+      for (const t of outs) be.release(t);
+    }, 600_000);
+
     it('with tune on, a launched signature is tuned at the next read', async () => {
       const own = new TuningStore(null);
       const tuned = new WebGpuBackend(gpu!, { tune: true, tuning: own, tuneBudgetMs: 2000 });

@@ -54,7 +54,8 @@ export interface WebGpuBackendOptions {
   /**
    * time the candidate variants of each kernel signature on this device and keep the fastest
    * (tuner.ts); default false, or `RHEO_TUNE=1`. A kernel first runs in its heuristic variant and
-   * is tuned at the next read; later launches use the winner.
+   * is tuned at the next read; later launches use the winner. The table on disk is read only with
+   * tuning on; choices imported into the table (`importTuning`) apply either way.
    */
   readonly tune?: boolean;
   /** milliseconds of timing one signature may take (default 1500) */
@@ -106,6 +107,8 @@ export class WebGpuBackend {
   readonly adapterKey: string;
   private readonly tuneKeys = new WeakMap<Kernel, string | null>();
   private readonly pendingTune = new Map<string, Kernel>();
+  /** signatures with nothing to choose, or whose tuning failed: not tried again */
+  private readonly untunable = new Set<string>();
   private tuningNow: Promise<void> | null = null;
   /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
   readonly loopLimit: number;
@@ -135,7 +138,10 @@ export class WebGpuBackend {
   /** A backend on a freshly acquired device, or null (with the reason in `lastAcquireFailure`). */
   static async create(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend | null> {
     const gpu = await acquireWebGpu();
-    return gpu ? new WebGpuBackend(gpu, opts, true) : null;
+    const be = gpu ? new WebGpuBackend(gpu, opts, true) : null;
+    // with tuning on, the choices already on disk apply from the first launch
+    if (be?.tune) await be.tuning.load();
+    return be;
   }
 
   static get unavailableReason(): string {
@@ -298,7 +304,7 @@ export class WebGpuBackend {
 
   private noteForTuning(kernel: Kernel): void {
     const key = this.keyOf(kernel);
-    if (key === null || this.pendingTune.has(key) || this.tuning.get(this.adapterKey, key)) return;
+    if (key === null || this.pendingTune.has(key) || this.untunable.has(key) || this.tuning.get(this.adapterKey, key)) return;
     this.pendingTune.set(key, kernel);
   }
 
@@ -312,7 +318,13 @@ export class WebGpuBackend {
       const [key, kernel] = this.pendingTune.entries().next().value as [string, Kernel];
       this.tuningNow = (async () => {
         try {
-          await this.tuneKernel(kernel);
+          await this.tuning.load();
+          // a choice the table on disk already held is kept; otherwise time the candidates
+          if (!this.tuning.get(this.adapterKey, key) && !(await this.tuneKernel(kernel))) this.untunable.add(key);
+        } catch (e) {
+          // a read must not fail because timing a variant did: keep the heuristic default
+          this.untunable.add(key);
+          console.warn(`WebGPU tuning of '${kernel.name}' (${key}) failed: ${(e as Error).message}`);
         } finally {
           this.pendingTune.delete(key);
           this.tuningNow = null;
@@ -341,8 +353,9 @@ export class WebGpuBackend {
     }, this.heuristic(kernel));
     if (key === null || cands.length === 0) return null;
     this.flush();
-    const ins = kernel.inputs.map((p) => this.alloc(p.dtype, p.size));
-    const out = this.alloc(kernel.out.dtype, numel(kernel.out.shape));
+    // never a buffer that launches recorded but not yet submitted may still read
+    const ins = kernel.inputs.map((p) => this.allocTensor(p.dtype, p.size, false));
+    const out = this.allocTensor(kernel.out.dtype, numel(kernel.out.shape), false);
     const timings: Record<string, number> = {};
     let best: KernelVariant | null = null, bestMs = Infinity;
     const start = performance.now();
@@ -374,17 +387,18 @@ export class WebGpuBackend {
     const i = this.checks.indexOf(c.check);
     if (i >= 0) this.checks.splice(i, 1);
     if (err) return Infinity;
+    // an encoder of its own: launches recorded meanwhile stay in the backend's
     const once = async (): Promise<number> => {
       const stamps = this.gpu.features.has('timestamp-query') ? this.timestamps() : null;
+      const bind = this.bindFor(c, ins, out);
       const t0 = performance.now();
-      this.encoder = this.device.createCommandEncoder();
-      this.pass = this.encoder.beginComputePass(stamps ? { timestampWrites: stamps.writes } : undefined);
-      this.dispatch(c, ins, out);
-      this.pass.end();
-      this.pass = null;
-      if (stamps) this.encoder.resolveQuerySet(stamps.set, 0, 2, stamps.resolve, 0);
-      if (stamps) this.encoder.copyBufferToBuffer(stamps.resolve, 0, stamps.read, 0, 16);
-      this.flush();
+      const enc = this.device.createCommandEncoder();
+      const pass = enc.beginComputePass(stamps ? { timestampWrites: stamps.writes } : undefined);
+      this.encode(pass, c, bind);
+      pass.end();
+      if (stamps) enc.resolveQuerySet(stamps.set, 0, 2, stamps.resolve, 0);
+      if (stamps) enc.copyBufferToBuffer(stamps.resolve, 0, stamps.read, 0, 16);
+      this.device.queue.submit([enc.finish()]);
       await this.device.queue.onSubmittedWorkDone();
       const wall = performance.now() - t0;
       if (!stamps) return wall;
@@ -440,19 +454,27 @@ export class WebGpuBackend {
 
   private dispatch(c: Compiled, inputs: readonly WebGpuTensor[], out: WebGpuTensor): void {
     if (c.rendered.passes.length === 0) return;
-    const words = c.rendered.scratchWords ?? 0;
-    const bind = this.bindGroup(words > 0 ? [...inputs, out, this.scratchOf(words)] : [...inputs, out], words > 0);
+    const bind = this.bindFor(c, inputs, out);
     if (!this.pass) {
       this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
     }
-    this.pass.setBindGroup(0, bind);
-    c.rendered.passes.forEach((p, i) => {
-      this.pass!.setPipeline(c.pipelines[i]!);
-      this.pass!.dispatchWorkgroups(...p.workgroups);
-    });
+    this.encode(this.pass, c, bind);
     this.stats.dispatches++;
     if (++this.inEncoder >= (this.opts.dispatchesPerSubmit ?? 128)) this.flush();
+  }
+
+  private bindFor(c: Compiled, inputs: readonly WebGpuTensor[], out: WebGpuTensor): GPUBindGroup {
+    const words = c.rendered.scratchWords ?? 0;
+    return this.bindGroup(words > 0 ? [...inputs, out, this.scratchOf(words)] : [...inputs, out], words > 0);
+  }
+
+  private encode(pass: GPUComputePassEncoder, c: Compiled, bind: GPUBindGroup): void {
+    pass.setBindGroup(0, bind);
+    c.rendered.passes.forEach((p, i) => {
+      pass.setPipeline(c.pipelines[i]!);
+      pass.dispatchWorkgroups(...p.workgroups);
+    });
   }
 
   private validate(kernel: Kernel, inputs: readonly WebGpuTensor[], out: WebGpuTensor): void {
