@@ -1,7 +1,10 @@
 /// <reference types="webgpu" />
 // The WebGPU backend's device layer: buffers from a pool (pool.ts), a pipeline cache keyed by kernel
-// signature, and dispatches batched into few command buffers. Nothing is read back until `read`
-// asks; compile and device errors surface there (or from `compile`) as typed errors.
+// signature and variant, and dispatches batched into few command buffers. Nothing is read back
+// until `read` asks; compile and device errors surface there (or from `compile`) as typed errors.
+// Each kernel runs in a variant (matmul kernel and tile, reduction split): the tuned one for its
+// signature on this adapter (tuner.ts keeps them; `tuneKernel` times the candidates), else a
+// heuristic default.
 // It does not plan memory or order kernels (the scheduler does) and never sees ops, only kernel IR.
 
 import { RheoError } from '../../graphs/errors.js';
