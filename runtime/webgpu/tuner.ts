@@ -45,6 +45,9 @@ export interface TuningRecord {
 
 const VERSION = 1;
 
+/** A Node module name built at run time, so that bundlers for the browser leave the import alone. */
+const nodeModule = (name: string): string => `node:${name}`;
+
 const layout = (op: MatmulOperand) => (op.colStride === 1 ? 'n' : op.rowStride === 1 ? 't' : 's');
 
 /**
@@ -209,7 +212,7 @@ export class TuningStore {
   load(): Promise<void> {
     this.loaded ??= (async () => {
       if (!this.path) return;
-      const fs = await import('node:fs/promises');
+      const fs = (await import(/* @vite-ignore */ nodeModule('fs/promises'))) as typeof import('node:fs/promises');
       let text: string;
       try {
         text = await fs.readFile(this.path, 'utf8');
@@ -230,8 +233,8 @@ export class TuningStore {
     const path = this.path;
     if (!path) return Promise.resolve();
     this.writes = this.writes.then(async () => {
-      const fs = await import('node:fs/promises');
-      const { dirname } = await import('node:path');
+      const fs = (await import(/* @vite-ignore */ nodeModule('fs/promises'))) as typeof import('node:fs/promises');
+      const { dirname } = (await import(/* @vite-ignore */ nodeModule('path'))) as typeof import('node:path');
       await fs.mkdir(dirname(path), { recursive: true });
       const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
       await fs.writeFile(tmp, this.exportTuning());
