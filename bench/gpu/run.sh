@@ -7,11 +7,12 @@
 #                            loaders, and writes .dev/gpu-bench.tar.xz
 #   bench/gpu/run.sh run     on the GPU machine, in a directory holding gpu-bench.tar.xz and this
 #                            script: unpacks, installs the loaders, runs every bench with --big
-#                            against the WebGPU peers, and leaves JSON lines in results/*.jsonl
+#                            against the WebGPU peers (then reduce, matmul and mlp-train-step again
+#                            with RHEO_TUNE=1), and leaves JSON lines in results/*.jsonl
 #
 # Copy both files over (e.g. `scp .dev/gpu-bench.tar.xz bench/gpu/run.sh gpu:`), then on the GPU
-# machine: `sh run.sh run`. RHEO_TUNE=1 in the environment times kernel variants on the device
-# first (the tuning table is written to results/webgpu-tuning.json).
+# machine: `sh run.sh run`. The tuned runs write their table to results/webgpu-tuning.json
+# (`importTuning` reads it back). Each bench run is cut off after 15 minutes.
 set -eu
 
 pack() {
@@ -64,6 +65,11 @@ run() {
   for f in reduce matmul mlp-train-step fused-elementwise; do
     echo "== $f" >&2
     timeout 900 node "$f.mjs" --big "$peers" > "$here/results/$f.jsonl" || echo "$f exited with $?" >&2
+  done
+  # again with the autotuner (variants timed on the device; the table lands in results/)
+  for f in reduce matmul mlp-train-step; do
+    echo "== $f, tuned" >&2
+    RHEO_TUNE=1 timeout 900 node "$f.mjs" --big "$peers" > "$here/results/$f.tuned.jsonl" || echo "$f (tuned) exited with $?" >&2
   done
   echo "results in $here/results" >&2
 }

@@ -51,7 +51,8 @@ export interface WebGpuBackendOptions {
   readonly dispatchesPerSubmit?: number;
   /**
    * how long reductions with few outputs split over workgroups (render-wgsl-reduce.ts); by
-   * default split where it pays, with subgroup operations where the adapter has 'subgroups'
+   * default split where it pays, combining through workgroup memory (`subgroups: true` asks for
+   * subgroup operations, which needs the adapter's 'subgroups' feature; the tuner tries them)
    */
   readonly reduce?: Partial<ReduceVariant>;
   /**
@@ -168,7 +169,10 @@ export class WebGpuBackend {
     this.matmulAuto = want === 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
     const sub = gpu.features.has('subgroups');
-    this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: sub, ...opts.reduce };
+    // subgroup combines are a tuner candidate where the adapter has them, not the default: no
+    // adapter this is tested on has the feature, and a candidate that fails to compile is only
+    // passed over, where a default would fail the run
+    this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: false, ...opts.reduce };
     this.tune = opts.tune ?? tuningFromEnv();
     this.tuning = opts.tuning ?? sharedTuning();
     this.adapterKey = describeAdapterInfo(gpu.info);

@@ -214,8 +214,8 @@ function combineWorkgroup(em: ExprEmitter, r: Reduce, t: string, wg: number, sub
     em.emit(`let ${t}s = ${op}(${asShared});`);
     em.emit(`if (sgi == 0u) { ${sh}[lidx / sgsize] = ${t}s; }`);
     em.emit('workgroupBarrier();');
-    const fold = r.op === 'sum' && valueType(at) !== 'bool' ? 'a + b' : r.op === 'min' ? 'min(a, b)' : 'max(a, b)';
-    em.emit(`if (lidx == 0u) { var a = ${sh}[0]; for (var s: u32 = 1u; s < ${wg}u / sgsize; s = s + 1u) { let b = ${sh}[s]; a = ${fold}; } ${sh}[0] = a; }`);
+    const fold = r.op === 'sum' && valueType(at) !== 'bool' ? 'a + b' : r.op === 'min' ? 'min(a, b)' : 'max(a, b)'; // a, b: locals of the fold below
+    em.emit(`if (lidx == 0u) { var a = ${sh}[0]; for (var sgk: u32 = 1u; sgk < ${wg}u / sgsize; sgk = sgk + 1u) { let b = ${sh}[sgk]; a = ${fold}; } ${sh}[0] = a; }`);
     em.emit('workgroupBarrier();');
     em.emit(`${t} = ${fromShared(`${sh}[0]`)};`);
     em.emit('workgroupBarrier();');
