@@ -159,7 +159,7 @@ async function timeCases(name: string, cases: Case[]): Promise<void> {
   for (let r = 0; r < ROUNDS; r++) {
     const hw = new Map<Mesh, Hardware>();
     for (const mesh of meshes) hw.set(mesh, (await calibrateMesh(mesh, { runs: 5 })).hardware);
-    for (const c of cases) if (c.mesh) c.kernelTimes = await timeKernels(c.mesh, c.plans!, { repeat: 1, runs: 1 });
+    for (const c of cases) if (c.mesh) c.kernelTimes = await timeKernels(c.mesh, c.plans!, { repeat: 1, runs: 3 });
     if (r === 0) for (const mesh of meshes) progress(`  ${mesh.size} worker${mesh.size > 1 ? 's' : ''}: ${describeHardware(hw.get(mesh)!)}`);
     for (const c of cases) {
       if (!c.mesh) continue;
