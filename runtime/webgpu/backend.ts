@@ -3,9 +3,10 @@
 // signature and variant, and dispatches batched into few command buffers. Nothing is read back
 // until `read` asks; compile and device errors surface there (or from `compile`) as typed errors.
 // Each kernel runs in a variant (matmul kernel and tile, reduction split): the tuned one for its
-// signature on this adapter (tuner.ts keeps them; `tuneKernel` times the candidates), else a
+// signature on this adapter (tuner.ts keeps them, autotune.ts times the candidates), else a
 // heuristic default.
-// It does not plan memory or order kernels (the scheduler does) and never sees ops, only kernel IR.
+// It does not plan memory or order kernels (the scheduler does), times no variants, and never sees
+// ops, only kernel IR.
 
 import { RheoError } from '../../graphs/errors.js';
 import { numel, type DType } from '../../graphs/types.js';
@@ -16,10 +17,9 @@ import { storageType } from './wgsl-expr.js';
 import { BufferPool, sizeClass } from './pool.js';
 import { tallSkinny, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
-import {
-  candidates, sharedTuning, tuningFromEnv, tuningKey, type KernelVariant, type TuningRecord, type TuningStore,
-} from './tuner.js';
+import { sharedTuning, tuningFromEnv, type KernelVariant, type TuningRecord, type TuningStore } from './tuner.js';
 import { describeAdapterInfo } from './device.js';
+import { Autotuner, tuneMatmulVariant, type BindLaunch } from './autotune.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
 export class KernelLaunchError extends RheoError {
@@ -57,7 +57,7 @@ export interface WebGpuBackendOptions {
   readonly reduce?: Partial<ReduceVariant>;
   /**
    * time the candidate variants of each kernel signature on this device and keep the fastest
-   * (tuner.ts); default false, or `RHEO_TUNE=1`. A kernel first runs in its heuristic variant and
+   * (autotune.ts); default false, or `RHEO_TUNE=1`. A kernel first runs in its heuristic variant and
    * is tuned at the next read; later launches use the winner. The table on disk is read only with
    * tuning on; choices imported into the table (`importTuning`) apply either way.
    */
@@ -109,11 +109,7 @@ export class WebGpuBackend {
   readonly tuning: TuningStore;
   /** the adapter the tuning table files this backend's choices under */
   readonly adapterKey: string;
-  private readonly tuneKeys = new WeakMap<Kernel, string | null>();
-  private readonly pendingTune = new Map<string, Kernel>();
-  /** signatures with nothing to choose, or whose tuning failed: not tried again */
-  private readonly untunable = new Set<string>();
-  private tuningNow: Promise<void> | null = null;
+  private readonly autotuner: Autotuner;
   /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
   readonly loopLimit: number;
   private readonly device: GPUDevice;
@@ -176,6 +172,19 @@ export class WebGpuBackend {
     this.tune = opts.tune ?? tuningFromEnv();
     this.tuning = opts.tuning ?? sharedTuning();
     this.adapterKey = describeAdapterInfo(gpu.info);
+    this.autotuner = new Autotuner({
+      gpu,
+      live: () => this.live(),
+      heuristic: (k) => this.heuristic(k),
+      flush: () => this.flush(),
+      allocUnshared: (dtype, elements) => this.allocTensor(dtype, elements, false),
+      release: (t) => this.release(t),
+      prepare: (k, v, ins, out) => this.prepareAlone(k, v, ins, out),
+    }, this.tuning, this.adapterKey, {
+      workgroupMatmul: wgOk,
+      subgroups: sub,
+      maxInvocations: Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX),
+    }, opts.tuneBudgetMs ?? 1500);
     if (this.reduceVariant.subgroups && !sub) throw new DeviceError('unavailable', "subgroup reductions need the adapter's 'subgroups' feature");
     if (this.matmulVariant === 'workgroup' && !wgOk) {
       throw new DeviceError('unavailable', 'the workgroup matmul needs 256 invocations and 8 KiB of workgroup memory');
@@ -251,45 +260,13 @@ export class WebGpuBackend {
    * Time every matmul variant this device can run on a size³ product (one read-back per run,
    * median of three after a warm-up), keep the fastest, and return each one's GFLOP/s.
    */
-  async tuneMatmul(size = 512): Promise<Partial<Record<MatmulVariant, number>>> {
-    const kernel: Kernel = {
-      kind: 'matmul', name: `tune_${size}`, batch: [], m: size, n: size, k: size, epilogue: null,
-      a: { buf: 0, offset: 0, batchStrides: [], rowStride: size, colStride: 1 },
-      b: { buf: 1, offset: 0, batchStrides: [], rowStride: size, colStride: 1 },
-      inputs: [{ dtype: 'f32', size: size * size }, { dtype: 'f32', size: size * size }],
-      out: { dtype: 'f32', shape: [size, size] },
-    };
-    const data = Float32Array.from({ length: size * size }, (_, i) => ((i * 7919) % 13) / 13 - 0.5);
-    const a = this.upload(data), b = this.upload(data), out = this.alloc('f32', size * size);
-    const result: Partial<Record<MatmulVariant, number>> = {};
-    const chosen = this.matmulVariant;
-    let best = chosen, bestRate = 0;
-    for (const v of ['register', 'workgroup'] as const) {
-      if (v === 'workgroup' && !this.workgroupMatmulOk) continue;
-      this.matmulVariant = v;
-      await this.compile(kernel);
-      const times: number[] = [];
-      for (let i = 0; i < 4; i++) {
-        const t0 = performance.now();
-        this.run(kernel, [a, b], out);
-        await this.read(out);
-        if (i > 0) times.push(performance.now() - t0);
-      }
-      times.sort((x, y) => x - y);
-      const rate = (2 * size ** 3) / (times[1]! * 1e6);
-      result[v] = rate;
-      if (rate > bestRate) [best, bestRate] = [v, rate];
-    }
-    this.matmulVariant = bestRate > 0 ? best : chosen;
-    for (const t of [a, b, out]) this.release(t);
-    return result;
+  tuneMatmul(size = 512): Promise<Partial<Record<MatmulVariant, number>>> {
+    return tuneMatmulVariant(this, this.workgroupMatmulOk, size);
   }
 
   /** The variant a kernel runs in: the tuned one for its signature, else the heuristic default. */
   variantOf(kernel: Kernel): KernelVariant | null {
-    const key = this.keyOf(kernel);
-    const rec = key === null ? undefined : this.tuning.get(this.adapterKey, key);
-    return rec?.variant ?? this.heuristic(kernel);
+    return this.autotuner.chosen(kernel) ?? this.heuristic(kernel);
   }
 
   private heuristic(kernel: Kernel): KernelVariant | null {
@@ -301,135 +278,30 @@ export class WebGpuBackend {
     return null;
   }
 
-  private keyOf(kernel: Kernel): string | null {
-    let key = this.tuneKeys.get(kernel);
-    if (key === undefined) this.tuneKeys.set(kernel, (key = tuningKey(kernel)));
-    return key;
-  }
-
-  // ------------------------------------------------------------ tuning
-
-  private noteForTuning(kernel: Kernel): void {
-    const key = this.keyOf(kernel);
-    if (key === null || this.pendingTune.has(key) || this.untunable.has(key) || this.tuning.get(this.adapterKey, key)) return;
-    this.pendingTune.set(key, kernel);
-  }
-
-  /** Tune the signatures launched since the last read (one at a time, whoever asks). */
-  private async tunePending(): Promise<void> {
-    while (this.pendingTune.size > 0 || this.tuningNow) {
-      if (this.tuningNow) {
-        await this.tuningNow;
-        continue;
-      }
-      const [key, kernel] = this.pendingTune.entries().next().value as [string, Kernel];
-      this.tuningNow = (async () => {
-        try {
-          await this.tuning.load();
-          // a choice the table on disk already held is kept; otherwise time the candidates
-          if (!this.tuning.get(this.adapterKey, key) && !(await this.tuneKernel(kernel))) this.untunable.add(key);
-        } catch (e) {
-          // a read must not fail because timing a variant did: keep the heuristic default
-          this.untunable.add(key);
-          console.warn(`WebGPU tuning of '${kernel.name}' (${key}) failed: ${(e as Error).message}`);
-        } finally {
-          this.pendingTune.delete(key);
-          this.tuningNow = null;
-        }
-      })();
-      await this.tuningNow;
-      if (this.pendingTune.size === 0) await this.tuning.save();
-    }
-  }
-
   /**
-   * Time every candidate variant of `kernel` on this device (timestamp queries where the adapter
-   * has them, else wall-clock until the queue is done), within `budgetMs` (the heuristic default is
-   * timed first), and record the fastest under the kernel's signature. Null for a kernel with
-   * nothing to choose. Runs on buffers of its own; work recorded before it is submitted first.
+   * Time every candidate variant of `kernel` on this device within `budgetMs` (default
+   * `tuneBudgetMs`) and record the fastest under its signature (see `Autotuner.tuneKernel`).
    */
-  async tuneKernel(kernel: Kernel, budgetMs = this.opts.tuneBudgetMs ?? 1500): Promise<TuningRecord | null> {
-    this.live();
-    await this.tuning.load();
-    const key = this.keyOf(kernel);
-    const lim = this.gpu.limits;
-    const cands = candidates(kernel, {
-      workgroupMatmul: this.workgroupMatmulOk,
-      subgroups: this.gpu.features.has('subgroups'),
-      maxInvocations: Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX),
-    }, this.heuristic(kernel));
-    if (key === null || cands.length === 0) return null;
-    this.flush();
-    // never a buffer that launches recorded but not yet submitted may still read
-    const ins = kernel.inputs.map((p) => this.allocTensor(p.dtype, p.size, false));
-    const out = this.allocTensor(kernel.out.dtype, numel(kernel.out.shape), false);
-    const timings: Record<string, number> = {};
-    let best: KernelVariant | null = null, bestMs = Infinity;
-    const start = performance.now();
-    try {
-      for (const v of cands) {
-        if (best && performance.now() - start > budgetMs) break;
-        const ms = await this.timeVariant(kernel, v, ins, out, start + budgetMs);
-        timings[JSON.stringify(v)] = ms;
-        if (ms < bestMs) [best, bestMs] = [v, ms];
-      }
-    } finally {
-      for (const t of [...ins, out]) this.release(t);
-    }
-    if (!best) return null;
-    const rec: TuningRecord = { variant: best, ms: bestMs, timings };
-    this.tuning.set(this.adapterKey, key, rec);
-    return rec;
+  tuneKernel(kernel: Kernel, budgetMs?: number): Promise<TuningRecord | null> {
+    return this.autotuner.tuneKernel(kernel, budgetMs);
   }
 
-  /** Median milliseconds of one launch of `kernel` in variant `v` (Infinity when it fails to compile). */
-  private async timeVariant(kernel: Kernel, v: KernelVariant, ins: readonly WebGpuTensor[], out: WebGpuTensor, deadline: number): Promise<number> {
+  /** `kernel` compiled in variant `v` for the tuner, whose launches go in encoders of its own; null when it does not compile. */
+  private async prepareAlone(kernel: Kernel, v: KernelVariant, ins: readonly WebGpuTensor[], out: WebGpuTensor): Promise<BindLaunch | null> {
     let c: Compiled;
     try {
       c = this.pipeline(kernel, v);
     } catch {
-      return Infinity; // e.g. past this adapter's loop limit
+      return null; // e.g. past this adapter's loop limit
     }
     const err = await c.check;
     const i = this.checks.indexOf(c.check);
     if (i >= 0) this.checks.splice(i, 1);
-    if (err) return Infinity;
-    // an encoder of its own: launches recorded meanwhile stay in the backend's
-    const once = async (): Promise<number> => {
-      const stamps = this.gpu.features.has('timestamp-query') ? this.timestamps() : null;
+    if (err) return null;
+    return () => {
       const bind = this.bindFor(c, ins, out);
-      const t0 = performance.now();
-      const enc = this.device.createCommandEncoder();
-      const pass = enc.beginComputePass(stamps ? { timestampWrites: stamps.writes } : undefined);
-      this.encode(pass, c, bind);
-      pass.end();
-      if (stamps) enc.resolveQuerySet(stamps.set, 0, 2, stamps.resolve, 0);
-      if (stamps) enc.copyBufferToBuffer(stamps.resolve, 0, stamps.read, 0, 16);
-      this.device.queue.submit([enc.finish()]);
-      await this.device.queue.onSubmittedWorkDone();
-      const wall = performance.now() - t0;
-      if (!stamps) return wall;
-      await stamps.read.mapAsync(MAP_READ);
-      const [a, b] = new BigUint64Array(stamps.read.getMappedRange());
-      stamps.read.unmap();
-      for (const x of [stamps.resolve, stamps.read]) x.destroy();
-      stamps.set.destroy();
-      return Number(b! - a!) / 1e6;
+      return (pass) => this.encode(pass, c, bind);
     };
-    await once(); // warm-up
-    const times: number[] = [];
-    for (let r = 0; r < 5 && (r < 1 || performance.now() < deadline); r++) times.push(await once());
-    const e = this.gpu.takeError();
-    if (e) return Infinity;
-    times.sort((x, y) => x - y);
-    return times[times.length >> 1]!;
-  }
-
-  private timestamps(): { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; writes: GPUComputePassTimestampWrites } {
-    const set = this.device.createQuerySet({ type: 'timestamp', count: 2 });
-    const resolve = this.device.createBuffer({ size: 16, usage: 0x200 /* QUERY_RESOLVE */ | 0x4 /* COPY_SRC */ });
-    const read = this.device.createBuffer({ size: 16, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
-    return { set, resolve, read, writes: { querySet: set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } };
   }
 
   /** The WGSL this backend generates for a kernel (for debugging and tests), in a variant (default `variantOf`). */
@@ -455,7 +327,7 @@ export class WebGpuBackend {
     this.validate(kernel, inputs, out);
     const c = this.pipeline(kernel);
     if (c.error) throw c.error;
-    if (this.tune) this.noteForTuning(kernel);
+    if (this.tune) this.autotuner.note(kernel);
     this.dispatch(c, inputs, out);
   }
 
@@ -674,7 +546,7 @@ export class WebGpuBackend {
       }
       const err = this.gpu.takeError();
       if (err) throw err;
-      await this.tunePending();
+      await this.autotuner.tunePending();
       return out;
     })();
   }

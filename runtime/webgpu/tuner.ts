@@ -4,7 +4,7 @@
 // in memory, and in Node also in a JSON file written atomically (by default
 // `$XDG_CACHE_HOME/rheo/webgpu-tuning.json`; `RHEO_TUNING_CACHE` overrides it, '' keeps it in
 // memory). Tables can be exported and imported, so tuned choices can ship with an application.
-// Timing the candidates is the backend's job (backend.ts `tune`); this module never touches a GPU.
+// Timing the candidates is autotune.ts's job; this module never touches a GPU.
 
 import { RheoError } from '../../ops/errors.js';
 import { numel } from '../../ops/types.js';
