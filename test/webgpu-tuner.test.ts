@@ -1,8 +1,8 @@
-// The WebGPU autotuner (runtime/webgpu/tuner.ts and WebGpuBackend.tuneKernel): signature keys,
-// the table's export/import and its atomic file, and on the adapter: every variant the tuner can
-// pick for a matmul (register tiles, workgroup tiles) or a reduction (splits, workgroup sizes)
-// gives the reference interpreter's numbers when forced, and tuning records a winner that later
-// launches use. Without an adapter the device part skips, except under CI.
+// The WebGPU autotuner (runtime/webgpu/tuner.ts, autotune.ts): signature keys, adapter keys that
+// ignore how the adapter was reached, the table's export/import and its atomic file, and on the
+// adapter: every variant the tuner can pick for a matmul (register tiles, workgroup tiles) or a
+// reduction (splits, workgroup sizes) gives the reference interpreter's numbers when forced, and
+// tuning records a winner that later launches use. Without an adapter the device part skips, except under CI.
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { numel, type DType } from '../graphs/types.js';
 import { ivar, type Kernel, type MatmulKernel } from '../ops/kernel-ir.js';
 import { interpretKernel } from '../runtime/interpreter.js';
-import { acquireWebGpu, lastAcquireFailure, describeAdapterInfo, type WebGpuDevice } from '../runtime/webgpu/device.js';
+import { acquireWebGpu, adapterIdentity, lastAcquireFailure, type WebGpuAdapterInfo, type WebGpuDevice } from '../runtime/webgpu/device.js';
 import { WebGpuBackend, type HostArray } from '../runtime/webgpu/backend.js';
 import { TuningError, TuningStore, candidates, tuningKey, type KernelVariant, type TuningRecord } from '../runtime/webgpu/tuner.js';
 
@@ -134,6 +134,20 @@ describe('WebGPU tuning table', () => {
     }));
   });
 
+  it('an adapter is keyed by what it is, not by how it was reached', () => {
+    const text = fc.string({ maxLength: 12 });
+    const info = fc.record({ vendor: text, architecture: text, device: text, description: text });
+    const reached = fc.record({ backend: fc.constantFrom('navigator.gpu', 'opengles', 'vulkan', 'metal'), featureLevel: fc.constantFrom('core', 'compatibility') });
+    fc.assert(fc.property(info, reached, reached, (id, r1, r2) => {
+      const a: WebGpuAdapterInfo = { ...id, ...r1, isCpu: false }, b: WebGpuAdapterInfo = { ...id, ...r2, isCpu: false };
+      expect(adapterIdentity(a)).toBe(adapterIdentity(b));
+      expect(adapterIdentity(a)).not.toMatch(/navigator\.gpu|opengles|compatibility/);
+    }));
+    const llvmpipe: WebGpuAdapterInfo = { vendor: '', architecture: '', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'OpenGL version OpenGL ES 3.2 Mesa 22.3.6', featureLevel: 'compatibility', backend: 'opengles', isCpu: true };
+    expect(adapterIdentity(llvmpipe)).toBe('llvmpipe-llvm-15-0-6-256-bits- (OpenGL ES 3.2 Mesa 22.3.6)');
+    expect(adapterIdentity({ ...llvmpipe, device: 'lavapipe' })).not.toBe(adapterIdentity(llvmpipe));
+  });
+
   it('a table that is not one is a TuningError naming its source', () => {
     const s = new TuningStore(null);
     expect(() => s.importTuning('{', 'shipped.json')).toThrow(TuningError);
@@ -178,7 +192,7 @@ describe('WebGPU autotuner', () => {
     /** Every candidate of `k`, forced through the table, against the interpreter. */
     async function everyVariant(k: Kernel, arrays: HostArray[], atol: number): Promise<number> {
       const key = tuningKey(k)!;
-      const adapter = describeAdapterInfo(gpu!.info);
+      const adapter = adapterIdentity(gpu!.info);
       const want = reference(k, arrays);
       const cands = candidates(k, { workgroupMatmul: gpu!.limits.maxComputeInvocationsPerWorkgroup >= 256, subgroups: gpu!.features.has('subgroups'), maxInvocations: 256 }, be.variantOf(k));
       for (const v of cands) {
@@ -207,7 +221,7 @@ describe('WebGPU autotuner', () => {
         const code = be.render(kernel, v).passes[0]!.code;
         if (!c.aT) expect(code, 'A tile as vec4s').toContain('let av = ');
         expect(code, 'B tile as vec4s').toContain('let bv4 = ');
-        store.set(describeAdapterInfo(gpu!.info), tuningKey(kernel)!, { variant: v, ms: 0, timings: {} });
+        store.set(adapterIdentity(gpu!.info), tuningKey(kernel)!, { variant: v, ms: 0, timings: {} });
         expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 2e-6 * c.k + 1e-5, JSON.stringify(c));
       }
     }, 600_000);
@@ -249,7 +263,7 @@ describe('WebGPU autotuner', () => {
       expect(times.length).toBeGreaterThan(1);
       expect(rec.ms).toBe(Math.min(...times));
       expect(rec.timings[JSON.stringify(rec.variant)]).toBe(rec.ms);
-      expect(store.get(describeAdapterInfo(gpu!.info), tuningKey(kernel)!)).toEqual(rec);
+      expect(store.get(adapterIdentity(gpu!.info), tuningKey(kernel)!)).toEqual(rec);
       expect(be.variantOf(kernel)).toEqual(rec.variant);
       expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 1e-4, 'tuned');
     }, 600_000);
@@ -270,6 +284,24 @@ describe('WebGPU autotuner', () => {
       const got = await be.readMany(outs);
       for (const g of got) expectClose(g, want, 1e-4 * Math.sqrt(70_000), 'during tuning');
       for (const t of outs) be.release(t);
+    }, 600_000);
+
+    it('choices tuned through an installed navigator.gpu apply to the same adapter reached directly', async () => {
+      const shared = new TuningStore(null);
+      const viaNavigator: WebGpuDevice = { ...gpu!, info: { ...gpu!.info, backend: 'navigator.gpu' } };
+      const bench = new WebGpuBackend(viaNavigator, { tuning: shared });
+      const library = new WebGpuBackend(gpu!, { tuning: shared });
+      try {
+        const { kernel, arrays } = matmulCase({ batch: 1, m: 24, n: 20, k: 32, aT: false, bT: false, bias: false, seed: 9 });
+        const rec = (await bench.tuneKernel(kernel, 2_000))!;
+        expect(library.adapterKey).toBe(bench.adapterKey);
+        expect(shared.get(library.adapterKey, tuningKey(kernel)!)).toEqual(rec);
+        expect(library.variantOf(kernel)).toEqual(rec.variant);
+        expectClose(await runOn(library, kernel, arrays), reference(kernel, arrays), 1e-4, 'tuned via navigator.gpu');
+      } finally {
+        bench.dispose();
+        library.dispose();
+      }
     }, 600_000);
 
     it('with tune on, a launched signature is tuned at the next read', async () => {

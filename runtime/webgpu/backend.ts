@@ -18,7 +18,7 @@ import { BufferPool, sizeClass } from './pool.js';
 import { tallSkinny, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
 import { sharedTuning, tuningFromEnv, type KernelVariant, type TuningRecord, type TuningStore } from './tuner.js';
-import { describeAdapterInfo } from './device.js';
+import { adapterIdentity } from './device.js';
 import { Autotuner, tuneMatmulVariant, type BindLaunch } from './autotune.js';
 
 /** A kernel cannot be launched with these buffers (wrong count, dtype, size, or aliasing). */
@@ -107,7 +107,7 @@ export class WebGpuBackend {
   tune: boolean;
   /** the tuned choices this backend reads and writes */
   readonly tuning: TuningStore;
-  /** the adapter the tuning table files this backend's choices under */
+  /** the adapter the tuning table files this backend's choices under (`adapterIdentity`) */
   readonly adapterKey: string;
   private readonly autotuner: Autotuner;
   /** loop iterations after which this adapter stops an invocation (llvmpipe: 65535) */
@@ -171,7 +171,7 @@ export class WebGpuBackend {
     this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: false, ...opts.reduce };
     this.tune = opts.tune ?? tuningFromEnv();
     this.tuning = opts.tuning ?? sharedTuning();
-    this.adapterKey = describeAdapterInfo(gpu.info);
+    this.adapterKey = adapterIdentity(gpu.info);
     this.autotuner = new Autotuner({
       gpu,
       live: () => this.live(),

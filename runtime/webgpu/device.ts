@@ -54,6 +54,18 @@ export function describeAdapterInfo(i: WebGpuAdapterInfo): string {
   return `${name} (${detail})`;
 }
 
+/**
+ * The adapter itself, not how it was reached: vendor, architecture, device and description, e.g.
+ * `llvmpipe-llvm-15-0-6-256-bits- (OpenGL ES 3.2 Mesa 22.3.6)`. The tuning table files choices
+ * under it, so the same adapter found through Dawn or through an installed `navigator.gpu` (or at
+ * another feature level) shares them.
+ */
+export function adapterIdentity(i: WebGpuAdapterInfo): string {
+  const name = [i.vendor, i.architecture, i.device].filter(Boolean).join(' ') || i.description || 'unknown adapter';
+  const detail = i.description !== name ? i.description.replace(/^OpenGL version /, '') : '';
+  return detail ? `${name} (${detail})` : name;
+}
+
 /** Why no device could be found (a printable reason), when acquireWebGpu returns null. */
 export let lastAcquireFailure = '';
 
