@@ -19,6 +19,7 @@ import { compile, compileAsync } from '../runtime/executor.js';
 import { tensor } from '../runtime/tensor.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { DEFAULT_REDUCE, chooseParts, type ReduceVariant } from '../runtime/webgpu/render-wgsl-reduce.js';
+import { candidates } from '../runtime/webgpu/tuner.js';
 
 const gpu: WebGpuDevice | null = await acquireWebGpu();
 if (!gpu) console.warn(`WebGPU reduction tests skipped: no adapter (${lastAcquireFailure})`);
@@ -265,7 +266,27 @@ describe('split reductions on WebGPU', () => {
       }), { numRuns: 6 });
     }, 600_000);
 
-    it.skipIf(!subgroups)('subgroup combines match the interpreter', async () => {
+    // with the feature: subgroup combines give the interpreter's numbers; without it (llvmpipe):
+    // asking for them is refused, and the tuner never offers them, so it cannot pick what would
+    // not compile here
+    it(subgroups ? 'subgroup combines match the interpreter' : 'without subgroups, subgroup reductions are refused and never a tuner candidate', async () => {
+      if (!subgroups) {
+        expect(() => new WebGpuBackend(gpu!, { reduce: { split: 'auto', subgroups: true } })).toThrow(/subgroups/);
+        let offered = 0;
+        fc.assert(
+          fc.property(caseArb, (c) => {
+            const { kernel } = buildCase(c);
+            for (const v of candidates(kernel, { workgroupMatmul: true, subgroups: false, maxInvocations: 256 }, null)) {
+              if (v.kind !== 'reduce') continue;
+              offered++;
+              expect(v.reduce.subgroups).toBe(false);
+            }
+          }),
+          { numRuns: 60 },
+        );
+        expect(offered).toBeGreaterThan(0);
+        return;
+      }
       await fc.assert(
         fc.asyncProperty(caseArb, async (c) => {
           const { kernel, arrays } = buildCase(c);
