@@ -52,7 +52,7 @@ function probe(name: string, body: (g: Parameters<Parameters<typeof graph>[1]>[0
  * Median seconds of a run of `plans` on every device at once: variables by node id (by default
  * zeros for every param and state of the graph), the probe's input fed when there is one.
  */
-async function timeRuns(mesh: Mesh, plans: Plan | readonly Plan[], runs: number, variables?: readonly HostValues[], update = true): Promise<number> {
+async function timeRuns(mesh: Mesh, plans: Plan | readonly Plan[], runs: number, variables?: readonly HostValues[], update = true, pick: (xs: number[]) => number = median): Promise<number> {
   const first = Array.isArray(plans) ? (plans as readonly Plan[])[0]! : (plans as Plan);
   const vars = new Map<number, { dtype: DType; data: CpuArray }>();
   if (!variables) for (const n of first.graph.nodes) if (n.op === 'param' || n.op === 'state') vars.set(n.id, { dtype: n.dtype, data: allocArray(n.dtype, first.shapes[n.id]!.reduce((a, b) => a * b, 1)) });
@@ -70,7 +70,7 @@ async function timeRuns(mesh: Mesh, plans: Plan | readonly Plan[], runs: number,
   } finally {
     await mesh.drop(program);
   }
-  return median(times);
+  return pick(times);
 }
 
 /**
@@ -134,7 +134,8 @@ export async function calibrateMesh(mesh: Mesh, opts: CalibrateOptions = {}): Pr
  * Seconds of every distinct kernel of `plans` (one plan per device of `mesh`), by
  * `kernelSignature`, for `Hardware.kernelTimes`. The i-th distinct kernel of every device runs at
  * once, `repeat` times in a row on resident buffers (inputs filled with 0.5, or 0 for integers);
- * it takes the median run's time less the step's fixed cost, over `repeat`. A kernel whose time
+ * it takes the fastest of `runs` runs (a pause of either thread, a garbage collection or another
+ * process, only ever adds time to a run this short) less the step's fixed cost, over `repeat`. A kernel whose time
  * differs between devices (a slice at each one's offset) is charged the slowest device's.
  */
 export async function timeKernels(mesh: Mesh, plans: readonly Plan[], opts: { repeat?: number; runs?: number } = {}): Promise<Map<string, number>> {
@@ -153,7 +154,7 @@ export async function timeKernels(mesh: Mesh, plans: readonly Plan[], opts: { re
       const [, s] = distinct[d]![i % distinct[d]!.length]!;
       return alone(p, s, repeat);
     });
-    const t = Math.max(0, (await timeRuns(mesh, per.map((x) => x.plan), runs, per.map((x) => x.vars), false)) - step) / repeat;
+    const t = Math.max(0, (await timeRuns(mesh, per.map((x) => x.plan), runs, per.map((x) => x.vars), false, (xs) => Math.min(...xs))) - step) / repeat;
     distinct.forEach((d) => {
       const [sig] = d[i % d.length]!;
       if (i < d.length) out.set(sig, t);
