@@ -1,7 +1,8 @@
 // A pipeline step equals the single-device step: random small MLPs cut into random stage counts,
 // run over random micro-batch counts by every schedule on host devices (gradients accumulated,
 // then one SGD update per stage), give the loss and the updated params of one step over the whole
-// batch within float32 tolerance. Stage graphs and send/recv pairs are checked on the way.
+// batch within float32 tolerance. Stage graphs and send/recv pairs are checked on the way, and
+// the backward split into B and W plans no more work than the fused one.
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -16,6 +17,9 @@ import { HostPipeline } from '../runtime/pipeline-host.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { partitionPipeline, stageTransfers, PipelineError } from '../scheduler/parallel/pipeline-partition.js';
 import { gpipe, interleaved1F1B, oneFOneB, zbH1, type PipelineSchedule } from '../scheduler/parallel/pipeline-schedule.js';
+import { planMeshPipeline } from '../scheduler/parallel/pipeline-mesh.js';
+import { planLaunches } from '../scheduler/plan.js';
+import { kernelCost } from '../scheduler/remat-plan.js';
 
 function mlp(batch: number, widths: readonly number[], act: 'tanh' | 'relu'): Graph {
   return graph('mlp', (b) => {
@@ -90,6 +94,29 @@ describe('pipeline execution on host devices', () => {
     // B is the part on the path to the stage's inputs: the first stage has none
     expect(program.stages[0]!.cost.backward).toBe(0);
     expect(program.stages[2]!.cost.weight).toBeGreaterThan(0);
+  });
+
+  it('splitting the backward adds no work: per stage, the planned B and W passes launch as many kernels and FLOPs as the fused backward', () => {
+    const arb = fc.record({
+      widths: fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 3, maxLength: 6 }),
+      act: fc.constantFrom('tanh' as const, 'relu' as const),
+      p: fc.integer({ min: 1, max: 3 }),
+      batch: fc.integer({ min: 1, max: 5 }),
+    });
+    fc.assert(fc.property(arb, ({ widths, act, p, batch }) => {
+      const program = partitionPipeline(mlp(batch, widths, act), { stages: Math.min(p, widths.length - 1), bandwidth: Infinity });
+      const S = program.stages.length;
+      const work = (s: PipelineSchedule) => new Map(planMeshPipeline(program, s).devices.flatMap((d) => d.passes.map((q): [string, { launches: number; flops: number }] => {
+        const ls = planLaunches(q.plan);
+        return [`${q.stage}:${q.pass}`, { launches: ls.length, flops: ls.reduce((a, l) => a + kernelCost(l.kernel), 0) }];
+      })));
+      const split = work(zbH1(S, S)), joined = work(oneFOneB(S, S));
+      for (let st = 0; st < S; st++) {
+        const b = split.get(`${st}:B`)!, w = split.get(`${st}:W`)!, bw = joined.get(`${st}:BW`)!;
+        expect(b.launches + w.launches).toBe(bw.launches);
+        expect(b.flops + w.flops).toBeCloseTo(bw.flops, 6);
+      }
+    }), fcParams(25));
   });
 
   it('1F1B keeps at most p micro-batches of activations per device, GPipe m, as the devices’ allocators count them', () => {
