@@ -4,7 +4,8 @@
 // stage as the workers' allocators count them; a per-device memory budget rematerializes the
 // passes, is met as measured and leaves the results unchanged, and an impossible one names the
 // smallest feasible budget; a 2 (pipeline) × 2 (tensor) mesh trains a transformer as one device
-// does; a worker that dies ends the step with a MeshError naming it.
+// does; a worker that dies ends the step with a MeshError naming it; a device computing passes back
+// to back still hands each send on before its next pass.
 
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -18,6 +19,9 @@ import { compile } from '../runtime/executor.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { Mesh, MeshError } from '../runtime/mesh/index.js';
 import { MeshPipeline } from '../runtime/mesh/pipeline.js';
+import { PipelineDevice } from '../runtime/mesh/pipeline-device.js';
+import type { Communicator } from '../runtime/mesh/communicator.js';
+import { HostDevice } from '../runtime/device.js';
 import { partitionPipeline } from '../scheduler/parallel/pipeline-partition.js';
 import { planMeshPipeline } from '../scheduler/parallel/pipeline-mesh.js';
 import { gpipe, interleaved1F1B, oneFOneB, zbH1, type PipelineSchedule } from '../scheduler/parallel/pipeline-schedule.js';
@@ -239,6 +243,43 @@ describe('pipeline parallelism on the worker mesh', () => {
       }
     }), fcParams(4));
   }, 600_000);
+
+  it('a send whose peer is ready is handed on before the device starts its next pass, though no pass of the device waits', async () => {
+    // the first stage's forwards under GPipe receive nothing, so its device never waits between
+    // them; its peer takes each message one turn of the event loop after it is offered, as a
+    // shared-memory channel wakes a sender whose last message was taken
+    const arb = fc.record({ widths: fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 4, maxLength: 5 }), m: fc.integer({ min: 2, max: 5 }), seed: fc.integer({ min: 1, max: 1000 }) });
+    await fc.assert(fc.asyncProperty(arb, async ({ widths, m, seed }) => {
+      const { params, micros } = reference(widths, 'tanh', m, 2, seed);
+      const plan = planMeshPipeline(partitionPipeline(mlp(2, widths, 'tanh'), { stages: 2, bandwidth: Infinity }), gpipe(2, m), { optimizer: sgd(0.1) });
+      const dp = plan.devices[0]!;
+      let taken = 0;
+      /** messages taken when each micro-batch's input was uploaded (as a pass that reads it starts) */
+      const takenAtUpload: number[] = [];
+      const host = new HostDevice('cpu');
+      const upload = host.upload.bind(host);
+      host.upload = (dtype, data) => { takenAtUpload.push(taken); return upload(dtype, data); };
+      const comm: Communicator = {
+        rank: 0, size: 2,
+        send: () => new Promise<void>((resolve) => setImmediate(() => { taken++; resolve(); })),
+        recv: async () => {},
+        allReduce: async () => {}, reduceScatter: async () => {}, allGather: async () => {}, allToAll: async () => {},
+      };
+      const values = new Map(dp.store.map((e): [string, CpuArray] => {
+        if (e.init.kind === 'param') return [e.key, params[e.init.name]!];
+        const a = new Float32Array(e.shape.reduce((x, y) => x * y, 1));
+        if (e.init.kind === 'const') a.set(e.init.data);
+        return [e.key, a];
+      }));
+      const device = new PipelineDevice(host, comm, dp, values);
+      takenAtUpload.length = 0;
+      await device.step(micros.map((x) => ({ x: { dtype: 'f32' as const, data: x.x } })));
+      expect(taken).toBe(m);
+      // the first m uploads are the forwards' inputs: forward k starts after k activations were taken
+      expect(takenAtUpload.slice(0, m)).toEqual(Array.from({ length: m }, (_, k) => k));
+      device.dispose();
+    }), fcParams(10));
+  });
 
   it('a worker that dies mid-step ends the step with a MeshError naming it', async () => {
     const mesh = new Mesh([2], { stepDeadlineMs: 60_000, deadlineMs: 20_000 });

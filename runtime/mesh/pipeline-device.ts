@@ -52,10 +52,14 @@ export interface PipelineDeviceStep {
  * a send hands a copy to a queue per peer and returns, as an asynchronous send does (a channel
  * holds one message, and a schedule such as interleaved 1F1B sends again before its neighbour
  * took the last one). The queue keeps each peer's order; `flush` waits until every send is taken.
+ * A send that waits for its peer to take the last message is woken by the event loop, which a
+ * device computing passes back to back never reaches: `deliver` lets it run between passes.
  */
 class PipelineCommunicator implements Communicator {
   ms = 0;
   private readonly queues = new Map<DeviceId, Promise<void>>();
+  /** sends queued and not yet taken */
+  private pending = 0;
   private failure: unknown;
   constructor(private readonly inner: Communicator) {}
   get rank(): DeviceId { return this.inner.rank; }
@@ -72,7 +76,8 @@ class PipelineCommunicator implements Communicator {
   send(b: CpuArray, peer: DeviceId): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const copy = b.slice() as CpuArray;
-    const next = (this.queues.get(peer) ?? Promise.resolve()).then(() => this.inner.send(copy, peer));
+    this.pending++;
+    const next = (this.queues.get(peer) ?? Promise.resolve()).then(() => this.inner.send(copy, peer)).finally(() => { this.pending--; });
     next.catch((e: unknown) => { this.failure ??= e; });
     this.queues.set(peer, next);
     return Promise.resolve();
@@ -84,6 +89,13 @@ class PipelineCommunicator implements Communicator {
   allToAll(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-to-all', b, g); }
   private collective(op: CollectiveOp, b: CpuArray, g: readonly DeviceId[]): Promise<void> {
     return this.timed(() => runCollective(this.inner, op, b, g));
+  }
+  /**
+   * Lets queued sends whose peer took the last message move on, without waiting for any: one
+   * turn of the event loop, taken only while sends are queued.
+   */
+  async deliver(): Promise<void> {
+    if (this.pending > 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   /** Waits until every queued send was taken (or throws its failure). */
   async flush(): Promise<void> {
@@ -120,6 +132,7 @@ export class PipelineDevice<B = unknown> {
     const commAtStart = this.comm.ms;
     try {
       for (const o of program.ops) {
+        await this.comm.deliver();
         const p = program.passes[o.pass]!;
         const at = (name: string) => `${o.stage}#${o.micro}/${name}`;
         const bound = new Map<number, B>();
