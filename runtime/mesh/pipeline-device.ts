@@ -6,11 +6,12 @@
 // bytes kept between passes with the device's allocator. It plans nothing and holds no host copy.
 
 import type { DType } from '../../graphs/types.js';
-import type { PipelineDeviceProgram } from '../../scheduler/parallel/pipeline-mesh.js';
+import type { Arrival, PipelineDeviceProgram } from '../../scheduler/parallel/pipeline-mesh.js';
 import type { CollectiveOp, DeviceId } from '../../scheduler/steps.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import { DeviceUseError, type Device } from '../device.js';
 import { runPlan } from '../plan-interpreter.js';
+import { allocArray } from '../tensor.js';
 import { Variables } from '../variables.js';
 import { runCollective, type Communicator } from './communicator.js';
 
@@ -61,6 +62,9 @@ class PipelineCommunicator implements Communicator {
   /** sends queued and not yet taken */
   private pending = 0;
   private failure: unknown;
+  private readonly arrivals = new Map<DeviceId, { readonly order: readonly Arrival[]; next: number }>();
+  private readonly wanted = new Map<DeviceId, string[]>();
+  private readonly aside = new Map<string, CpuArray>();
   constructor(private readonly inner: Communicator) {}
   get rank(): DeviceId { return this.inner.rank; }
   get size(): number { return this.inner.size; }
@@ -82,7 +86,42 @@ class PipelineCommunicator implements Communicator {
     this.queues.set(peer, next);
     return Promise.resolve();
   }
-  recv(b: CpuArray, peer: DeviceId): Promise<void> { return this.timed(() => this.inner.recv(b, peer)); }
+  /** Starts a step: channels that arrive in another order than they are read, read from the start. */
+  beginStep(arrivals: Readonly<Record<number, readonly Arrival[]>> | undefined): void {
+    this.arrivals.clear();
+    this.wanted.clear();
+    this.aside.clear();
+    for (const [peer, order] of Object.entries(arrivals ?? {})) this.arrivals.set(Number(peer), { order, next: 0 });
+  }
+  /** The next recv from `peer` reads message `key` (only channels with an arrival order need it). */
+  expect(peer: DeviceId, key: string): void {
+    if (this.arrivals.has(peer)) this.wanted.set(peer, [...(this.wanted.get(peer) ?? []), key]);
+  }
+  /** Messages that arrived and were set aside, still unread (none at the end of a step). */
+  get unread(): readonly string[] { return [...this.aside.keys()]; }
+  recv(b: CpuArray, peer: DeviceId): Promise<void> {
+    const ch = this.arrivals.get(peer);
+    if (!ch) return this.timed(() => this.inner.recv(b, peer));
+    const want = this.wanted.get(peer)?.shift();
+    if (want === undefined) return Promise.reject(new DeviceUseError(`pipeline device ${this.rank}: a recv from device ${peer} that the step's plan does not name`));
+    return this.timed(async () => {
+      const held = this.aside.get(want);
+      if (held) {
+        (b as Float32Array).set(held as Float32Array);
+        this.aside.delete(want);
+        return;
+      }
+      // read the channel in its arrival order, setting aside what later passes read
+      for (;;) {
+        const a = ch.order[ch.next++];
+        if (!a) throw new DeviceUseError(`pipeline device ${this.rank}: '${want}' never arrives from device ${peer}`);
+        if (a.key === want) return this.inner.recv(b, peer);
+        const early = allocArray(a.dtype, a.elements);
+        await this.inner.recv(early, peer);
+        this.aside.set(a.key, early);
+      }
+    });
+  }
   allReduce(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-reduce', b, g); }
   reduceScatter(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('reduce-scatter', b, g); }
   allGather(b: CpuArray, g: readonly DeviceId[]): Promise<void> { return this.collective('all-gather', b, g); }
@@ -130,10 +169,12 @@ export class PipelineDevice<B = unknown> {
     let keptBytes = 0, peakKept = 0, stepPeak = 0, peakInFlight = 0, busy = 0;
     const t0 = performance.now();
     const commAtStart = this.comm.ms;
+    this.comm.beginStep(program.arrivals);
     try {
       for (const o of program.ops) {
         await this.comm.deliver();
         const p = program.passes[o.pass]!;
+        for (const m of p.messages) if (m.kind === 'recv') this.comm.expect(m.peer, `${m.label}#${o.micro}`);
         const at = (name: string) => `${o.stage}#${o.micro}/${name}`;
         const bound = new Map<number, B>();
         const uploaded: B[] = [];
@@ -192,6 +233,7 @@ export class PipelineDevice<B = unknown> {
         if (o.release.length && ![...kept.keys()].some((k) => k.startsWith(`${o.stage}#${o.micro}/`))) inFlight.get(o.stage)?.delete(o.micro);
       }
       await this.comm.flush();
+      if (this.comm.unread.length) throw new DeviceUseError(`pipeline device ${program.device}: messages ${this.comm.unread.join(', ')} arrived and were never read`);
     } finally {
       for (const b of kept.values()) device.free(b);
     }

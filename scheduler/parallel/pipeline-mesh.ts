@@ -80,6 +80,19 @@ export interface PipelineDeviceProgram {
   readonly store: readonly StoreEntry[];
   /** bytes of the store, kept values and feeds the device holds at most outside the passes' own peaks, plus those peaks */
   readonly predictedPeakBytes: number;
+  /**
+   * Channels whose sender sends in another order than this device receives (interleaved stages
+   * with skip connections): per peer, every message of a step in the order it arrives, keyed
+   * `label#micro`, with its size, so the device can set aside a message it will read later.
+   */
+  readonly arrivals?: Readonly<Record<number, readonly Arrival[]>>;
+}
+
+/** A message as it arrives on a channel: `label#micro`, and its elements and dtype. */
+export interface Arrival {
+  readonly key: string;
+  readonly elements: number;
+  readonly dtype: DType;
 }
 
 export interface MeshPipelinePlan {
@@ -188,7 +201,7 @@ export function planMeshPipeline(program: PipelineProgram, schedule: PipelineSch
       devices.push(deviceProgram(d, r));
     }
   }
-  checkChannels(devices, schedule, T, program);
+  orderChannels(devices);
   const params = program.stages.flatMap((st) => st.params.map((name) => {
     const n = program.graph.nodes.find((x) => x.op === 'param' && x.name === name)!;
     const l = lower(st.index, 'step');
@@ -399,26 +412,39 @@ function withTransfers(base: Plan, recvs: readonly { name: string; node: number;
 }
 
 /**
- * Checks that on every channel between two devices the sends come in the order the receiver
- * posts its recvs (a channel carries one message at a time, matched by order).
+ * Matches every channel's sends to its recvs. A channel carries one message at a time, in the
+ * order sent; where a receiver posts its recvs in another order (an interleaved schedule whose
+ * skip connections cross two stages of one device), it gets the channel's arrival order and
+ * sets aside the messages it reads later (`arrivals`). A message sent and never received, or
+ * received and never sent, is a PipelineError naming the channel.
  */
-function checkChannels(devices: readonly PipelineDeviceProgram[], schedule: PipelineSchedule, T: number, program: PipelineProgram): void {
+function orderChannels(devices: PipelineDeviceProgram[]): void {
   const sent = new Map<string, string[]>();
-  const got = new Map<string, string[]>();
+  const got = new Map<string, Arrival[]>();
   for (const dp of devices) {
     for (const o of dp.ops) {
-      for (const m of dp.passes[o.pass]!.messages) {
+      const pass = dp.passes[o.pass]!;
+      const recvSteps = pass.plan.steps.filter((x) => x.kind === 'recv');
+      let r = 0;
+      for (const m of pass.messages) {
         const key = m.kind === 'send' ? `${dp.device}->${m.peer}` : `${m.peer}->${dp.device}`;
-        const map = m.kind === 'send' ? sent : got;
-        map.set(key, [...(map.get(key) ?? []), `${m.label}#${o.micro}`]);
+        if (m.kind === 'send') sent.set(key, [...(sent.get(key) ?? []), `${m.label}#${o.micro}`]);
+        else {
+          const b = pass.plan.buffers.get(recvSteps[r++]!.buffer)!;
+          got.set(key, [...(got.get(key) ?? []), { key: `${m.label}#${o.micro}`, elements: b.elements, dtype: b.dtype as DType }]);
+        }
       }
     }
   }
-  for (const [key, list] of sent) {
-    const want = got.get(key) ?? [];
-    if (list.join() !== want.join()) {
-      const i = list.findIndex((x, j) => x !== want[j]);
-      throw new PipelineError(`pipeline ${schedule.kind} (${program.stages.length} stages, tensor ${T}): on the channel ${key} message ${i} is sent as ${list[i]} but received as ${want[i] ?? 'nothing'}; this schedule mixes activations and gradients on one channel out of order`);
-    }
+  for (const key of new Set([...sent.keys(), ...got.keys()])) {
+    const s = sent.get(key) ?? [], g = got.get(key) ?? [];
+    const want = new Set(g.map((x) => x.key));
+    const missing = s.find((x) => !want.has(x)) ?? g.find((x) => !s.includes(x.key))?.key;
+    if (missing !== undefined || s.length !== g.length) throw new PipelineError(`pipeline: on the channel ${key} message ${missing ?? '?'} is sent or received but not both`);
+    if (s.every((x, i) => x === g[i]!.key)) continue;
+    const [from, to] = key.split('->').map(Number) as [number, number];
+    const byKey = new Map(g.map((x) => [x.key, x]));
+    const dp = devices[to]!;
+    devices[to] = { ...dp, arrivals: { ...dp.arrivals, [from]: s.map((k) => byKey.get(k)!) } };
   }
 }
