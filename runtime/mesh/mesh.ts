@@ -1,6 +1,6 @@
 // A mesh of devices in one process: devices named in one or two (or more) dimensions with axis
-// names, each a worker thread with its own CPU device (single-threaded WebAssembly by default)
-// and a shared-memory communicator. A program
+// names, each a worker thread with its own device (single-threaded WebAssembly by default, or a
+// WebGPU device the worker acquires) and a shared-memory communicator. A program
 // is one plan per device (plans are data) loaded once with its variables; each run sends feeds and
 // gets outputs back. A device that throws, exits or overruns the step deadline fails the run with
 // a MeshError naming it, and wakes every other device's waits so nothing hangs. It does not plan:
@@ -19,7 +19,7 @@ import { HostDevice } from '../device.js';
 import { wasmAvailable, wasmCaps } from '../wasm/device.js';
 import { MeshError } from './communicator.js';
 import { abortChannels, sharedChannels, type SharedChannels } from './shared-memory.js';
-import type { FromWorker, HostValues, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, HostValues, MeshBackend, ToWorker, WorkerInit } from './protocol.js';
 
 export interface MeshOptions {
   /** a name per dimension (default 'x', 'y', 'z', …) */
@@ -32,9 +32,10 @@ export interface MeshOptions {
   readonly slotBytes?: number;
   /**
    * each worker's device: the WebAssembly device on one thread ('wasm', the default where
-   * WebAssembly SIMD is available) or the JavaScript renderer ('js')
+   * WebAssembly SIMD is available), the JavaScript renderer ('js'), or a WebGPU device each
+   * worker acquires for itself ('webgpu'; the mesh fails to start where a worker finds no adapter)
    */
-  readonly backend?: 'wasm' | 'js';
+  readonly backend?: MeshBackend;
 }
 
 /** Plans loaded on every device of a mesh, with their variables; run it with `Mesh.run`. */
@@ -72,9 +73,7 @@ export class Mesh {
   readonly axes: readonly string[];
   readonly size: number;
   /** the device each worker owns */
-  readonly backend: 'wasm' | 'js';
-  /** the caps of every device: plan the programs loaded here for these */
-  readonly caps: DeviceCaps;
+  readonly backend: MeshBackend;
   /** the first failure; once failed, every run is refused with it */
   failure: MeshError | undefined;
   private readonly workers: Worker[] = [];
@@ -82,6 +81,8 @@ export class Mesh {
   private readonly pending = new Map<number, Pending>();
   private readonly started: Promise<string[]>;
   private readonly stepDeadlineMs: number;
+  /** known at once for CPU devices; for WebGPU, when the workers report their adapters' */
+  private knownCaps: DeviceCaps | undefined;
   private nextId = 0;
   private closing = false;
 
@@ -95,16 +96,19 @@ export class Mesh {
     const deadlineMs = opts.deadlineMs ?? 10_000;
     this.backend = opts.backend ?? (wasmAvailable() ? 'wasm' : 'js');
     if (this.backend === 'wasm' && !wasmAvailable()) throw new MeshError(0, 'backend \'wasm\' needs WebAssembly SIMD128, which this engine lacks');
-    this.caps = this.backend === 'wasm' ? wasmCaps() : new HostDevice('cpu').caps;
+    if (this.backend !== 'webgpu') this.knownCaps = this.backend === 'wasm' ? wasmCaps() : new HostDevice('cpu').caps;
     this.channels = sharedChannels(this.size, opts.slotBytes);
-    const ready: Promise<string>[] = [];
+    const ready: Promise<{ description: string; caps: DeviceCaps }>[] = [];
     for (let d = 0; d < this.size; d++) {
       const init: WorkerInit = { rank: d, channels: this.channels, deadlineMs, backend: this.backend };
       const w = spawnWorker(init);
       this.workers.push(w);
       ready.push(
         new Promise((resolve, reject) => {
-          w.once('message', (m: FromWorker) => (m.type === 'ready' ? resolve(m.description) : reject(new MeshError(d, 'spoke before it was ready'))));
+          w.once('message', (m: FromWorker) => {
+            if (m.type === 'ready') resolve(m);
+            else reject(new MeshError(d, m.type === 'unavailable' ? m.reason : 'spoke before it was ready'));
+          });
           w.once('exit', (code) => reject(new MeshError(d, `exited with code ${code} while starting`)));
           w.once('error', (e) => reject(new MeshError(d, `failed while starting: ${e.message}`)));
         }),
@@ -113,8 +117,25 @@ export class Mesh {
       w.on('error', (e) => this.fail(d, `threw ${e.name}: ${e.message}`));
       w.on('exit', (code) => this.fail(d, `exited (code ${code})`));
     }
-    this.started = Promise.all(ready);
-    this.started.catch(() => undefined);
+    this.started = Promise.all(ready).then(
+      (rs) => {
+        const differs = rs.findIndex((r) => JSON.stringify(r.caps) !== JSON.stringify(rs[0]!.caps));
+        if (differs > 0) throw new MeshError(differs, `has other caps than device 0 (${rs[differs]!.description} against ${rs[0]!.description}); a mesh plans for one kind of device`);
+        this.knownCaps ??= rs[0]!.caps;
+        return rs.map((r) => r.description);
+      },
+    );
+    // a mesh that did not start refuses every request with the reason
+    this.started.catch((e: unknown) => { this.failure ??= e instanceof MeshError ? e : new MeshError(0, String(e)); });
+  }
+
+  /**
+   * The caps of every device: plan the programs loaded here for these. A WebGPU mesh knows them
+   * once `await mesh.ready()` resolved (they are the workers' adapters').
+   */
+  get caps(): DeviceCaps {
+    if (!this.knownCaps) throw new MeshError(0, `the caps of a '${this.backend}' mesh are known once \`await mesh.ready()\` resolved${this.failure ? ` (it failed: ${this.failure.message})` : ''}`);
+    return this.knownCaps;
   }
 
   /** Resolves with each device's description once every worker is up. */
@@ -230,7 +251,7 @@ export class Mesh {
   }
 
   private answer(d: DeviceId, m: FromWorker): void {
-    if (m.type === 'ready') return;
+    if (m.type !== 'done' && m.type !== 'error') return;
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);

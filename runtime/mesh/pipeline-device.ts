@@ -195,14 +195,15 @@ export class PipelineDevice<B = unknown> {
         const keep = new Set([...p.keep, ...p.handoff.map(([out]) => out), ...p.replace.map(([out]) => out)]);
         const before = device.memory.liveBytes;
         const start = performance.now(), comm0 = this.comm.ms;
-        const r = await runPlan(p.plan, this.empty, new Map(), { update: false, sync: true, comm: this.comm, bound, keep });
+        const r = await runPlan(p.plan, this.empty, new Map(), { update: false, sync: device.caps.sync, comm: this.comm, bound, keep });
+        const read = await r.values;
         const end = performance.now(), comm = this.comm.ms - comm0;
         busy += end - start - comm;
         timeline.push({ stage: o.stage, micro: o.micro, pass: p.pass, start: start - t0, end: end - t0, comm });
         stepPeak = Math.max(stepPeak, before + r.measuredPeakBytes);
         const out = r.kept as ReadonlyMap<string, B> | undefined;
         const readNames = Object.keys(p.plan.outputs).filter((k) => !keep.has(k));
-        (r.values as CpuArray[]).forEach((data, i) => { if (p.read.includes(readNames[i]!)) values.push({ stage: o.stage, name: readNames[i]!, data }); });
+        read.forEach((data, i) => { if (p.read.includes(readNames[i]!)) values.push({ stage: o.stage, name: readNames[i]!, data }); });
         for (const name of p.keep) {
           kept.set(at(name), out!.get(name)!);
           keptBytes += device.bytes(out!.get(name)!);
@@ -245,12 +246,13 @@ export class PipelineDevice<B = unknown> {
   }
 
   /** Copies of store values by key. */
-  read(keys: readonly string[]): CpuArray[] {
-    return keys.map((k) => {
+  read(keys: readonly string[]): Promise<CpuArray[]> {
+    const bs = keys.map((k) => {
       const b = this.store.get(k);
       if (b === undefined) throw new DeviceUseError(`pipeline device ${this.program.device}: no stored value '${k}'`);
-      return this.device.readSync!([b])[0]!;
+      return b;
     });
+    return this.device.read(bs);
   }
 
   /** Gives every stored buffer back to the device. */

@@ -6,6 +6,7 @@
 import type { DType } from '../../graphs/types.js';
 import type { Plan } from '../../scheduler/plan.js';
 import type { DeviceId } from '../../scheduler/steps.js';
+import type { DeviceCaps } from '../../scheduler/caps.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import type { SharedChannels } from './shared-memory.js';
 import type { PipelineDeviceProgram } from '../../scheduler/parallel/pipeline-mesh.js';
@@ -14,12 +15,15 @@ import type { MicroFeeds, PipelineDeviceStep } from './pipeline-device.js';
 /** A host tensor by node id, as a plan's feeds and variables are given. */
 export type HostValues = ReadonlyMap<number, { dtype: DType; data: CpuArray }>;
 
+/** What each worker of a mesh owns: a CPU device ('wasm', 'js') or a WebGPU device it acquires itself. */
+export type MeshBackend = 'wasm' | 'js' | 'webgpu';
+
 export interface WorkerInit {
   readonly rank: DeviceId;
   readonly channels: SharedChannels;
   readonly deadlineMs: number;
-  /** the device each worker owns: the WebAssembly device on one thread, or the JavaScript renderer */
-  readonly backend: 'wasm' | 'js';
+  /** the device each worker owns: the WebAssembly device on one thread, the JavaScript renderer, or a WebGPU device of its own */
+  readonly backend: MeshBackend;
 }
 
 export type ToWorker =
@@ -33,6 +37,8 @@ export type ToWorker =
   | { readonly type: 'read-pipeline'; readonly id: number; readonly program: number; readonly keys: readonly string[] };
 
 export type FromWorker =
-  | { readonly type: 'ready'; readonly description: string }
+  // a worker's first message: its device and that device's caps, or why it has none ('unavailable')
+  | { readonly type: 'ready'; readonly description: string; readonly caps: DeviceCaps }
+  | { readonly type: 'unavailable'; readonly reason: string }
   | { readonly type: 'done'; readonly id: number; readonly values?: CpuArray[]; readonly peakBytes?: number; readonly pipeline?: PipelineDeviceStep }
   | { readonly type: 'error'; readonly id: number; readonly name: string; readonly message: string; readonly device?: DeviceId };

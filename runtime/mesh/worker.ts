@@ -1,14 +1,14 @@
-// A device of a mesh: the entry of one worker thread. It owns a CPU device (the single-threaded
-// WebAssembly device, or the JavaScript renderer with backend 'js') and the shared-memory
-// communicator for its rank, keeps the plans and variables loaded into it, and runs them one
-// request at a time through the one plan interpreter. It does not plan or choose what to send.
+// A device of a mesh: the entry of one worker thread. It owns a device (the single-threaded
+// WebAssembly device, the JavaScript renderer with backend 'js', or a WebGPU device it acquires
+// itself with backend 'webgpu') and the shared-memory communicator for its rank, keeps the plans
+// and variables loaded into it, and runs them one request at a time through the one plan
+// interpreter. Reads are asynchronous, so any device serves. It does not plan or choose what to send.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { HostDevice, type Device } from '../device.js';
 import { WasmDevice } from '../wasm/device.js';
 import { runPlan } from '../plan-interpreter.js';
 import { Variables } from '../variables.js';
-import type { CpuArray } from '../cpu/render-js.js';
 import type { Plan } from '../../scheduler/plan.js';
 import { MeshError } from './communicator.js';
 import { SharedMemoryCommunicator } from './shared-memory.js';
@@ -17,9 +17,18 @@ import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-// one thread per device: the mesh's devices are its parallelism
-const device: Device = init.backend === 'wasm' ? new WasmDevice({ threads: 1 }) : new HostDevice('cpu');
+/** The worker's own device, or why it has none (no WebGPU adapter). */
+async function acquire(): Promise<Device | string> {
+  // one thread per device: the mesh's devices are its parallelism
+  if (init.backend === 'wasm') return new WasmDevice({ threads: 1 });
+  if (init.backend === 'js') return new HostDevice('cpu');
+  // loaded only here: CPU workers never load Dawn
+  const [{ WebGpuBackend }, { WebGpuDevice }] = await Promise.all([import('../webgpu/backend.js'), import('../webgpu/gpu-device.js')]);
+  const be = await WebGpuBackend.create();
+  return be ? new WebGpuDevice(be) : `found no WebGPU adapter: ${WebGpuBackend.unavailableReason || 'no reason given'}`;
+}
 const comm = new SharedMemoryCommunicator(init.rank, init.channels, init.deadlineMs);
+let device: Device;
 const programs = new Map<number, { plan: Plan; vars: Variables }>();
 const pipelines = new Map<number, PipelineDevice>();
 
@@ -32,12 +41,12 @@ async function handle(m: ToWorker): Promise<void> {
       return post({ type: 'done', id: m.id });
     case 'run': {
       const p = program(m.program);
-      const r = await runPlan(p.plan, p.vars, m.feeds, { update: m.update, sync: true, comm });
-      const values = r.values as CpuArray[];
+      const r = await runPlan(p.plan, p.vars, m.feeds, { update: m.update, sync: device.caps.sync, comm });
+      const values = await r.values;
       return post({ type: 'done', id: m.id, values, peakBytes: r.measuredPeakBytes }, values.map((v) => v.buffer as ArrayBuffer));
     }
     case 'read': {
-      const values = [...program(m.program).vars.readSync(m.ids).values()];
+      const values = [...(await program(m.program).vars.read(m.ids)).values()];
       return post({ type: 'done', id: m.id, values }, values.map((v) => v.buffer as ArrayBuffer));
     }
     case 'drop':
@@ -53,7 +62,7 @@ async function handle(m: ToWorker): Promise<void> {
       return post({ type: 'done', id: m.id, pipeline: r }, r.values.map((v) => v.data.buffer as ArrayBuffer));
     }
     case 'read-pipeline': {
-      const values = pipeline(m.program).read(m.keys);
+      const values = await pipeline(m.program).read(m.keys);
       return post({ type: 'done', id: m.id, values }, values.map((v) => v.buffer as ArrayBuffer));
     }
   }
@@ -71,8 +80,15 @@ function pipeline(id: number): PipelineDevice {
   return p;
 }
 
-// one request at a time, in the order sent
-let queue = Promise.resolve();
+// one request at a time, in the order sent, the first once the device is acquired
+let queue = acquire().then(
+  (d) => {
+    if (typeof d === 'string') return post({ type: 'unavailable', reason: d });
+    device = d;
+    post({ type: 'ready', description: device.description, caps: device.caps });
+  },
+  (e: unknown) => post({ type: 'unavailable', reason: `could not start its ${init.backend} device: ${e instanceof Error ? e.message : String(e)}` }),
+);
 port.on('message', (m: ToWorker) => {
   queue = queue.then(() =>
     handle(m).catch((e: unknown) => {
@@ -81,4 +97,3 @@ port.on('message', (m: ToWorker) => {
     }),
   );
 });
-post({ type: 'ready', description: device.description });
