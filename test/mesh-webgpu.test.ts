@@ -2,7 +2,8 @@
 // data-parallel and tensor-parallel MLP steps (ShardedProgram) on 2 WebGPU workers equal the
 // single-device step within float32 tolerance over 2 steps, params updated on the workers; a
 // 2-stage pipeline step (MeshPipeline) equals the single-device step on the same global batch.
-// The mesh's caps are the workers' adapters', known once the mesh is ready. Without an adapter the
+// The mesh's caps are the workers' adapters', known once the mesh is ready; with backend 'auto' a
+// worker owns a WebGPU device where it finds an adapter. Without an adapter the
 // suite skips (and a WebGPU mesh fails to start with a MeshError naming the device), except under CI.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +25,7 @@ import { MeshPipeline } from '../runtime/mesh/pipeline.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
+import { wasmAvailable } from '../runtime/wasm/device.js';
 import { concrete, maxRelErr, randomValues, runSingle } from './sbp-util.js';
 
 const gpu = await sharedWebGpuBackend();
@@ -77,6 +79,18 @@ describe('a mesh of WebGPU workers', () => {
       expect(err).toBeInstanceOf(MeshError);
       expect((err as MeshError).message).toMatch(/^device \d+: found no WebGPU adapter/);
       expect(() => mesh.caps).toThrow(MeshError);
+    } finally {
+      await mesh.close();
+    }
+  }, 60_000);
+
+  it('with backend \'auto\', workers own WebGPU devices where they find an adapter, else the CPU default', async () => {
+    const mesh = new Mesh([2], { backend: 'auto' });
+    try {
+      const described = await mesh.ready();
+      const kind = gpu ? 'webgpu' : wasmAvailable() ? 'wasm' : 'js';
+      expect(mesh.caps.kind).toBe(kind);
+      for (const d of described) expect(d.startsWith(kind)).toBe(true);
     } finally {
       await mesh.close();
     }

@@ -11,7 +11,7 @@ export { Mesh, type MeshOptions, type MeshProgram, type MeshRun } from './mesh.j
 export { ShardedProgram, shardVariables, shardFeeds } from './sharded.js';
 export { calibrateMesh, timeKernels, type Calibration, type CalibrateOptions } from './calibrate.js';
 export { NatsCommunicator, type NatsMeshOptions } from './nats.js';
-export type { HostValues } from './protocol.js';
+export type { HostValues, MeshBackend } from './protocol.js';
 export { MeshPipeline, type MeshPipelineStep } from './pipeline.js';
 export type { PipelineDeviceStep, PipelinePassTiming, MicroFeeds } from './pipeline-device.js';
 export { planMeshPipeline, type MeshPipelinePlan, type MeshPipelineOptions, type PipelineDeviceProgram, type PassProgram, type PassInput, type StoreEntry, type DeviceOp } from '../../scheduler/parallel/pipeline-mesh.js';

@@ -33,7 +33,9 @@ export interface MeshOptions {
   /**
    * each worker's device: the WebAssembly device on one thread ('wasm', the default where
    * WebAssembly SIMD is available), the JavaScript renderer ('js'), or a WebGPU device each
-   * worker acquires for itself ('webgpu'; the mesh fails to start where a worker finds no adapter)
+   * worker acquires for itself ('webgpu'; the mesh fails to start where a worker finds no adapter),
+   * or each worker's WebGPU device where it finds an adapter and else the CPU default ('auto';
+   * `mesh.caps.kind` says which)
    */
   readonly backend?: MeshBackend;
 }
@@ -72,7 +74,7 @@ export class Mesh {
   readonly shape: readonly number[];
   readonly axes: readonly string[];
   readonly size: number;
-  /** the device each worker owns */
+  /** the device each worker owns (with 'auto', `caps.kind` says which each found) */
   readonly backend: MeshBackend;
   /** the first failure; once failed, every run is refused with it */
   failure: MeshError | undefined;
@@ -96,7 +98,7 @@ export class Mesh {
     const deadlineMs = opts.deadlineMs ?? 10_000;
     this.backend = opts.backend ?? (wasmAvailable() ? 'wasm' : 'js');
     if (this.backend === 'wasm' && !wasmAvailable()) throw new MeshError(0, 'backend \'wasm\' needs WebAssembly SIMD128, which this engine lacks');
-    if (this.backend !== 'webgpu') this.knownCaps = this.backend === 'wasm' ? wasmCaps() : new HostDevice('cpu').caps;
+    if (this.backend === 'wasm' || this.backend === 'js') this.knownCaps = this.backend === 'wasm' ? wasmCaps() : new HostDevice('cpu').caps;
     this.channels = sharedChannels(this.size, opts.slotBytes);
     const ready: Promise<{ description: string; caps: DeviceCaps }>[] = [];
     for (let d = 0; d < this.size; d++) {

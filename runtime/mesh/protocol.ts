@@ -15,8 +15,11 @@ import type { MicroFeeds, PipelineDeviceStep } from './pipeline-device.js';
 /** A host tensor by node id, as a plan's feeds and variables are given. */
 export type HostValues = ReadonlyMap<number, { dtype: DType; data: CpuArray }>;
 
-/** What each worker of a mesh owns: a CPU device ('wasm', 'js') or a WebGPU device it acquires itself. */
-export type MeshBackend = 'wasm' | 'js' | 'webgpu';
+/**
+ * What each worker of a mesh owns: a CPU device ('wasm', 'js'), a WebGPU device it acquires
+ * itself, or ('auto') a WebGPU device where it finds an adapter and else the CPU default.
+ */
+export type MeshBackend = 'wasm' | 'js' | 'webgpu' | 'auto';
 
 export interface WorkerInit {
   readonly rank: DeviceId;

@@ -6,7 +6,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { HostDevice, type Device } from '../device.js';
-import { WasmDevice } from '../wasm/device.js';
+import { WasmDevice, wasmAvailable } from '../wasm/device.js';
 import { runPlan } from '../plan-interpreter.js';
 import { Variables } from '../variables.js';
 import type { Plan } from '../../scheduler/plan.js';
@@ -25,7 +25,9 @@ async function acquire(): Promise<Device | string> {
   // loaded only here: CPU workers never load Dawn
   const [{ WebGpuBackend }, { WebGpuDevice }] = await Promise.all([import('../webgpu/backend.js'), import('../webgpu/gpu-device.js')]);
   const be = await WebGpuBackend.create();
-  return be ? new WebGpuDevice(be) : `found no WebGPU adapter: ${WebGpuBackend.unavailableReason || 'no reason given'}`;
+  if (be) return new WebGpuDevice(be);
+  if (init.backend === 'auto') return wasmAvailable() ? new WasmDevice({ threads: 1 }) : new HostDevice('cpu');
+  return `found no WebGPU adapter: ${WebGpuBackend.unavailableReason || 'no reason given'}`;
 }
 const comm = new SharedMemoryCommunicator(init.rank, init.channels, init.deadlineMs);
 let device: Device;
