@@ -6,11 +6,12 @@
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
+import { reference, runOn } from './fixtures/kernel-runs.js';
+import { fcParams } from './arbitraries.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { numel, type DType } from '../graphs/types.js';
+import type { DType } from '../graphs/types.js';
 import { ivar, type Kernel, type MatmulKernel } from '../ops/kernel-ir.js';
-import { interpretKernel } from '../runtime/interpreter.js';
 import { acquireWebGpu, adapterIdentity, lastAcquireFailure, type WebGpuAdapterInfo, type WebGpuDevice } from '../runtime/webgpu/device.js';
 import { WebGpuBackend, type HostArray } from '../runtime/webgpu/backend.js';
 import { TuningError, TuningStore, candidates, tuningKey, type KernelVariant, type TuningRecord } from '../runtime/webgpu/tuner.js';
@@ -73,21 +74,6 @@ function sumKernel(rows: number, n: number): Kernel {
   };
 }
 
-function reference(k: Kernel, ins: readonly HostArray[]): HostArray {
-  const out = new Float32Array(numel(k.out.shape));
-  interpretKernel(k, ins, out);
-  return out;
-}
-
-async function runOn(be: WebGpuBackend, k: Kernel, ins: readonly HostArray[]): Promise<HostArray> {
-  const ts = ins.map((a, i) => be.upload(a, k.inputs[i]!.dtype));
-  const out = be.alloc(k.out.dtype, numel(k.out.shape));
-  be.run(k, ts, out);
-  const got = await be.read(out);
-  for (const t of [...ts, out]) be.release(t);
-  return got;
-}
-
 function expectClose(got: HostArray, want: HostArray, atol: number, what: string): void {
   expect(got.length).toBe(want.length);
   for (let i = 0; i < want.length; i++) {
@@ -131,7 +117,7 @@ describe('WebGPU tuning table', () => {
       expect(b.importTuning(a.exportTuning())).toBe(a.size);
       for (const [ad, key] of rows) expect(b.get(ad, key)).toEqual(a.get(ad, key));
       expect(b.exportTuning()).toBe(a.exportTuning());
-    }));
+    }), fcParams(100));
   });
 
   it('an adapter is keyed by what it is, not by how it was reached', () => {

@@ -177,7 +177,8 @@ export class TuningStore {
 
   /** The whole table as JSON text: `{ version, adapters: { [adapter]: { [key]: record } } }`. */
   exportTuning(): string {
-    const adapters: Record<string, Record<string, TuningRecord>> = {};
+    // no prototype, so an adapter named '__proto__' is a key like any other
+    const adapters = Object.create(null) as Record<string, Record<string, TuningRecord>>;
     for (const [a, t] of [...this.tables].sort(([x], [y]) => x.localeCompare(y))) {
       adapters[a] = Object.fromEntries([...t].sort(([x], [y]) => x.localeCompare(y)));
     }
