@@ -7,9 +7,9 @@
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
+import { reference, runOn } from './fixtures/kernel-runs.js';
 import { numel, type DType } from '../graphs/types.js';
 import { iadd, imul, ivar, iconst, stridesOf, type Expr, type IndexExpr, type Kernel, type LoopVar, type ReduceOp } from '../ops/kernel-ir.js';
-import { interpretKernel } from '../runtime/interpreter.js';
 import { acquireWebGpu, lastAcquireFailure, type WebGpuDevice } from '../runtime/webgpu/device.js';
 import { WebGpuBackend, type HostArray } from '../runtime/webgpu/backend.js';
 import { renderWgsl } from '../runtime/webgpu/render-wgsl.js';
@@ -23,9 +23,6 @@ import { candidates } from '../runtime/webgpu/tuner.js';
 
 const gpu: WebGpuDevice | null = await acquireWebGpu();
 if (!gpu) console.warn(`WebGPU reduction tests skipped: no adapter (${lastAcquireFailure})`);
-
-const hostArray = (d: DType, n: number): HostArray =>
-  d === 'i32' ? new Int32Array(n) : d === 'bool' ? new Uint8Array(n) : new Float32Array(n);
 
 /** A seeded generator (mulberry32): each case is built from one fast-check integer. */
 function rng(seed: number): () => number {
@@ -110,21 +107,6 @@ function buildCase(c: Case): { kernel: Kernel; arrays: HostArray[] } {
     out: { dtype: out, shape: kept.map((i) => shape[i]!) }, expr,
   };
   return { kernel, arrays };
-}
-
-function reference(k: Kernel, ins: readonly HostArray[]): HostArray {
-  const out = hostArray(k.out.dtype, numel(k.out.shape));
-  interpretKernel(k, ins, out);
-  return out;
-}
-
-async function runOn(be: WebGpuBackend, k: Kernel, ins: readonly HostArray[]): Promise<HostArray> {
-  const ts = ins.map((a, i) => be.upload(a, k.inputs[i]!.dtype));
-  const out = be.alloc(k.out.dtype, numel(k.out.shape));
-  be.run(k, ts, out);
-  const got = await be.read(out);
-  for (const t of [...ts, out]) be.release(t);
-  return got;
 }
 
 function expectClose(k: Kernel, got: HostArray, want: HostArray, len: number, what: string): void {

@@ -5,13 +5,13 @@
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
-import { numel, type DType } from '../graphs/types.js';
+import { hostArray, reference, runOn } from './fixtures/kernel-runs.js';
+import type { DType } from '../graphs/types.js';
 import {
   ibounds, iconst, iadd, imul, ivar,
   type BufferParam, type Expr, type IndexExpr, type IndexPred, type Kernel, type MatmulKernel,
   type MatmulOperand, type ScatterAddKernel,
 } from '../ops/kernel-ir.js';
-import { interpretKernel } from '../runtime/interpreter.js';
 import { randUniform } from '../ops/rand.js';
 import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } from '../runtime/webgpu/device.js';
 import { WebGpuBackend, KernelLaunchError, type HostArray } from '../runtime/webgpu/backend.js';
@@ -21,25 +21,6 @@ const gpu: WebGpuDevice | null = await acquireWebGpu();
 if (!gpu) console.warn(`WebGPU tests skipped: no adapter (${lastAcquireFailure})`);
 
 // ---------------------------------------------------------------- running and comparing
-
-function hostArray(d: DType, n: number): HostArray {
-  return d === 'i32' ? new Int32Array(n) : d === 'bool' ? new Uint8Array(n) : new Float32Array(n);
-}
-
-function reference(k: Kernel, ins: readonly HostArray[]): HostArray {
-  const out = hostArray(k.out.dtype, numel(k.out.shape));
-  interpretKernel(k, ins, out);
-  return out;
-}
-
-async function runOn(be: WebGpuBackend, k: Kernel, ins: readonly HostArray[]): Promise<HostArray> {
-  const ts = ins.map((a, i) => be.upload(a, k.inputs[i]!.dtype));
-  const out = be.alloc(k.out.dtype, numel(k.out.shape));
-  be.run(k, ts, out);
-  const got = await be.read(out);
-  for (const t of [...ts, out]) be.release(t);
-  return got;
-}
 
 /** Index of the first element differing by more than atol + rtol*|want| (NaN matches NaN), or -1. */
 function mismatch(got: HostArray, want: HostArray, rtol: number, atol: number): number {
