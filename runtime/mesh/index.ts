@@ -14,4 +14,4 @@ export { NatsCommunicator, type NatsMeshOptions } from './nats.js';
 export type { HostValues, MeshBackend } from './protocol.js';
 export { MeshPipeline, type MeshPipelineStep } from './pipeline.js';
 export type { PipelineDeviceStep, PipelinePassTiming, MicroFeeds } from './pipeline-device.js';
-export { planMeshPipeline, type MeshPipelinePlan, type MeshPipelineOptions, type PipelineDeviceProgram, type PassProgram, type PassInput, type StoreEntry, type DeviceOp } from '../../scheduler/parallel/pipeline-mesh.js';
+export { planMeshPipeline, type MeshPipelinePlan, type MeshPipelineOptions, type PipelineDeviceProgram, type PassProgram, type PassInput, type StoreEntry, type DeviceOp, type Arrival } from '../../scheduler/parallel/pipeline-mesh.js';
