@@ -6,10 +6,6 @@
 // Also: what a sharded program refuses (a plan for another mesh or another device kind).
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { graph } from '../graphs/builder.js';
-import { f32, type Tensor } from '../graphs/types.js';
-import { grad } from '../graphs/autodiff.js';
-import { adam, applyOptimizer, sgd } from '../graphs/optim.js';
 import type { Graph } from '../graphs/graph.js';
 import { planSharded } from '../scheduler/parallel/sbp-lower.js';
 import { dataParallel } from '../scheduler/parallel/sbp-data.js';
@@ -17,25 +13,13 @@ import { broadcast, split, type NdSbp, type Sbp } from '../scheduler/parallel/sb
 import { Mesh, MeshError, ShardedProgram } from '../runtime/mesh/index.js';
 import { timeKernels } from '../runtime/mesh/calibrate.js';
 import { kernelSignature } from '../ops/kernel-ir.js';
-import type { CpuArray } from '../runtime/cpu/render-js.js';
-import { concrete, maxRelErr, randomValues, runSingle } from './sbp-util.js';
+import { concrete, expectSameSteps as sameSteps, randomValues, trainMlp } from './sbp-util.js';
 
 const TOL = 1e-3;
 const STEPS = 3;
 
 const mesh = new Mesh([2], { axes: ['x'] });
 afterAll(() => mesh.close());
-
-function mlp(B: number, widths: readonly number[]): Graph {
-  return graph('mlp', (g) => {
-    let h: Tensor = g.input('x', f32(B, widths[0]!));
-    widths.slice(1).forEach((w, i) => {
-      const z = g.add(g.matmul(h, g.param(`w${i}`, f32(widths[i]!, w))), g.param(`b${i}`, f32(w)));
-      h = i < widths.length - 2 ? g.tanh(z) : z;
-    });
-    return { out: h, loss: g.mean(g.square(h)) };
-  });
-}
 
 const arbMlp = fc.record({
   batch: fc.constantFrom(4, 8),
@@ -44,24 +28,10 @@ const arbMlp = fc.record({
   seed: fc.integer({ min: 1, max: 1e6 }),
 });
 
-const train = (c: { batch: number; widths: number[]; opt: string }) => applyOptimizer(grad(mlp(c.batch, c.widths), 'loss'), c.opt === 'sgd' ? sgd(0.1) : adam(0.01));
+const train = trainMlp;
 
 /** `STEPS` steps on the mesh and on one device, new inputs each step: same outputs, same variables after. */
-async function expectSameSteps(g: Graph, annotations: Map<string, NdSbp>, seed: number, on: Mesh = mesh): Promise<void> {
-  const shapes = concrete(g);
-  const sp = planSharded(g, shapes, { shape: on.shape }, annotations, { caps: on.caps });
-  let { vars } = randomValues(g, seed, shapes);
-  const program = await ShardedProgram.load(on, sp, vars);
-  for (let s = 0; s < STEPS; s++) {
-    const { feeds } = randomValues(g, seed + 1000 * (s + 1), shapes);
-    const ref = runSingle(g, feeds, vars, shapes);
-    const got = await program.step(feeds);
-    for (const [k, v] of Object.entries(ref.outputs)) expect(maxRelErr(got[k]!, v), `step ${s}: output ${k}`).toBeLessThan(TOL);
-    vars = new Map<string, CpuArray>([...vars, ...ref.variables]);
-  }
-  const read = await program.read([...vars.keys()]);
-  for (const [k, v] of vars) expect(maxRelErr(read.get(k)!, v), `variable ${k} after ${STEPS} steps`).toBeLessThan(TOL);
-}
+const expectSameSteps = (g: Graph, annotations: Map<string, NdSbp>, seed: number, on: Mesh = mesh): Promise<void> => sameSteps(on, g, annotations, seed, STEPS, TOL);
 
 describe('sharded training steps on a 2-worker mesh equal single-device steps', () => {
   it('tensor parallel: random MLPs with random weight shardings', async () => {

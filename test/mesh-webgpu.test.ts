@@ -11,22 +11,21 @@ import fc from 'fast-check';
 import { graph } from '../graphs/builder.js';
 import { f32, type Tensor } from '../graphs/types.js';
 import { grad } from '../graphs/autodiff.js';
-import { adam, applyOptimizer, sgd } from '../graphs/optim.js';
+import { sgd } from '../graphs/optim.js';
 import type { Graph } from '../graphs/graph.js';
-import { planSharded } from '../scheduler/parallel/sbp-lower.js';
 import { dataParallel } from '../scheduler/parallel/sbp-data.js';
 import { broadcast, split, type NdSbp, type Sbp } from '../scheduler/parallel/sbp.js';
 import { partitionPipeline } from '../scheduler/parallel/pipeline-partition.js';
 import { planMeshPipeline } from '../scheduler/parallel/pipeline-mesh.js';
 import { oneFOneB } from '../scheduler/parallel/pipeline-schedule.js';
 import { compile } from '../runtime/executor.js';
-import { Mesh, MeshError, ShardedProgram } from '../runtime/mesh/index.js';
+import { Mesh, MeshError } from '../runtime/mesh/index.js';
 import { MeshPipeline } from '../runtime/mesh/pipeline.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { wasmAvailable } from '../runtime/wasm/device.js';
-import { concrete, maxRelErr, randomValues, runSingle } from './sbp-util.js';
+import { concrete, expectSameSteps as sameSteps, maxRelErr, trainMlp } from './sbp-util.js';
 
 const gpu = await sharedWebGpuBackend();
 if (!gpu) console.warn(`WebGPU mesh tests skipped: no adapter (${WebGpuBackend.unavailableReason})`);
@@ -35,39 +34,10 @@ const seed = process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } :
 const TOL = 1e-3;
 const STEPS = 2;
 
-function mlp(B: number, widths: readonly number[]): Graph {
-  return graph('mlp', (g) => {
-    let h: Tensor = g.input('x', f32(B, widths[0]!));
-    widths.slice(1).forEach((w, i) => {
-      const z = g.add(g.matmul(h, g.param(`w${i}`, f32(widths[i]!, w))), g.param(`b${i}`, f32(w)));
-      h = i < widths.length - 2 ? g.tanh(z) : z;
-    });
-    return { out: h, loss: g.mean(g.square(h)) };
-  });
-}
-
-const train = (c: { batch: number; widths: readonly number[]; opt: string }) => applyOptimizer(grad(mlp(c.batch, c.widths), 'loss'), c.opt === 'sgd' ? sgd(0.1) : adam(0.01));
+const train = trainMlp;
 
 /** `STEPS` steps on the mesh and on one CPU device, new inputs each step: same outputs, same variables after. */
-async function expectSameSteps(mesh: Mesh, g: Graph, annotations: Map<string, NdSbp>, s0: number): Promise<void> {
-  const shapes = concrete(g);
-  const sp = planSharded(g, shapes, { shape: mesh.shape }, annotations, { caps: mesh.caps });
-  let { vars } = randomValues(g, s0, shapes);
-  const program = await ShardedProgram.load(mesh, sp, vars);
-  try {
-    for (let s = 0; s < STEPS; s++) {
-      const { feeds } = randomValues(g, s0 + 1000 * (s + 1), shapes);
-      const ref = runSingle(g, feeds, vars, shapes);
-      const got = await program.step(feeds);
-      for (const [k, v] of Object.entries(ref.outputs)) expect(maxRelErr(got[k]!, v), `step ${s}: output ${k}`).toBeLessThan(TOL);
-      vars = new Map<string, CpuArray>([...vars, ...ref.variables]);
-    }
-    const read = await program.read([...vars.keys()]);
-    for (const [k, v] of vars) expect(maxRelErr(read.get(k)!, v), `variable ${k} after ${STEPS} steps`).toBeLessThan(TOL);
-  } finally {
-    await program.drop();
-  }
-}
+const expectSameSteps = (mesh: Mesh, g: Graph, annotations: Map<string, NdSbp>, s0: number): Promise<void> => sameSteps(mesh, g, annotations, s0, STEPS, TOL);
 
 describe('a mesh of WebGPU workers', () => {
   it('has an adapter when CI is set (skips elsewhere; without one a WebGPU mesh fails to start, naming the device)', async () => {

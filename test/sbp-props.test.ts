@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { graph } from '../graphs/builder.js';
-import { f32, type Tensor } from '../graphs/types.js';
 import { grad } from '../graphs/autodiff.js';
 import { adam, applyOptimizer, sgd } from '../graphs/optim.js';
 import type { Graph } from '../graphs/graph.js';
@@ -12,20 +10,9 @@ import { concreteShapes } from '../scheduler/specialize.js';
 import { runSharded } from '../runtime/sbp-runner.js';
 import { transformerGraph } from '../examples/transformer-model.js';
 import { fcParams } from './arbitraries.js';
-import { concrete, maxRelErr, randomValues, runSingle } from './sbp-util.js';
+import { concrete, maxRelErr, mlp, randomValues, runSingle } from './sbp-util.js';
 
 const TOL = 2e-4;
-
-function mlp(B: number, widths: readonly number[]): Graph {
-  return graph('mlp', (g) => {
-    let h: Tensor = g.input('x', f32(B, widths[0]!));
-    widths.slice(1).forEach((w, i) => {
-      const z = g.add(g.matmul(h, g.param(`w${i}`, f32(widths[i]!, w))), g.param(`b${i}`, f32(w)));
-      h = i < widths.length - 2 ? g.tanh(z) : z;
-    });
-    return { out: h, loss: g.mean(g.square(h)) };
-  });
-}
 
 /** A random annotation for each param: broadcast or split on one of its dims. */
 const arbLayouts = (g: Graph) => fc.array(fc.integer({ min: -1, max: 1 }), { minLength: g.nodes.length, maxLength: g.nodes.length })

@@ -1,12 +1,36 @@
-// Helpers for the SBP tests: a single-device reference step (the ordinary plan on one host
-// device) and random values for a graph's inputs and params.
+// Helpers for the SBP tests: a small MLP and its training step, a single-device reference step
+// (the ordinary plan on one host device) and random values for a graph's inputs and params.
 
+import { expect } from 'vitest';
 import type { Graph } from '../graphs/graph.js';
+import { planSharded } from '../scheduler/parallel/sbp-lower.js';
+import type { NdSbp } from '../scheduler/parallel/sbp.js';
+import { ShardedProgram, type Mesh } from '../runtime/mesh/index.js';
+import { graph } from '../graphs/builder.js';
+import { f32, type Tensor } from '../graphs/types.js';
+import { grad } from '../graphs/autodiff.js';
+import { adam, applyOptimizer, sgd } from '../graphs/optim.js';
 import { planGraph } from '../scheduler/plan.js';
 import { runPlan } from '../runtime/plan-interpreter.js';
 import { HostDevice } from '../runtime/device.js';
 import { Variables } from '../runtime/variables.js';
 import type { CpuArray } from '../runtime/cpu/render-js.js';
+
+/** An MLP of `widths` on a batch of `B` (tanh between layers), loss the mean square of its output. */
+export function mlp(B: number, widths: readonly number[]): Graph {
+  return graph('mlp', (g) => {
+    let h: Tensor = g.input('x', f32(B, widths[0]!));
+    widths.slice(1).forEach((w, i) => {
+      const z = g.add(g.matmul(h, g.param(`w${i}`, f32(widths[i]!, w))), g.param(`b${i}`, f32(w)));
+      h = i < widths.length - 2 ? g.tanh(z) : z;
+    });
+    return { out: h, loss: g.mean(g.square(h)) };
+  });
+}
+
+/** The MLP's training step with SGD (lr 0.1) or Adam (lr 0.01). */
+export const trainMlp = (c: { batch: number; widths: readonly number[]; opt: string }): Graph =>
+  applyOptimizer(grad(mlp(c.batch, c.widths), 'loss'), c.opt === 'sgd' ? sgd(0.1) : adam(0.01));
 
 /** Node shapes of a graph whose dims are all literal. */
 export const concrete = (g: Graph): number[][] => g.nodes.map((n) => n.shape.map(Number));
@@ -53,4 +77,28 @@ export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let e = 0;
   for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(b[i]!)));
   return e;
+}
+
+/**
+ * `steps` training steps of `g` sharded by `annotations` on `mesh` and on one host device, new
+ * inputs each step: the same outputs every step, the same variables after (relative error < tol).
+ */
+export async function expectSameSteps(mesh: Mesh, g: Graph, annotations: ReadonlyMap<string, NdSbp>, seed: number, steps: number, tol: number): Promise<void> {
+  const shapes = concrete(g);
+  const sp = planSharded(g, shapes, { shape: mesh.shape }, annotations, { caps: mesh.caps });
+  let { vars } = randomValues(g, seed, shapes);
+  const program = await ShardedProgram.load(mesh, sp, vars);
+  try {
+    for (let s = 0; s < steps; s++) {
+      const { feeds } = randomValues(g, seed + 1000 * (s + 1), shapes);
+      const ref = runSingle(g, feeds, vars, shapes);
+      const got = await program.step(feeds);
+      for (const [k, v] of Object.entries(ref.outputs)) expect(maxRelErr(got[k]!, v), `step ${s}: output ${k}`).toBeLessThan(tol);
+      vars = new Map<string, CpuArray>([...vars, ...ref.variables]);
+    }
+    const read = await program.read([...vars.keys()]);
+    for (const [k, v] of vars) expect(maxRelErr(read.get(k)!, v), `variable ${k} after ${steps} steps`).toBeLessThan(tol);
+  } finally {
+    await program.drop();
+  }
 }
