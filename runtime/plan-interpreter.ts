@@ -161,7 +161,8 @@ function* interpret<B>(
     // Outputs kept on the device are handed over as they are (a copy when the run does not own
     // the buffer, or hands it over twice); the others are read.
     const kept = new Map<string, B>();
-    const read = new Set(Object.entries(plan.outputs).filter(([name]) => !opts.keep?.has(name)).map(([, id]) => id));
+    const outIds = Object.entries(plan.outputs).filter(([name]) => !opts.keep?.has(name)).map(([, id]) => id);
+    const read = new Set(outIds);
     for (const name of opts.keep ?? []) {
       const id = plan.outputs[name];
       if (id === undefined) throw new DeviceUseError(`plan interpreter: keep names '${name}', which is not an output of the plan`);
@@ -177,7 +178,6 @@ function* interpret<B>(
     }
     const handed = new Set(kept.values());
     for (const [id, b] of own) if (handed.has(b)) own.delete(id);
-    const outIds = Object.entries(plan.outputs).filter(([name]) => !opts.keep?.has(name)).map(([, id]) => id);
     // Reads are recorded before the updates below, so they see this run's values on any device.
     // A host device hands over an output's buffer itself when nothing else keeps it.
     const values = opts.sync ? undefined : device.read(outIds.map(lookup));
