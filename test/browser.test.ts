@@ -6,26 +6,15 @@
 // without it the test is skipped, except under CI, where that is a failure.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import * as rheo from '../index.js';
 import { sha256Js } from '../runtime/sha256.js';
 import { CheckpointError, openCheckpointStore } from '../runtime/train/index.js';
+import { CHROMIUM, bundleForBrowser, chromiumMissing, openPage, type BrowserPage } from './fixtures/browser-page.js';
 import { tinyMlpLosses, type TinyMlpResult } from './fixtures/tiny-mlp.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--enable-unsafe-webgpu', '--no-sandbox', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-const missing = !existsSync(CHROMIUM);
-if (missing && !process.env['CI']) console.warn(`test/browser.test.ts skipped: no ${CHROMIUM} (apt-get install chromium)`);
+if (chromiumMissing && !process.env['CI']) console.warn(`test/browser.test.ts skipped: no ${CHROMIUM} (apt-get install chromium)`);
 
 // The page's script: rheo's main entry and the shared tiny-MLP program, plus a train() run with
 // checkpoints kept in memory through the `checkpoint.store` seam.
@@ -66,22 +55,7 @@ globalThis.rheoPage = { tinyMlpLosses: (options) => tinyMlpLosses(rheo, options)
 
 let bundled: Promise<Uint8Array> | undefined;
 /** The page's script, bundled once; esbuild fails on anything it cannot resolve for a browser. */
-const bundle = (): Promise<Uint8Array> =>
-  (bundled ??= build({
-    stdin: { contents: entry, resolveDir: root, sourcefile: 'browser-entry.js', loader: 'js' },
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'es2022',
-    write: false,
-    logLevel: 'silent',
-    metafile: true,
-  }).then((r) => {
-    const inputs = Object.keys(r.metafile.inputs);
-    const nodeOnly = inputs.filter((f) => /^node:|runtime\/train\/(checkpoint|redis)\.ts$|tools\//.test(f));
-    if (nodeOnly.length) throw new Error(`the browser bundle holds Node-only modules: ${nodeOnly.join(', ')}`);
-    return r.outputFiles[0]!.contents;
-  }));
+const bundle = (): Promise<Uint8Array> => (bundled ??= bundleForBrowser(entry));
 
 describe('the main entry for browsers, checked in Node', () => {
   it('bundles with esbuild for platform browser, with no node: module and no Node-only file of rheo', async () => {
@@ -105,37 +79,18 @@ describe('the main entry for browsers, checked in Node', () => {
   });
 });
 
-let server: Server | undefined;
-let browser: Browser | undefined;
+let opened: BrowserPage | undefined;
 let page: Page;
 
-describe.skipIf(missing && !process.env['CI'])('in headless Chromium', () => {
+describe.skipIf(chromiumMissing && !process.env['CI'])('in headless Chromium', () => {
   beforeAll(async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install chromium)`).toBe(true);
-    const js = await bundle();
-    server = createServer((req, res) => {
-      if (req.url === '/bundle.js') {
-        res.writeHead(200, { 'content-type': 'text/javascript' });
-        res.end(js);
-      } else {
-        res.writeHead(200, { 'content-type': 'text/html' });
-        res.end('<!doctype html><html><body><script type="module" src="/bundle.js"></script></body></html>');
-      }
-    });
-    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
-    page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
-    await page.waitForFunction(() => 'rheoPage' in globalThis, undefined, { timeout: 60_000 }).catch((e: Error) => {
-      throw new Error(`the bundle did not load: ${errors.join('; ') || e.message}`);
-    });
+    expect(chromiumMissing, `${CHROMIUM} is missing (apt-get install chromium)`).toBe(false);
+    opened = await openPage(await bundle(), 'rheoPage');
+    page = opened.page;
   }, 120_000);
 
   afterAll(async () => {
-    await browser?.close();
-    server?.close();
+    await opened?.close();
   });
 
   const inPage = (options: { backend: 'cpu' | 'webgpu'; steps: number }) =>
