@@ -1,7 +1,8 @@
-// IEEE binary16 on the host: `f16round` (Math.f16round, which Node 20 lacks), in-place rounding
-// of a host array, and the encoder/decoder between a host's Float32Array and binary16 bytes (what
-// WebGPU's `array<f16>` buffers hold). Host tensors keep f16 values in Float32Array; this module
-// does not decide where values are rounded (devices do, after each kernel that stores f16).
+// IEEE binary16 as numbers: `f16round` (Math.f16round, which Node 20 lacks), in-place rounding of
+// a host array, and the encoder/decoder between a host's Float32Array and binary16 bytes (what
+// WebGPU's `array<f16>` buffers hold). It lives with the ops because casts and constant folding
+// round with it too. Host tensors keep f16 values in Float32Array; this module does not decide
+// where values are rounded (devices do, after each kernel that stores f16).
 
 const f64 = new Float64Array(1);
 const hi32 = new Uint32Array(f64.buffer);

@@ -1,9 +1,10 @@
-// The scalar semantics of the kernel IR's unary and binary ops and of casts, as plain numbers:
+// The scalar semantics of the kernel IR's unary and binary ops and of casts (a cast to f16 rounds to binary16), as plain numbers:
 // what the reference interpreter computes per element and what constant folding computes once at
 // compile time, so both agree by construction. No tensors, shapes or rounding to f32 here.
 
 import type { DType } from './types.js';
 import type { BinaryOp, UnaryOp } from './kernel-ir.js';
+import { f16round } from './f16.js';
 
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
@@ -62,5 +63,6 @@ export function evalBinary(op: BinaryOp | string, a: number, b: number, int: boo
 export function evalCast(v: number, from: DType, to: DType): number {
   if (to === 'bool') return v !== 0 ? 1 : 0;
   if (to === 'i32' && from !== 'i32' && from !== 'bool') return Math.trunc(v) | 0;
+  if (to === 'f16' && from !== 'f16') return f16round(v);
   return v;
 }

@@ -8,6 +8,7 @@ import type { DType } from '../graphs/types.js';
 import type { Kernel } from '../ops/kernel-ir.js';
 import { HOST_CAPS, type DeviceCaps } from '../scheduler/caps.js';
 import { cpuKernel, type CpuArray, type CpuKernelFn } from './cpu/render-js.js';
+import { f16roundArray } from '../ops/f16.js';
 import { interpretKernel } from './interpreter.js';
 import { allocArray } from './tensor.js';
 
@@ -64,7 +65,9 @@ export class DeviceUseError extends RheoError {}
  * A device in host memory: buffers are typed arrays recycled by type and length, so a plan's
  * frees make room for its later launches. 'cpu' runs kernels rendered to JavaScript (compiled
  * once per signature), 'reference' interprets the kernel IR. With `f64`, float tensors are stored
- * in double precision (for gradient checks).
+ * in double precision (for gradient checks). f16 tensors hold binary16 values in Float32Arrays:
+ * kernels round what they store, uploads and writes round what they are given (f64 devices keep
+ * f16 in double precision too).
  */
 export class HostDevice implements Device<CpuArray> {
   readonly caps: DeviceCaps;
@@ -74,6 +77,8 @@ export class HostDevice implements Device<CpuArray> {
   private readonly pool = new Map<string, CpuArray[]>();
   private readonly fns = new WeakMap<Kernel, CpuKernelFn>();
   private readonly borrowed = new WeakSet<CpuArray>();
+  /** buffers that hold f16 values (in f32 arrays): uploads and writes into them round to binary16 */
+  private readonly f16 = new WeakSet<CpuArray>();
 
   constructor(readonly kind: 'cpu' | 'reference', readonly f64 = false) {
     this.description = f64 ? `${kind} (f64)` : kind;
@@ -86,6 +91,8 @@ export class HostDevice implements Device<CpuArray> {
 
   alloc(dtype: DType, elements: number): CpuArray {
     const a = this.pool.get(this.key(dtype, elements))?.pop() ?? allocArray(dtype, elements, this.f64);
+    if (dtype === 'f16' && a instanceof Float32Array) this.f16.add(a);
+    else this.f16.delete(a);
     this.count(a.byteLength);
     return a;
   }
@@ -106,12 +113,14 @@ export class HostDevice implements Device<CpuArray> {
   upload(dtype: DType, data: CpuArray): CpuArray {
     const a = this.alloc(dtype, data.length);
     a.set(data);
+    if (this.f16.has(a)) f16roundArray(a as Float32Array);
     return a;
   }
 
   adopt(dtype: DType, data: CpuArray): CpuArray {
     const type = this.key(dtype, data.length).split(':')[0];
-    if (data.constructor.name !== type || this.borrowed.has(data)) return this.upload(dtype, data);
+    // f16 data is copied, so that rounding it leaves the caller's array alone
+    if (data.constructor.name !== type || this.borrowed.has(data) || dtype === 'f16') return this.upload(dtype, data);
     this.borrowed.add(data);
     this.count(data.byteLength);
     return data;
@@ -126,6 +135,7 @@ export class HostDevice implements Device<CpuArray> {
   write(b: CpuArray, data: CpuArray): void {
     if (data.length !== b.length) throw new DeviceUseError(`write of ${data.length} values into a buffer of ${b.length}`);
     b.set(data);
+    if (this.f16.has(b)) f16roundArray(b as Float32Array);
   }
 
   copy(src: CpuArray, dst: CpuArray): void {

@@ -2,10 +2,11 @@
 // no code generation and no cleverness. Tests compare generated kernels (CPU JS, WGSL) with it;
 // it is far too slow to be a backend and is never used as one.
 
-import type { Expr, IndexExpr, IndexPred, Kernel } from '../ops/kernel-ir.js';
+import type { Expr, IndexExpr, IndexPred, Kernel, MatmulOperand } from '../ops/kernel-ir.js';
 import { keyedSeed, randUniform } from '../ops/rand.js';
 import { evalBinary, evalCast, evalUnary } from '../ops/scalar.js';
 import type { CpuArray } from './cpu/render-js.js';
+import { f16roundArray } from '../ops/f16.js';
 
 type Env = Map<string, number>;
 
@@ -80,8 +81,16 @@ function forEachIndex(shape: readonly number[], f: (env: Env, o: number) => void
   }
 }
 
-/** Evaluate a kernel into `out`, the slow and obvious way. */
+/**
+ * Evaluate a kernel into `out`, the slow and obvious way. An f16 output is rounded to binary16
+ * once stored (in an f64 array, for gradient checks, it is kept in double precision).
+ */
 export function interpretKernel(k: Kernel, ins: readonly CpuArray[], out: CpuArray): void {
+  evaluate(k, ins, out);
+  if (k.out.dtype === 'f16' && out instanceof Float32Array) f16roundArray(out);
+}
+
+function evaluate(k: Kernel, ins: readonly CpuArray[], out: CpuArray): void {
   switch (k.kind) {
     case 'map':
       forEachIndex(k.out.shape, (env, o) => (out[o] = evalExpr(k.expr, env, ins)));
@@ -97,17 +106,25 @@ export function interpretKernel(k: Kernel, ins: readonly CpuArray[], out: CpuArr
     }
     case 'matmul': {
       const nb = k.batch.length;
-      forEachIndex(k.out.shape, (env, o) => {
-        let aOff = k.a.offset, bOff = k.b.offset;
-        for (let d = 0; d < nb; d++) {
-          aOff += env.get(`i${d}`)! * k.a.batchStrides[d]!;
-          bOff += env.get(`i${d}`)! * k.b.batchStrides[d]!;
+      // element (row, col) of an operand at the output's batch index
+      const operand = (op: MatmulOperand, env: Env) => {
+        if (op.gather) {
+          const { at, valid } = op.gather;
+          const g: Env = new Map(Array.from({ length: nb }, (_, d) => [`b${d}`, env.get(`i${d}`)!]));
+          return (row: number, col: number) => {
+            g.set('row', row).set('col', col);
+            return !valid || pred(valid, g, ins) ? ins[op.buf]![idx(at, g, ins)]! : 0;
+          };
         }
+        let off = op.offset;
+        for (let d = 0; d < nb; d++) off += env.get(`i${d}`)! * op.batchStrides[d]!;
+        return (row: number, col: number) => ins[op.buf]![off + row * op.rowStride + col * op.colStride]!;
+      };
+      forEachIndex(k.out.shape, (env, o) => {
+        const a = operand(k.a, env), b = operand(k.b, env);
         const m = env.get(`i${nb}`)!, n = env.get(`i${nb + 1}`)!;
         let acc = 0;
-        for (let kk = 0; kk < k.k; kk++) {
-          acc += ins[k.a.buf]![aOff + m * k.a.rowStride + kk * k.a.colStride]! * ins[k.b.buf]![bOff + kk * k.b.rowStride + n * k.b.colStride]!;
-        }
+        for (let kk = 0; kk < k.k; kk++) acc += a(m, kk) * b(kk, n);
         out[o] = k.epilogue ? evalExpr(k.epilogue, env, ins, acc) : acc;
       });
       return;

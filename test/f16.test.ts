@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeF16, decodeF16Bits, encodeF16, f16round } from '../runtime/f16.js';
+import { decodeF16, decodeF16Bits, encodeF16, f16round } from '../ops/f16.js';
 
 /** Every positive finite binary16 value in order, with its bits; then 65536 as the overflow step (bits 0x7c00, even). */
 const positives: { v: number; bits: number }[] = [];

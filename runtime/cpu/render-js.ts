@@ -1,11 +1,13 @@
 // The CPU renderer: kernel IR -> JavaScript source, one function per kernel signature, compiled
 // with `new Function` once and cached. Map kernels become loop nests (reductions are hoisted
 // into inner loops); matmul kernels go to the GEMM generator in matmul-js.ts with their
-// epilogue rendered here. Values are computed in doubles and rounded when stored to f32.
+// epilogue rendered here. Values are computed in doubles and rounded when stored to f32; f16 outputs are then rounded to
+// binary16 (runtime/f16.ts).
 
 import type { BinaryOp, Expr, IndexExpr, IndexPred, Kernel, MapKernel, ScatterAddKernel, UnaryOp } from '../../ops/kernel-ir.js';
 import { kernelSignature } from '../../ops/kernel-ir.js';
 import { keyedSeed, randUniform } from '../../ops/rand.js';
+import { f16round, f16roundArray } from '../../ops/f16.js';
 import { compileMatmulJs } from './matmul-js.js';
 
 export type CpuArray = Float32Array | Float64Array | Int32Array | Uint8Array;
@@ -73,7 +75,7 @@ const BINARY_JS: Record<BinaryOp, (a: string, b: string, int: boolean) => string
 };
 
 /** Helpers every kernel may call; passed in as arguments so the generated code stays pure. */
-const PRELUDE_NAMES = ['rne', 'sq', 'fmod', 'imod', 'clampi', 'rand', 'keyed'] as const;
+const PRELUDE_NAMES = ['rne', 'sq', 'fmod', 'imod', 'clampi', 'rand', 'keyed', 'f16r'] as const;
 const PRELUDE = [
   (x: number) => { const r = Math.round(x); return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; },
   (x: number) => x * x,
@@ -82,6 +84,7 @@ const PRELUDE = [
   (i: number, hi: number) => (i < 0 ? 0 : i > hi ? hi : i),
   randUniform,
   keyedSeed,
+  f16round,
 ];
 
 /** Renders expressions, hoisting reductions into loops emitted before the current statement. */
@@ -134,6 +137,7 @@ class JsExprRenderer {
 function castJs(a: string, from: string, to: string): string {
   if (to === 'bool') return `(${a} !== 0 ? 1 : 0)`;
   if (to === 'i32' && from !== 'i32' && from !== 'bool') return `(Math.trunc(${a}) | 0)`;
+  if (to === 'f16' && (from === 'f32' || from === 'i32')) return `f16r(${a})`;
   return a;
 }
 
@@ -221,9 +225,18 @@ export function cpuKernel(k: Kernel): CpuKernelFn {
   let f = cache.get(sig);
   if (!f) {
     f = compileKernelJs(k);
+    if (k.out.dtype === 'f16') f = roundsF16(f);
     cache.set(sig, f);
   }
   return f;
+}
+
+/** An f16 output is rounded to binary16 once the kernel has stored it (f64 devices keep doubles). */
+function roundsF16(f: CpuKernelFn): CpuKernelFn {
+  return (ins, out) => {
+    f(ins, out);
+    if (out instanceof Float32Array) f16roundArray(out);
+  };
 }
 
 export function cpuKernelCacheSize(): number {

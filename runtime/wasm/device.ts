@@ -13,6 +13,7 @@ import { kernelSignature } from '../../ops/kernel-ir.js';
 import { HOST_CAPS, type DeviceCaps } from '../../scheduler/caps.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import { DeviceUseError, type Device, type DeviceMemory } from '../device.js';
+import { f16roundArray } from '../../ops/f16.js';
 import { allocArray } from '../tensor.js';
 import { gemmScratchBytes } from './matmul-wasm.js';
 import { WasmThreadPool, threadsAvailable } from './pool.js';
@@ -286,13 +287,22 @@ export class WasmDevice implements Device<WasmBuffer> {
 
   upload(dtype: DType, data: CpuArray): WasmBuffer {
     const b = this.alloc(dtype, data.length);
-    this.view(b).set(data);
+    this.write(b, data);
     return b;
   }
 
   write(b: WasmBuffer, data: CpuArray): void {
     if (data.length !== b.length) throw new DeviceUseError(`write of ${data.length} values into a buffer of ${b.length}`);
     this.view(b).set(data);
+    this.roundF16(b);
+  }
+
+  /**
+   * f16 values are binary16: kernels compute in f32 and this pass rounds what a kernel (or an
+   * upload) stored in an f16 buffer. f64 devices keep f16 in double precision.
+   */
+  private roundF16(b: WasmBuffer): void {
+    if (b.dtype === 'f16' && !this.target.f64) f16roundArray(this.view(b) as Float32Array);
   }
 
   copy(src: WasmBuffer, dst: WasmBuffer): void {
@@ -322,6 +332,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     const scratch = kernel.kind === 'matmul' ? this.scratchFor(this.threads) : [0];
     if (!this.pool || split < 2 * align || work < this.minParallelWork) {
       k.run(...ptrs, 0, split || 1, scratch[0]!);
+      this.roundF16(out);
       this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0 });
       return;
     }
@@ -330,6 +341,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     const units = Math.ceil(split / align);
     const chunk = Math.ceil(units / Math.min(units, (kernel.kind === 'matmul' ? 2 : 4) * this.threads)) * align;
     const waitMs = this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch, this.profiler !== null);
+    this.roundF16(out);
     this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + this.pool.lastJoined, waitMs });
   }
 

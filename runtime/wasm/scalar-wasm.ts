@@ -152,6 +152,24 @@ export class ScalarEmitter {
     else this.c.call(F.toInt32);
   }
 
+  /**
+   * Rounds the f64 on the stack to binary16 (ops/f16.ts's method): adding 1.5 * 2^(e + 42), e the
+   * value's binade (at least -14), leaves binary16's spacing to the f64 addition's rounding
+   * (nearest, ties to even); |x| >= 65520 and NaN give x * Infinity. The binade is read from the
+   * value demoted to f32, which can only round up to the next power of two, where both agree.
+   */
+  private f16round(): void {
+    const c = this.c, x = c.local('f64'), a = c.local('f64'), k = c.local('f64'), e = c.local('i32');
+    c.set(x).get(x).op(Op.f64Abs).set(a);
+    c.get(a).op(Op.f32DemoteF64, 0xbc /* i32.reinterpret_f32 */).i32(23).op(Op.i32ShrU).set(e);
+    c.get(e).i32(113).get(e).i32(113).op(Op.i32GtS).op(Op.select).set(e);
+    c.get(e).i32(42).op(Op.i32Add).i32(23).op(Op.i32Shl).i32(0x400000).op(Op.i32Or);
+    c.op(0xbe /* f32.reinterpret_i32 */, Op.f64PromoteF32).set(k);
+    c.get(a).get(k).op(Op.f64Add).get(k).op(Op.f64Sub).get(x).op(0xa6 /* f64.copysign */);
+    c.get(x).f64(Infinity).op(Op.f64Mul);
+    c.get(a).f64(65520).op(Op.f64Lt).op(Op.select);
+  }
+
   /** pushes `e` evaluated as dtype `to` */
   exprAs(e: Expr, to: DType): void {
     this.expr(e);
@@ -209,6 +227,7 @@ export class ScalarEmitter {
         this.expr(e.a);
         if (e.dtype === 'bool') this.convert(e.a.dtype, 'bool');
         else this.coerce(valType(e.a.dtype), vt);
+        if (e.dtype === 'f16' && e.a.dtype !== 'f16' && e.a.dtype !== 'bool') this.f16round();
         return;
       case 'index':
         this.index(e.at);
@@ -253,7 +272,7 @@ export class ScalarEmitter {
       case 'rsqrt': { const t = c.local('f64'); c.op(Op.f64Sqrt).set(t).f64(1).get(t).op(Op.f64Div); break; }
       case 'abs': c.op(Op.f64Abs); break;
       case 'sigmoid': { const t = c.local('f64'); c.op(Op.f64Neg).call(F.exp).set(t).f64(1).f64(1).get(t).op(Op.f64Add).op(Op.f64Div); break; }
-      case 'relu': c.f64(0).op(Op.f64Max); break;
+      case 'relu': { const t = c.local('f64'); c.set(t).get(t).f64(0).get(t).f64(0).op(Op.f64Gt).op(Op.select); break; } // x > 0 ? x : 0 (NaN gives 0)
       case 'recip': { const t = c.local('f64'); c.set(t).f64(1).get(t).op(Op.f64Div); break; }
       case 'floor': c.op(Op.f64Floor); break;
       case 'ceil': c.op(Op.f64Ceil); break;

@@ -32,6 +32,9 @@ const LANE_BINARY = new Set(['add', 'sub', 'mul', 'div', 'max', 'min', 'lt', 'le
 
 const isFloat = (d: string) => d === 'f32' || d === 'f16';
 
+/** vectors a step of the main loop */
+const UNROLL = 4;
+
 /** Whether `e` has a lane form along `v` (floats and booleans only). */
 function vectorizable(e: Expr, v: string, inputs: MapKernel['inputs']): boolean {
   const ok = (x: Expr) => vectorizable(x, v, inputs);
@@ -54,7 +57,8 @@ function vectorizable(e: Expr, v: string, inputs: MapKernel['inputs']): boolean 
       return isFloat(e.a.dtype) && isFloat(e.b.dtype) && (cmp || isFloat(e.dtype)) && ok(e.a) && ok(e.b);
     }
     case 'where': return e.c.dtype === 'bool' && e.a.dtype === e.dtype && e.b.dtype === e.dtype && ok(e.c) && ok(e.a) && ok(e.b);
-    case 'cast': return (isFloat(e.a.dtype) || e.a.dtype === 'bool') && ok(e.a);
+    // a cast to f16 rounds to binary16, which the scalar code does
+    case 'cast': return (isFloat(e.a.dtype) || e.a.dtype === 'bool') && !(e.dtype === 'f16' && e.a.dtype === 'f32') && ok(e.a);
     case 'reduce': return (e.op === 'sum' || e.op === 'max' || e.op === 'min') && isFloat(e.dtype) && e.vars.every((x) => x.name !== v) && ok(e.body);
     default: return false;
   }
@@ -77,6 +81,21 @@ export function emitSimdMap(k: MapKernel, em: ScalarEmitter, o: number, range: {
   if (range) c.get(range.lo).set(l).get(range.hi).set(end);
   else c.i32(0).set(l).i32(n).set(end);
   const emitter = new LaneEmitter(em, k);
+  // sixteen lanes a step while they fit (f32 outputs): four vectors stored at offsets from one
+  // output pointer, one loop test
+  if (k.out.dtype === 'f32') {
+    c.block().loop();
+    c.get(l).i32(4 * UNROLL).op(Op.i32Add).get(end).op(Op.i32GtS).brIf(1);
+    for (let u = 0; u < UNROLL; u++) {
+      c.get(o);
+      emitter.expr(k.expr);
+      c.simdMem(Simd.store, 0, 16 * u);
+      c.get(l).i32(4).op(Op.i32Add).set(l);
+    }
+    c.get(o).i32(16 * UNROLL).op(Op.i32Add).set(o);
+    c.br(0);
+    c.end().end();
+  }
   // four lanes while they fit
   c.block().loop();
   c.get(l).i32(4).op(Op.i32Add).get(end).op(Op.i32GtS).brIf(1);
@@ -172,7 +191,8 @@ class LaneEmitter {
       case 'abs': c.simd(Simd.f32x4Abs); return;
       case 'sqrt': c.simd(Simd.f32x4Sqrt); return;
       case 'rsqrt': c.simd(Simd.f32x4Sqrt).set(t).f32x4(1).get(t).simd(Simd.f32x4Div); return;
-      case 'relu': c.f32x4(0).simd(Simd.f32x4Max); return;
+      // x > 0 ? x : 0 (NaN and -0 give +0, as ops/scalar.ts says): pmax(0, x), one maxps
+      case 'relu': c.set(t).f32x4(0).get(t).simd(Simd.f32x4Pmax); return;
       case 'recip': c.set(t).f32x4(1).get(t).simd(Simd.f32x4Div); return;
       case 'floor': c.simd(Simd.f32x4Floor); return;
       case 'ceil': c.simd(Simd.f32x4Ceil); return;
