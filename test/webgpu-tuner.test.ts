@@ -243,6 +243,8 @@ describe('WebGPU autotuner', () => {
       expect(times.length).toBeGreaterThan(1);
       expect(rec.ms).toBe(Math.min(...times));
       expect(rec.timings[JSON.stringify(rec.variant)]).toBe(rec.ms);
+      // the clock the adapter allows (timestamps are checked in Chromium: browser-webgpu.test.ts)
+      expect(rec.clock).toBe(gpu!.features.has('timestamp-query') ? 'timestamp-query' : 'wall-clock');
       expect(store.get(adapterIdentity(gpu!.info), tuningKey(kernel)!)).toEqual(rec);
       expect(be.variantOf(kernel)).toEqual(rec.variant);
       expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 1e-4, 'tuned');

@@ -133,9 +133,14 @@ export class Autotuner {
       for (const t of [...ins, out]) this.host.release(t);
     }
     if (!best) return null;
-    const rec: TuningRecord = { variant: best, ms: bestMs, timings };
+    const rec: TuningRecord = { variant: best, ms: bestMs, timings, clock: this.usesTimestamps ? 'timestamp-query' : 'wall-clock' };
     this.tuning.set(this.adapterKey, key, rec);
     return rec;
+  }
+
+  /** whether launches are timed with the GPU's timestamp queries (else wall clock until the queue is done) */
+  private get usesTimestamps(): boolean {
+    return this.host.gpu.features.has('timestamp-query');
   }
 
   /** Median milliseconds of one launch of `kernel` in variant `v` (Infinity when it fails to compile). */
@@ -146,7 +151,7 @@ export class Autotuner {
     const device = gpu.device;
     // an encoder of its own: launches recorded meanwhile stay in the backend's
     const once = async (): Promise<number> => {
-      const stamps = gpu.features.has('timestamp-query') ? timestamps(device) : null;
+      const stamps = this.usesTimestamps ? timestamps(device) : null;
       const record = bind();
       const t0 = performance.now();
       const enc = device.createCommandEncoder();

@@ -165,9 +165,9 @@ export class WebGpuBackend {
     this.matmulAuto = want === 'auto';
     this.matmulVariant = want === 'auto' ? (gpu.info.isCpu || !wgOk ? 'register' : 'workgroup') : want;
     const sub = gpu.features.has('subgroups');
-    // subgroup combines are a tuner candidate where the adapter has them, not the default: no
-    // adapter this is tested on has the feature, and a candidate that fails to compile is only
-    // passed over, where a default would fail the run
+    // subgroup combines are a tuner candidate where the adapter has them, not the default: a
+    // candidate that fails to compile is only passed over, where a default would fail the run
+    // (they run in CI on Chromium's SwiftShader: test/browser-webgpu.test.ts)
     this.reduceVariant = { ...(gpu.info.isCpu ? SOFTWARE_REDUCE : DEFAULT_REDUCE), subgroups: false, ...opts.reduce };
     this.tune = opts.tune ?? tuningFromEnv();
     this.tuning = opts.tuning ?? sharedTuning();

@@ -210,12 +210,15 @@ function combineWorkgroup(em: ExprEmitter, r: Reduce, t: string, wg: number, sub
   const fromShared = (x: string) => (valueType(at) === 'bool' ? `(${x} != 0i)` : x);
   if (subgroups && !arg) {
     const op = r.op === 'sum' && valueType(at) !== 'bool' ? 'subgroupAdd' : r.op === 'min' ? 'subgroupMin' : 'subgroupMax';
-    // the subgroups' results meet in workgroup memory, and the first invocation folds them
+    // the subgroups' results meet in workgroup memory, and the first invocation folds them. Each
+    // subgroup claims a slot: WGSL does not promise that a subgroup is a run of consecutive
+    // invocation indices, nor that all subgroups have subgroup_size invocations
+    em.shared.add('var<workgroup> rheo_sg_slots: atomic<u32>;');
     em.emit(`let ${t}s = ${op}(${asShared});`);
-    em.emit(`if (sgi == 0u) { ${sh}[lidx / sgsize] = ${t}s; }`);
+    em.emit(`if (sgi == 0u) { ${sh}[atomicAdd(&rheo_sg_slots, 1u)] = ${t}s; }`);
     em.emit('workgroupBarrier();');
     const fold = r.op === 'sum' && valueType(at) !== 'bool' ? 'a + b' : r.op === 'min' ? 'min(a, b)' : 'max(a, b)'; // a, b: locals of the fold below
-    em.emit(`if (lidx == 0u) { var a = ${sh}[0]; for (var sgk: u32 = 1u; sgk < ${wg}u / sgsize; sgk = sgk + 1u) { let b = ${sh}[sgk]; a = ${fold}; } ${sh}[0] = a; }`);
+    em.emit(`if (lidx == 0u) { var a = ${sh}[0]; for (var sgk: u32 = 1u; sgk < atomicLoad(&rheo_sg_slots); sgk = sgk + 1u) { let b = ${sh}[sgk]; a = ${fold}; } ${sh}[0] = a; }`);
     em.emit('workgroupBarrier();');
     em.emit(`${t} = ${fromShared(`${sh}[0]`)};`);
     em.emit('workgroupBarrier();');
@@ -256,7 +259,7 @@ function bindOutputs(em: ExprEmitter, shape: readonly number[]): void {
 
 function shader(em: ExprEmitter, k: MapKernel, wg: number, subgroups: boolean): string {
   const enable = subgroups ? 'enable subgroups;\n' : '';
-  const sg = subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32, @builtin(subgroup_size) sgsize: u32' : '';
+  const sg = subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : '';
   return `${enable}${[...em.helpers, ...declareBindings(k.inputs, k.out.dtype), SCRATCH_DECL(k.inputs.length + 1), ...em.shared].join('\n')}
 
 @compute @workgroup_size(${wg})

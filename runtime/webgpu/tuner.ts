@@ -41,6 +41,8 @@ export interface TuningRecord {
   readonly ms: number;
   /** milliseconds of each candidate timed, by its JSON text */
   readonly timings: Readonly<Record<string, number>>;
+  /** how they were timed: the GPU's timestamp queries, or wall clock until the queue was done (absent in older tables) */
+  readonly clock?: 'timestamp-query' | 'wall-clock';
 }
 
 const VERSION = 1;
@@ -48,7 +50,7 @@ const VERSION = 1;
 /** A Node module name built at run time, so that bundlers for the browser leave the import alone. */
 const nodeModule = (name: string): string => `node:${name}`;
 
-const layout = (op: MatmulOperand) => (op.colStride === 1 ? 'n' : op.rowStride === 1 ? 't' : 's');
+const layout = (op: MatmulOperand) => (op.gather ? 'g' : op.colStride === 1 ? 'n' : op.rowStride === 1 ? 't' : 's');
 
 /**
  * The signature a tuned choice is kept under: kind, shapes and dtypes (and a matmul's operand
