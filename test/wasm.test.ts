@@ -104,6 +104,49 @@ describe.skipIf(!wasmAvailable())('wasm device', () => {
     }
   });
 
+  it('elementwise chains over rows of any length (sixteen lanes, four, the scalar tail, split anywhere) equal the interpreter, relu of -0 and NaN included', () => {
+    const devices = [new WasmDevice({ threads: 1 }), new WasmDevice({ threads: 2, minParallelWork: 0 })];
+    const special = [0, -0, NaN, Infinity, -Infinity, 1e-3, -1e-3];
+    try {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 3 }),
+          fc.integer({ min: 1, max: 70 }),
+          fc.array(fc.oneof(fc.constantFrom(...special), fc.integer({ min: -4096, max: 4096 }).map((v) => v / 1024)), { minLength: 1, maxLength: 64 }),
+          fc.constantFrom(1.5, -0.5),
+          (rows, cols, values, a) => {
+            const g = graph('chain', (b) => {
+              const x = b.input('x', f32(rows, cols));
+              const y = b.input('y', f32(rows, cols));
+              return { out: b.add(b.mul(b.relu(b.add(b.mul(x, a), y)), 0.75), b.relu(b.neg(y))) };
+            });
+            const n = rows * cols;
+            const x = Float32Array.from({ length: n }, (_, i) => values[i % values.length]!);
+            const y = Float32Array.from({ length: n }, (_, i) => values[(i * 7 + 3) % values.length]!);
+            const [step] = compile(g).plan({ x: [rows, cols], y: [rows, cols] }).steps.filter((s) => s.kind === 'launch');
+            if (step?.kind !== 'launch') throw new Error('the chain is one launch');
+            const k = step.kernel;
+            const ins = k.inputs.map((p) => (p.size === n ? [x, y][k.inputs.indexOf(p)]! : allocArray(p.dtype, p.size)));
+            const want = allocArray(k.out.dtype, n);
+            interpretKernel(k, ins, want);
+            for (const device of devices) {
+              const bufs = ins.map((v, j) => device.upload(k.inputs[j]!.dtype, v));
+              const out = device.alloc(k.out.dtype, n);
+              device.launch(k, bufs, out);
+              const [got] = device.readSync([out]);
+              for (const b of [...bufs, out]) device.free(b);
+              closeArrays(got!, want, 1e-6, 0, `${device.description}, [${rows}, ${cols}]`);
+              for (let i = 0; i < n; i++) if (want[i] === 0) expect(Object.is(got![i], want[i]), `sign of zero at ${i}`).toBe(true);
+            }
+          },
+        ),
+        fcParams(60),
+      );
+    } finally {
+      for (const d of devices) d.close();
+    }
+  });
+
   it("stores floats in double precision with precision 'f64'", () => {
     const g = graph('f64', (b) => {
       const x = b.input('x', f32(5, 7));

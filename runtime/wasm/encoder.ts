@@ -58,7 +58,7 @@ export const Simd = {
   i16x8NarrowI32x4U: 0x86, i16x8ExtendLowI8x16U: 0x89, i32x4ExtendLowI16x8U: 0xa9,
   i32x4Add: 0xae, i32x4Sub: 0xb1, i32x4Mul: 0xb5,
   f32x4Abs: 0xe0, f32x4Neg: 0xe1, f32x4Sqrt: 0xe3, f32x4Add: 0xe4, f32x4Sub: 0xe5, f32x4Mul: 0xe6,
-  f32x4Div: 0xe7, f32x4Min: 0xe8, f32x4Max: 0xe9,
+  f32x4Div: 0xe7, f32x4Min: 0xe8, f32x4Max: 0xe9, f32x4Pmin: 0xea, f32x4Pmax: 0xeb,
   i32x4TruncSatF32x4S: 0xf8, f32x4ConvertI32x4S: 0xfa,
   f32x4RelaxedMadd: 0x105,
 } as const;
