@@ -98,6 +98,13 @@ export function idiv(a: IndexExpr, c: number, sizes: ReadonlyMap<string, number>
   if (whole.length > 0 && ibounds(rest, sizes)[0] >= 0) {
     return iadd(sum(whole.map((t) => divTerm(t, c))), idiv(rest, c, sizes));
   }
+  // floor((d*W + R) / (d*q)) = floor(W / q) for W >= 0 and 0 <= R < d (a row index times the
+  // row length plus a column, divided by a multiple of the row length)
+  for (const d of new Set(ts.map(coef).filter((x) => x > 1 && c % x === 0))) {
+    const w = ts.filter((t) => t.k !== 'const' && coef(t) % d === 0);
+    const [r0, r1] = ibounds(sum(ts.filter((t) => !(t.k !== 'const' && coef(t) % d === 0))), sizes);
+    if (r0 >= 0 && r1 < d && ibounds(sum(w), sizes)[0] >= 0) return idiv(sum(w.map((t) => divTerm(t, d))), c / d, sizes);
+  }
   if (a.k === 'div') return { k: 'div', a: a.a, c: a.c * c };
   return { k: 'div', a, c };
 }
@@ -193,6 +200,19 @@ export interface MatmulOperand {
   readonly batchStrides: readonly number[];
   readonly rowStride: number;
   readonly colStride: number;
+  /**
+   * An operand that is not affine (implicit GEMM: conv2d's windows read in place of an im2col
+   * copy): element (batch..., row, col) is `buf[at]` where `valid` holds and 0 elsewhere (the
+   * padding), with `at` and `valid` over the variables `b0`... (batch dims), `row` and `col`.
+   * The strides and offset are then 0 and mean nothing. Only devices whose caps say
+   * `implicitGemm` are given such operands.
+   */
+  readonly gather?: OperandGather;
+}
+
+export interface OperandGather {
+  readonly at: IndexExpr;
+  readonly valid: IndexPred | null;
 }
 
 /**
@@ -271,4 +291,36 @@ export function linearize(idx: readonly IndexExpr[], shape: readonly number[]): 
 export function delinearize(lin: IndexExpr, shape: readonly number[], sizes: ReadonlyMap<string, number>): IndexExpr[] {
   const st = stridesOf(shape);
   return shape.map((d, i) => (d === 1 ? iconst(0) : imod(idiv(lin, st[i]!, sizes), d, sizes)));
+}
+
+/** `e` with its variables renamed (names not in `names` are kept). */
+export function renameVars(e: IndexExpr, names: ReadonlyMap<string, string>): IndexExpr {
+  switch (e.k) {
+    case 'var': return ivar(names.get(e.name) ?? e.name);
+    case 'const': return e;
+    case 'add': return { k: 'add', a: renameVars(e.a, names), b: renameVars(e.b, names) };
+    case 'mul': case 'div': case 'mod': return { ...e, a: renameVars(e.a, names) };
+    case 'loadIndex': return { ...e, at: renameVars(e.at, names) };
+  }
+}
+
+export function renamePredVars(p: IndexPred, names: ReadonlyMap<string, string>): IndexPred {
+  return p.k === 'and' ? { k: 'and', a: renamePredVars(p.a, names), b: renamePredVars(p.b, names) } : { ...p, a: renameVars(p.a, names) };
+}
+
+/** The variables an index expression reads (loadIndex makes it data-dependent: null). */
+export function indexVars(e: IndexExpr, into: Set<string> = new Set()): Set<string> | null {
+  switch (e.k) {
+    case 'var': into.add(e.name); return into;
+    case 'const': return into;
+    case 'add': return indexVars(e.a, into) && indexVars(e.b, into);
+    case 'mul': case 'div': case 'mod': return indexVars(e.a, into);
+    case 'loadIndex': return null;
+  }
+}
+
+/** The comparisons of a predicate's conjunction. */
+export function predAtoms(p: IndexPred | null): Exclude<IndexPred, { k: 'and' }>[] {
+  if (!p) return [];
+  return p.k === 'and' ? [...predAtoms(p.a), ...predAtoms(p.b)] : [p];
 }

@@ -24,6 +24,12 @@ export interface DeviceCaps {
   readonly sync: boolean;
   /** float tensors can be stored in double precision */
   readonly f64: boolean;
+  /**
+   * matmul operands may be gathers (`MatmulOperand.gather`): a view that strides cannot express
+   * (conv2d's unfolded windows, padding) is read inside the matmul's loads instead of being
+   * copied into a buffer first (implicit GEMM). Absent means false.
+   */
+  readonly implicitGemm?: boolean;
   /** bytes one element of each dtype takes in this device's buffers (plans count memory in these) */
   readonly elementBytes: Readonly<Record<DType, number>>;
 }

@@ -8,7 +8,7 @@
 
 import type { Graph } from '../graphs/graph.js';
 import { consumersOf } from '../graphs/graph.js';
-import { opDef, type OpKind } from '../ops/registry.js';
+import { opDef, type OpDef, type OpKind } from '../ops/registry.js';
 import { numel } from '../graphs/types.js';
 import { HOST_CAPS, type DeviceCaps } from './caps.js';
 import { chooseCut, isSuppliedSource, kernelReads } from './limits.js';
@@ -53,7 +53,7 @@ export function chooseMaterialized(f: FusionInput): Set<number> {
     // inputs that kernels read as plain buffers or as indices
     const n = g.nodes[id]!;
     for (const j of [...(d.bufferOperands ?? []), ...(d.indexOperands ?? [])]) mat.add(n.inputs[j]!);
-    if (k === 'matmul') for (const j of n.inputs) mat.add(firstStridedSource(g, j));
+    if (k === 'matmul') for (const j of n.inputs) mat.add(firstStridedSource(g, j, f.caps?.implicitGemm === true));
   }
   if (f.fuse) fuseHeavy(f, mat, consumers, kind, readsAtOwnIndex);
   fitBindings(g, f.needed, mat, f.caps ?? HOST_CAPS);
@@ -127,9 +127,14 @@ function fitBindings(g: Graph, needed: readonly number[], mat: Set<number>, caps
   }
 }
 
-/** The buffer a matmul operand's strides index: through views that only re-stride. */
-function firstStridedSource(g: Graph, id: number): number {
+/**
+ * The buffer a matmul operand's strides index: through views that only re-stride, or with
+ * implicit GEMM through every view that only moves elements (pad, windows), which the matmul
+ * then gathers in its loads (kernel construction asks for a buffer where it cannot).
+ */
+function firstStridedSource(g: Graph, id: number, gather: boolean): number {
   let cur = id;
-  while (opDef(g.nodes[cur]!.op).stridedView) cur = g.nodes[cur]!.inputs[0]!;
+  const through = (d: OpDef) => d.stridedView || (gather && d.kind === 'view' && !d.indexOperands?.length && d.lower !== undefined);
+  while (through(opDef(g.nodes[cur]!.op))) cur = g.nodes[cur]!.inputs[0]!;
   return cur;
 }

@@ -8,8 +8,8 @@
 import type { Graph } from '../graphs/graph.js';
 import { opDef, type KernelCtx, type LowerCtx } from '../ops/registry.js';
 import {
-  linearize, outVars,
-  type BufferParam, type Expr, type IndexExpr, type Kernel, type LoopVar, type MatmulOperand,
+  indexVars, linearize, outVars, predAtoms, renamePredVars, renameVars,
+  type BufferParam, type Expr, type IndexExpr, type IndexPred, type Kernel, type LoopVar, type MatmulOperand,
 } from '../ops/kernel-ir.js';
 import { numel } from '../graphs/types.js';
 import { bufferBytes, HOST_CAPS, type DeviceCaps } from './caps.js';
@@ -43,6 +43,7 @@ class KernelBuilder {
     readonly shapes: readonly (readonly number[])[],
     readonly mat: ReadonlySet<number>,
     readonly root: number,
+    readonly caps: DeviceCaps,
   ) {
     this.shapes[root]!.forEach((d, i) => this.sizes.set(`i${i}`, d));
   }
@@ -96,20 +97,42 @@ class KernelBuilder {
     return def.lower(ctx, idx);
   }
 
-  /** The strides of a matmul operand, if its expression is a load at an affine index. */
+  /**
+   * The strides of a matmul operand, if its expression is a load at an affine index; on a device
+   * with implicit GEMM also a gather: a load at any index of the operand's variables, under pad
+   * masks whose fill is 0.
+   */
   operand(id: number, idx: readonly IndexExpr[], vars: { readonly batch: readonly string[]; readonly row: string; readonly col: string }): MatmulOperand {
     const e = this.exprOf(id, idx);
-    if (e.k !== 'load') throw new NeedsBuffer(id);
-    const aff = affine(e.at);
-    if (!aff) throw new NeedsBuffer(id);
     const known = new Set([...vars.batch, vars.row, vars.col]);
-    for (const v of aff.coefs.keys()) if (!known.has(v)) throw new NeedsBuffer(id);
+    const aff = e.k === 'load' ? affine(e.at) : null;
+    if (e.k !== 'load' || !aff || [...aff.coefs.keys()].some((v) => !known.has(v))) {
+      if (this.caps.implicitGemm) return this.gather(id, e, vars, known);
+      throw new NeedsBuffer(id);
+    }
     return {
       buf: e.buf,
       offset: aff.c,
       batchStrides: vars.batch.map((v) => aff.coefs.get(v) ?? 0),
       rowStride: aff.coefs.get(vars.row) ?? 0,
       colStride: aff.coefs.get(vars.col) ?? 0,
+    };
+  }
+
+  private gather(id: number, e: Expr, vars: { readonly batch: readonly string[]; readonly row: string; readonly col: string }, known: ReadonlySet<string>): MatmulOperand {
+    // peel the pad masks: select(pred, x, 0)
+    let valid: IndexPred | null = null;
+    while (e.k === 'select' && e.b.k === 'const' && e.b.v === 0) {
+      valid = valid ? { k: 'and', a: valid, b: e.pred } : e.pred;
+      e = e.a;
+    }
+    if (e.k !== 'load') throw new NeedsBuffer(id);
+    const read = [indexVars(e.at), ...predAtoms(valid).map((p) => indexVars(p.a))];
+    if (read.some((vs) => vs === null || [...vs].some((v) => !known.has(v)))) throw new NeedsBuffer(id);
+    const names = new Map<string, string>([[vars.row, 'row'], [vars.col, 'col'], ...vars.batch.map((v, i) => [v, `b${i}`] as [string, string])]);
+    return {
+      buf: e.buf, offset: 0, batchStrides: vars.batch.map(() => 0), rowStride: 0, colStride: 0,
+      gather: { at: renameVars(e.at, names), valid: valid && renamePredVars(valid, names) },
     };
   }
 }
@@ -157,7 +180,7 @@ function ownKernel(b: KernelBuilder, id: number, name: string, epilogue: Expr | 
 export function buildKernel(
   g: Graph, shapes: readonly (readonly number[])[], mat: ReadonlySet<number>, root: number, caps: DeviceCaps = HOST_CAPS,
 ): BuiltKernel {
-  const b = new KernelBuilder(g, shapes, mat, root);
+  const b = new KernelBuilder(g, shapes, mat, root, caps);
   const node = g.nodes[root]!;
   const def = opDef(node.op);
   const shape = shapes[root]!;

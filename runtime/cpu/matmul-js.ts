@@ -5,6 +5,7 @@
 // not thread or use SIMD (scalar JS on one core).
 
 import type { MatmulKernel, MatmulOperand } from '../../ops/kernel-ir.js';
+import { RheoError } from '../../ops/errors.js';
 
 /** Renders the epilogue given the accumulator's name and the output index variables' names. */
 export type MatmulEpilogueJs = (acc: string, vars: readonly string[]) => string;
@@ -130,6 +131,8 @@ function renderParts(
   epilogue: MatmulEpilogueJs | null,
   t: MatmulTiling,
 ): { decl: string; scratch: Scratch | null; body: string } {
+  // planned only for devices whose caps say implicitGemm, which the CPU's do not
+  if (k.a.gather || k.b.gather) throw new RheoError(`matmul kernel '${k.name}': the CPU renders strided operands only, not gathers`);
   const { mr: MR, nr: NR } = t;
   if (t.mc % MR !== 0 || t.nc % NR !== 0) throw new Error(`matmul tiling: mc/nc must be multiples of mr/nr`);
   const decl = k.inputs.length > 0 ? `const ${k.inputs.map((_, j) => `in${j} = ins[${j}]`).join(', ')};` : '';

@@ -52,6 +52,8 @@ export class WebGpuDevice implements Device<WebGpuTensor> {
       inPlace: false,
       sync: false,
       f64: false,
+      // matmuls read conv2d's windows and padding in their loads (no im2col buffer)
+      implicitGemm: true,
       // every dtype occupies 4 bytes per element (f16 as f32, bool as u32)
       elementBytes: { f32: 4, f16: 4, i32: 4, bool: 4 },
     };

@@ -15,6 +15,7 @@ import type { DType } from '../../graphs/types.js';
 import type { MatmulKernel, MatmulOperand } from '../../ops/kernel-ir.js';
 import type { RenderedKernel } from './render-wgsl.js';
 import { ExprEmitter, bindingTypes, convert, declareBindings, grid, loopIterations, toStorage } from './wgsl-expr.js';
+import { gatherRead, splitGather } from './render-wgsl-gather.js';
 
 export type MatmulVariant = 'register' | 'workgroup' | 'splitk';
 
@@ -46,7 +47,7 @@ const isFloat = (d: DType | undefined) => d === 'f32' || d === 'f16';
 /** Whether an operand's addresses along its fast (column) axis can be read as aligned vec4s. */
 function vec4Along(k: MatmulKernel, op: MatmulOperand, rows: number, cols: number): boolean {
   return (
-    isFloat(k.inputs[op.buf]?.dtype) &&
+    isFloat(k.inputs[op.buf]?.dtype) && !op.gather &&
     op.colStride === 1 && cols % 4 === 0 && cols >= 4 && op.offset % 4 === 0 &&
     (rows === 1 || op.rowStride % 4 === 0) &&
     op.batchStrides.every((s, i) => k.batch[i] === 1 || s % 4 === 0)
@@ -165,8 +166,8 @@ function renderSplitK(k: MatmulKernel, maxPerDim: number, kChunk: number): Rende
   const outs = M * N * P.batches;
   const chunks = Math.max(1, Math.ceil(K / kChunk));
   const WG = 64;
-  const A = (row: string, kk: string) => convert(`in${a.buf}[aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
-  const B = (kk: string, col: string) => convert(`in${b.buf}[bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i]`, k.inputs[b.buf]!.dtype, 'f32');
+  const A = (row: string, kk: string) => a.gather ? gatherRead(k, a, P.vec4, row, kk) : convert(`in${a.buf}[aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
+  const B = (kk: string, col: string) => b.gather ? gatherRead(k, b, P.vec4, kk, col) : convert(`in${b.buf}[bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i]`, k.inputs[b.buf]!.dtype, 'f32');
   const scratch = `@group(0) @binding(${k.inputs.length + 1}) var<storage, read_write> scratch: array<f32>;`;
   // e: the output (batch, row, col), col fastest, so neighbours read neighbouring columns of B
   const decode = (e: string) => `  let e = ${e};
@@ -263,20 +264,27 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile):
   else for (const j of cols) L.push(`let bc${j}: i32 = bBase + min(col0 + ${j}i, ${N - 1}i) * ${b.colStride}i;`);
   if (P.bMode === 'k') for (const j of cols) L.push(`let bc4${j}: i32 = bc${j} >> 2u;`);
   for (const r of rows) for (const h of quads) L.push(`var acc${r}_${h} = vec4<f32>(0.0f);`);
+  // gathered operands: outer parts of their addresses once per row of A / column of B
+  const ga = a.gather ? splitGather(k, a, P.vec4, 'a') : null, gb = b.gather ? splitGather(k, b, P.vec4, 'b') : null;
+  const aRow = (r: number) => `min(row0 + ${r}i, ${M - 1}i)`, bCol = (j: number) => `min(col0 + ${j}i, ${N - 1}i)`;
+  if (ga) for (const r of rows) L.push(...ga.outer(`${r}`, aRow(r)));
+  if (gb) for (const j of cols) L.push(...gb.outer(`${j}`, bCol(j)));
 
   // One k: A(r) is A[row0 + r, k] as a scalar; B(k)[h] is B[k, col0 + 4h .. col0 + 4h + 3].
-  const aScalar = (r: number, kk: string) => P.aMode === 'm'
+  const aScalar = (r: number, kk: string) => a.gather ? (ga ? ga.read(`${r}`) : gatherRead(k, a, P.vec4, aRow(r), kk)) : P.aMode === 'm'
     ? `in${a.buf}[ag${r >> 2} + ${kk} * ${K === 1 ? 0 : a.colStride / 4}i][${r & 3}]`
     : P.vec4.has(a.buf)
       ? `in${a.buf}[(ar${r} + ${kk} * ${a.colStride}i) >> 2u][(ar${r} + ${kk} * ${a.colStride}i) & 3i]`
       : convert(`in${a.buf}[ar${r} + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
-  const bRow = (kk: string, h: number) => P.bMode === 'n'
+  const bRow = (kk: string, h: number) => b.gather
+    ? `vec4<f32>(${[0, 1, 2, 3].map((j) => (gb ? gb.read(`${4 * h + j}`) : gatherRead(k, b, P.vec4, kk, bCol(4 * h + j)))).join(', ')})`
+    : P.bMode === 'n'
     ? `in${b.buf}[bq${h} + ${kk} * ${K === 1 ? 0 : b.rowStride / 4}i]`
     : `vec4<f32>(${[0, 1, 2, 3].map((j) => scalarB(k, `bc${4 * h + j} + ${kk} * ${b.rowStride}i`, P.vec4)).join(', ')})`;
 
   // Four k at a time: vec4 reads along k are taken apart, vec4 reads along m or n used whole.
   const K4 = K - (K % 4);
-  const unrolled = K4 > 0 && P.aMode !== 'scalar' && (P.aMode === 'k' || P.bMode !== 'scalar');
+  const unrolled = K4 > 0 && P.aMode !== 'scalar' && (P.aMode === 'k' || P.bMode !== 'scalar') && !a.gather && !b.gather;
   if (unrolled) {
     L.push(`for (var kk: i32 = 0i; kk < ${K4}i; kk = kk + 4i) {`);
     if (P.bMode === 'k') {
@@ -303,6 +311,8 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile):
   const kStart = unrolled ? K4 : 0;
   if (kStart < K) {
     L.push(`for (var kk: i32 = ${kStart}i; kk < ${K}i; kk = kk + 1i) {`);
+    if (ga) L.push(...ga.inner('kk').map((l) => `  ${l}`));
+    if (gb) L.push(...gb.inner('kk').map((l) => `  ${l}`));
     for (const h of quads) L.push(`  let bk${h} = ${bRow('kk', h)};`);
     for (const r of rows) {
       L.push(`  let ak${r} = ${aScalar(r, 'kk')};`);
@@ -360,8 +370,8 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
   // a buffer bound as vec4s (for either operand or the epilogue) is read through its components
   const read = (buf: number, at: string) =>
     P.vec4.has(buf) ? `in${buf}[(${at}) >> 2u][(${at}) & 3i]` : convert(`in${buf}[${at}]`, k.inputs[buf]!.dtype, 'f32');
-  const A = (row: string, kk: string) => read(a.buf, `aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i`);
-  const B = (kk: string, col: string) => read(b.buf, `bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i`);
+  const A = (row: string, kk: string) => a.gather ? gatherRead(k, a, P.vec4, row, kk) : read(a.buf, `aBase + ${row} * ${a.rowStride}i + ${kk} * ${a.colStride}i`);
+  const B = (kk: string, col: string) => b.gather ? gatherRead(k, b, P.vec4, kk, col) : read(b.buf, `bBase + ${kk} * ${b.rowStride}i + ${col} * ${b.colStride}i`);
   // vec4 tile loads: 4 consecutive k of a row of A, 4 consecutive columns of a row of B
   const aVec = P.aMode === 'k' && loads % 4 === 0, bVec = P.bMode === 'n' && loads % 4 === 0;
   const L: string[] = [];
