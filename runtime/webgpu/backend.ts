@@ -17,6 +17,7 @@ import { storageType } from './wgsl-expr.js';
 import { BufferPool, sizeClass } from './pool.js';
 import { tallSkinny, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
+import type { SubgroupMatrixDevice } from './render-wgsl-subgroup-matrix.js';
 import { sharedTuning, tuningFromEnv, type KernelVariant, type TuningRecord, type TuningStore } from './tuner.js';
 import { adapterIdentity } from './device.js';
 import { Autotuner, tuneMatmulVariant, type BindLaunch } from './autotune.js';
@@ -184,6 +185,7 @@ export class WebGpuBackend {
       workgroupMatmul: wgOk,
       subgroups: sub,
       maxInvocations: Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX),
+      ...(gpu.subgroupMatrixConfigs.length ? { subgroupMatrix: { configs: gpu.subgroupMatrixConfigs, device: this.subgroupMatrixDevice() } } : {}),
     }, opts.tuneBudgetMs ?? 1500);
     if (this.reduceVariant.subgroups && !sub) throw new DeviceError('unavailable', "subgroup reductions need the adapter's 'subgroups' feature");
     if (this.matmulVariant === 'workgroup' && !wgOk) {
@@ -304,12 +306,23 @@ export class WebGpuBackend {
     };
   }
 
+  /** What a subgroup-matrix kernel may use on this device. */
+  private subgroupMatrixDevice(): SubgroupMatrixDevice {
+    const lim = this.gpu.limits;
+    return {
+      subgroupMaxSize: this.gpu.subgroupMaxSize,
+      maxInvocations: Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX),
+      maxWorkgroupStorage: lim.maxComputeWorkgroupStorageSize,
+    };
+  }
+
   /** The WGSL this backend generates for a kernel (for debugging and tests), in a variant (default `variantOf`). */
   render(kernel: Kernel, variant: KernelVariant | null = this.variantOf(kernel)): RenderedKernel {
     const mm = variant?.kind === 'matmul' ? variant : null;
     const tile = mm?.tile;
     return renderWgsl(kernel, {
       matmul: mm?.matmul ?? this.matmulVariant,
+      subgroupMatrix: mm?.shape ? { shape: mm.shape, device: this.subgroupMatrixDevice() } : undefined,
       workgroupSize: this.opts.workgroupSize ?? Math.min(256, this.gpu.limits.maxComputeInvocationsPerWorkgroup, this.gpu.limits.maxComputeWorkgroupSizeX),
       vectorize: this.opts.vectorize,
       registerTile: tile ? () => tile : this.opts.registerTile,

@@ -29,6 +29,18 @@ export interface WebGpuAdapterInfo {
   readonly isCpu: boolean;
 }
 
+/** A shape the adapter multiplies subgroup matrices in (`GPUAdapterInfo.subgroupMatrixConfigs`). */
+export interface SubgroupMatrixConfig {
+  readonly componentType: string;
+  readonly resultComponentType: string;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+}
+
+/** The Dawn feature behind subgroup matrices (experimental; in Node, Dawn lists it only with unsafe APIs allowed). */
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
+
 /** A device plus what the renderers need to know about it. */
 export interface WebGpuDevice {
   readonly device: GPUDevice;
@@ -37,6 +49,10 @@ export interface WebGpuDevice {
   /** 'shader-f16' when offered (and then enabled), plus the adapter's other features */
   readonly features: ReadonlySet<string>;
   readonly limits: GPUSupportedLimits;
+  /** the adapter's largest subgroup (0 when it does not say) */
+  readonly subgroupMaxSize: number;
+  /** the adapter's subgroup-matrix shapes when the device has SUBGROUP_MATRIX_FEATURE; else empty */
+  readonly subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
   /**
    * The first uncaptured error or loss since the last call, as a typed error; null when healthy.
    * Backends call this at synchronization points (reads) and throw what it returns.
@@ -96,6 +112,9 @@ const keepAlive: GPU[] = [];
  * A device with raised limits, or null (see `lastAcquireFailure`) when this platform has no
  * WebGPU adapter. In Node, `RHEO_WEBGPU_BACKEND` (`vulkan`, `metal`, `d3d12`, `opengles`) forces a
  * Dawn backend; by default a native backend is tried where a GPU is visible, then OpenGL ES.
+ * `RHEO_WEBGPU_UNSAFE_APIS=1` starts Dawn with its unsafe APIs allowed (`allow_unsafe_apis`),
+ * which its experimental features need, subgroup matrices among them; off by default, as those
+ * APIs have not had the safety review of the rest.
  *
  * ```ts
  * const gpu = await acquireWebGpu();
@@ -186,8 +205,9 @@ async function candidates(reasons: string[]): Promise<AdapterCandidate[]> {
   for (const [k, v] of Object.entries(mod.globals)) {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   }
+  const unsafe = proc.env.RHEO_WEBGPU_UNSAFE_APIS === '1' ? ['enable-dawn-features=allow_unsafe_apis'] : [];
   const make = (backend: string, flags: string[], options: GPURequestAdapterOptions): AdapterCandidate => {
-    const gpu = mod.create(flags);
+    const gpu = mod.create([...flags, ...unsafe]);
     keepAlive.push(gpu);
     return { backend, gpu, options };
   };
@@ -225,6 +245,9 @@ async function openDevice(adapter: GPUAdapter, c: AdapterCandidate): Promise<Web
   if (adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
   if (adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  // subgroup matrices: f16 operands in workgroup memory need shader-f16 as well
+  const matrices = ['shader-f16', 'subgroups', SUBGROUP_MATRIX_FEATURE].every((f) => adapter.features.has(f));
+  if (matrices) requiredFeatures.push(SUBGROUP_MATRIX_FEATURE as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
 
   const raw = adapter.info ?? ({} as GPUAdapterInfo);
@@ -254,12 +277,17 @@ async function openDevice(adapter: GPUAdapter, c: AdapterCandidate): Promise<Web
     pending ??= lost;
   });
   const features = new Set<string>(adapter.features as Iterable<string>);
+  const extra = raw as { subgroupMaxSize?: number; subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] };
   return {
     device,
     adapter,
     info,
     features,
     limits: device.limits,
+    subgroupMaxSize: extra.subgroupMaxSize ?? 0,
+    subgroupMatrixConfigs: matrices ? [...(extra.subgroupMatrixConfigs ?? [])].map((c) => ({
+      componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K,
+    })) : [],
     takeError() {
       const e = pending;
       pending = lost;

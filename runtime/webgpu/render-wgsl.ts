@@ -13,6 +13,7 @@ import { stridesOf, type Expr, type Kernel, type MapKernel, type ScatterAddKerne
 import { renderMatmul, type MatmulVariant, type RegisterTileChoice, type WorkgroupTile } from './render-wgsl-matmul.js';
 import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
 import { DEFAULT_REDUCE, renderSplitReduce, type ReduceVariant } from './render-wgsl-reduce.js';
+import { renderSubgroupMatrixMatmul, type SubgroupMatrixDevice, type SubgroupMatrixShape } from './render-wgsl-subgroup-matrix.js';
 import {
   ExprEmitter, bindingTypes, convert, declareBindings, fromStorage, grid, literal, loopIterations, toStorage,
 } from './wgsl-expr.js';
@@ -36,8 +37,10 @@ function numbered(src: string): string {
 }
 
 export interface RenderOptions {
-  /** which matmul kernel to render (see render-wgsl-matmul.ts); default 'workgroup' */
-  readonly matmul?: MatmulVariant;
+  /** which matmul kernel to render (see render-wgsl-matmul.ts, render-wgsl-subgroup-matrix.ts); default 'workgroup' */
+  readonly matmul?: MatmulVariant | 'subgroup-matrix';
+  /** 'subgroup-matrix': the adapter's config to multiply in, and what the device allows */
+  readonly subgroupMatrix?: { readonly shape: SubgroupMatrixShape; readonly device: SubgroupMatrixDevice };
   /** invocations per workgroup for map and scatter kernels; default 64 */
   readonly workgroupSize?: number;
   /** the device's maxComputeWorkgroupsPerDimension; default 65535 */
@@ -89,9 +92,14 @@ export function renderWgsl(kernel: Kernel, opts: RenderOptions = {}): RenderedKe
       return split ?? renderMap(kernel, wg, maxDim, opts.vectorize !== false);
     }
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim);
-    case 'matmul': return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, {
-      tile: opts.registerTile, workgroupTile: opts.workgroupTile, kChunk: opts.kChunk, maxStorageBuffers: opts.maxStorageBuffers,
-    });
+    case 'matmul':
+      if (opts.matmul === 'subgroup-matrix') {
+        if (!opts.subgroupMatrix) throw new RheoError(`matmul '${kernel.name}': the subgroup-matrix kernel needs the adapter's config`);
+        return renderSubgroupMatrixMatmul(kernel, opts.subgroupMatrix.shape, opts.subgroupMatrix.device, maxDim);
+      }
+      return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, {
+        tile: opts.registerTile, workgroupTile: opts.workgroupTile, kChunk: opts.kChunk, maxStorageBuffers: opts.maxStorageBuffers,
+      });
   }
 }
 

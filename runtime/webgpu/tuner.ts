@@ -13,18 +13,24 @@ import {
   registerTile, splitKChunk, type MatmulVariant, type RegisterTile, type WorkgroupTile,
 } from './render-wgsl-matmul.js';
 import { chooseParts, pow2Floor, splittableReductions, type ReduceVariant } from './render-wgsl-reduce.js';
+import type { SubgroupMatrixConfig } from './device.js';
+import {
+  f16Shapes, planSubgroupMatrix, subgroupMatrixOperands, type SubgroupMatrixDevice, type SubgroupMatrixShape,
+} from './render-wgsl-subgroup-matrix.js';
 
 /** How one kernel is rendered; what the tuner chooses among. */
 export type KernelVariant =
   | {
     readonly kind: 'matmul';
-    readonly matmul: MatmulVariant;
+    readonly matmul: MatmulVariant | 'subgroup-matrix';
     /** 'register': the tile (default: `registerTile` of the output shape) */
     readonly tile?: RegisterTile;
     /** 'workgroup': the shape (default 16x16, BK 16) */
     readonly wgTile?: WorkgroupTile;
     /** 'splitk': k elements per chunk (default `splitKChunk`) */
     readonly kChunk?: number;
+    /** 'subgroup-matrix': the adapter's config it multiplies in */
+    readonly shape?: SubgroupMatrixShape;
   }
   | { readonly kind: 'reduce'; readonly reduce: ReduceVariant };
 
@@ -75,6 +81,11 @@ export interface VariantLimits {
   readonly workgroupMatmul: boolean;
   readonly subgroups: boolean;
   readonly maxInvocations: number;
+  /**
+   * the adapter's subgroup-matrix configs when the device has 'chromium-experimental-subgroup-matrix'
+   * (and 'shader-f16'), with what its kernels may use; absent otherwise
+   */
+  readonly subgroupMatrix?: { readonly configs: readonly SubgroupMatrixConfig[]; readonly device: SubgroupMatrixDevice };
 }
 
 const WORKGROUP_TILES: readonly WorkgroupTile[] = [
@@ -102,6 +113,12 @@ export function candidates(k: Kernel, lim: VariantLimits, heuristic: KernelVaria
     for (const tile of REGISTER_TILES) if (tile.wx * tile.wy <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'register', tile });
     if (lim.workgroupMatmul) {
       for (const wgTile of WORKGROUP_TILES) if (wgTile.wt * wgTile.wt <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'workgroup', wgTile });
+    }
+    // subgroup matrices for f16 operands, in each f16 config of the adapter whose tiles fit
+    if (lim.subgroupMatrix && subgroupMatrixOperands(k)) {
+      for (const shape of f16Shapes(lim.subgroupMatrix.configs)) {
+        if (planSubgroupMatrix(shape, lim.subgroupMatrix.device)) add({ kind: 'matmul', matmul: 'subgroup-matrix', shape });
+      }
     }
     // split-K where k is long against the outputs: the default chunk, and a quarter and 4x of it
     const outs = k.m * k.n * k.batch.reduce((a, b) => a * b, 1);
@@ -251,7 +268,9 @@ function validRecord(r: unknown): r is TuningRecord {
   const x = r as Partial<TuningRecord>;
   if (typeof x !== 'object' || x === null || typeof x.ms !== 'number' || typeof x.timings !== 'object') return false;
   const v = x.variant as Partial<KernelVariant> | undefined;
-  if (v?.kind === 'matmul') return v.matmul === 'register' || v.matmul === 'workgroup' || v.matmul === 'splitk';
+  if (v?.kind === 'matmul') {
+    return v.matmul === 'register' || v.matmul === 'workgroup' || v.matmul === 'splitk' || (v.matmul === 'subgroup-matrix' && typeof v.shape === 'object');
+  }
   if (v?.kind === 'reduce') return typeof v.reduce === 'object' && v.reduce !== null;
   return false;
 }
