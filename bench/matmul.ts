@@ -6,7 +6,9 @@
 // every run reads the result back. Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
 // ours (lower is better). Then WebGPU only, 2048³, 4096³ and 8192³ against TF.js and jax-js on
 // WebGPU with the product left on the device and only C[0, 0] read back; on a software adapter
-// the two larger take minutes and run only with `--big` (the output says so).
+// the two larger take minutes and run only with `--big` (the output says so). Last, f16 8192³ on
+// subgroup matrices (tensor cores) where the adapter has them (bench/matmul-subgroup-matrix.ts;
+// in Node, Dawn lists them only with RHEO_WEBGPU_UNSAFE_APIS=1), else a line saying it has none.
 
 import { f32, graph } from '../index.js';
 import { availableParallelism } from 'node:os';
@@ -16,6 +18,7 @@ import { caseFactory, gflopsMetric, runCasesAgainstPeers } from './harness.js';
 import { installNavigatorGpu, matmulData, matmulFlops, selectedPeers } from './peers.js';
 import { progress } from './harness.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
+import { benchSubgroupMatrix } from './matmul-subgroup-matrix.js';
 
 const gpuOk = await installNavigatorGpu();
 const threads = availableParallelism();
@@ -77,3 +80,6 @@ for (const n of [2048, 4096, 8192]) {
     (p) => p.matmulOnDevice?.(n) ?? `${p.name} has no on-device matmul case`,
   );
 }
+
+// f16 on subgroup matrices, where the adapter has them
+await benchSubgroupMatrix(gpuOk ? await sharedWebGpuBackend() : null, 8192);

@@ -2,7 +2,8 @@
 # The WebGPU benches on a bare Linux GPU machine (an NVIDIA driver, no Node, no npm, no network).
 #
 #   bench/gpu/run.sh pack    here, in the project root: bundles the benches (matmul with its
-#                            2048³-8192³ on-device cases, reduce, mlp-train-step with the large MLPs,
+#                            2048³-8192³ on-device cases and f16 8192³ on subgroup matrices
+#                            where the adapter has them, reduce, mlp-train-step with the large MLPs,
 #                            fused-elementwise) with esbuild, carries Node, Dawn and the Vulkan/EGL
 #                            loaders, and writes .dev/gpu-bench.tar.xz
 #   bench/gpu/run.sh run     on the GPU machine, in a directory holding gpu-bench.tar.xz and this
@@ -64,12 +65,16 @@ run() {
   cd "$R/b"
   for f in reduce matmul mlp-train-step fused-elementwise; do
     echo "== $f" >&2
-    timeout 900 node "$f.mjs" --big "$peers" > "$here/results/$f.jsonl" || echo "$f exited with $?" >&2
+    # matmul's f16 case on subgroup matrices needs Dawn's experimental feature, which Node's Dawn
+    # lists only with its unsafe APIs allowed
+    unsafe=0; [ "$f" = matmul ] && unsafe=1
+    RHEO_WEBGPU_UNSAFE_APIS=$unsafe timeout 900 node "$f.mjs" --big "$peers" > "$here/results/$f.jsonl" || echo "$f exited with $?" >&2
   done
   # again with the autotuner (variants timed on the device; the table lands in results/)
   for f in reduce matmul mlp-train-step; do
     echo "== $f, tuned" >&2
-    RHEO_TUNE=1 timeout 900 node "$f.mjs" --big "$peers" > "$here/results/$f.tuned.jsonl" || echo "$f (tuned) exited with $?" >&2
+    unsafe=0; [ "$f" = matmul ] && unsafe=1
+    RHEO_WEBGPU_UNSAFE_APIS=$unsafe RHEO_TUNE=1 timeout 900 node "$f.mjs" --big "$peers" > "$here/results/$f.tuned.jsonl" || echo "$f (tuned) exited with $?" >&2
   done
   echo "results in $here/results" >&2
 }
