@@ -14,6 +14,7 @@ import { kernelSignature, type Kernel } from '../../ops/kernel-ir.js';
 import { acquireWebGpu, lastAcquireFailure, DeviceError, type WebGpuDevice } from './device.js';
 import { KernelCompileError, renderWgsl, type RenderedKernel } from './render-wgsl.js';
 import { storageType } from './wgsl-expr.js';
+import { decodeF16, encodeF16, f16roundArray } from '../../ops/f16.js';
 import { BufferPool, sizeClass } from './pool.js';
 import { tallSkinny, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
@@ -29,7 +30,10 @@ export class KernelLaunchError extends RheoError {
   }
 }
 
-/** f32 and f16 as Float32Array (f16 is stored as f32 on this backend), i32 as Int32Array, bool as Uint8Array. */
+/**
+ * f32 and f16 as Float32Array (f16 values are binary16: uploads round them; on the device they
+ * are array<f16> where it has 'shader-f16', else f32 words), i32 as Int32Array, bool as Uint8Array.
+ */
 export type HostArray = Float32Array | Int32Array | Uint8Array;
 
 /** A tensor's storage on the device; owned by the backend, returned to its pool by `release`. */
@@ -199,10 +203,31 @@ export class WebGpuBackend {
   upload(data: HostArray, dtype: DType = data instanceof Int32Array ? 'i32' : data instanceof Uint8Array ? 'bool' : 'f32'): WebGpuTensor {
     const t = this.allocTensor(dtype, data.length, false);
     if (data.length > 0) {
-      const words = dtype === 'bool' ? Uint32Array.from(data, (v) => (v ? 1 : 0)) : data;
-      this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, data.length * 4);
+      const words = this.deviceWords(data, dtype);
+      this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, words.byteLength);
     }
     return t;
+  }
+
+  /**
+   * Whether f16 tensors are array<f16> on this device (it has 'shader-f16'): 2 bytes an element,
+   * f16 matmuls multiply in f16. Otherwise they are f32 words holding binary16 values.
+   */
+  get f16(): boolean {
+    return this.gpu.features.has('shader-f16');
+  }
+
+  /** Bytes one element of `dtype` takes in this backend's buffers. */
+  elementBytes(dtype: DType): number {
+    return dtype === 'f16' && this.f16 ? 2 : 4;
+  }
+
+  /** Host data as the words a buffer of `dtype` holds (bools as u32; f16 rounded, as binary16 where the device has it), a multiple of 4 bytes. */
+  private deviceWords(data: HostArray, dtype: DType): Uint32Array | Uint16Array | HostArray {
+    if (dtype === 'bool') return Uint32Array.from(data, (v) => (v ? 1 : 0));
+    if (dtype !== 'f16') return data;
+    if (this.f16) return encodeF16(data, new Uint16Array(data.length + (data.length & 1)));
+    return f16roundArray(Float32Array.from(data));
   }
 
   /**
@@ -215,8 +240,8 @@ export class WebGpuBackend {
     if (data.length !== t.elements) throw new RheoError(`write of ${data.length} values into a tensor of ${t.elements}`);
     this.flush();
     if (data.length === 0) return;
-    const words = t.dtype === 'bool' ? Uint32Array.from(data, (v) => (v ? 1 : 0)) : data;
-    this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, data.length * 4);
+    const words = this.deviceWords(data, t.dtype);
+    this.device.queue.writeBuffer(t.buffer, 0, words.buffer, words.byteOffset, words.byteLength);
   }
 
   /** Record a copy of `src` into `dst` (same element count) after the dispatches recorded so far. */
@@ -226,7 +251,7 @@ export class WebGpuBackend {
     if (src.elements !== dst.elements) throw new RheoError(`copy of ${src.elements} elements into a tensor of ${dst.elements}`);
     if (src.elements === 0 || src.buffer === dst.buffer) return;
     this.endPass();
-    this.encoder!.copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.elements * 4);
+    this.encoder!.copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, Math.min((src as Tensor).bytes, (dst as Tensor).bytes));
   }
 
   /** An uninitialized device tensor. */
@@ -245,7 +270,7 @@ export class WebGpuBackend {
   /** Kernel outputs may take buffers released since the last submit; uploads may not (see BufferPool). */
   private allocTensor(dtype: DType, elements: number, recycleUnsubmitted: boolean): Tensor {
     this.live();
-    const bytes = elements * 4; // every dtype occupies 4 bytes per element here
+    const bytes = Math.ceil((elements * this.elementBytes(dtype)) / 4) * 4; // copies and writes move whole words
     return { dtype, elements, buffer: this.pool.take(bytes, recycleUnsubmitted), bytes, released: false };
   }
 
@@ -331,6 +356,7 @@ export class WebGpuBackend {
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
       reduce: variant?.kind === 'reduce' ? variant.reduce : this.reduceVariant,
       maxStorageBuffers: this.gpu.limits.maxStorageBuffersPerShaderStage,
+      shaderF16: this.f16,
     });
   }
 
@@ -553,6 +579,7 @@ export class WebGpuBackend {
         const words = staging.getMappedRange(0, cls);
         if (x.dtype === 'i32') out.push(new Int32Array(words, 0, x.elements).slice());
         else if (x.dtype === 'bool') out.push(Uint8Array.from(new Uint32Array(words, 0, x.elements)));
+        else if (x.dtype === 'f16' && this.f16) out.push(decodeF16(new Uint16Array(words, 0, x.elements)));
         else out.push(new Float32Array(words, 0, x.elements).slice());
         staging.unmap();
         this.pool.giveStaging(cls, staging);

@@ -54,8 +54,8 @@ export class WebGpuDevice implements Device<WebGpuTensor> {
       f64: false,
       // matmuls read conv2d's windows and padding in their loads (no im2col buffer)
       implicitGemm: true,
-      // every dtype occupies 4 bytes per element (f16 as f32, bool as u32)
-      elementBytes: { f32: 4, f16: 4, i32: 4, bool: 4 },
+      // bool as u32; f16 as f16 with 'shader-f16', else as f32 words holding binary16 values
+      elementBytes: { f32: 4, f16: backend.elementBytes('f16'), i32: 4, bool: 4 },
     };
     this.description = `webgpu: ${describeAdapter(backend)}`;
   }
@@ -76,7 +76,7 @@ export class WebGpuDevice implements Device<WebGpuTensor> {
   }
 
   bytes(b: WebGpuTensor): number {
-    return b.elements * 4;
+    return b.elements * this.caps.elementBytes[b.dtype];
   }
 
   upload(dtype: DType, data: CpuArray): WebGpuTensor {

@@ -8,7 +8,8 @@
 //                chunk of k, write partial dot products to a scratch buffer, and a second pass
 //                sums each output's chunks in order and applies the epilogue.
 // Edge tiles clamp their load addresses (results outside the output are never stored), so the
-// inner loops carry no bounds checks. Which variant to use is the backend's choice.
+// inner loops carry no bounds checks. f16 operands on a 'shader-f16' device are multiplied in f16
+// (f16 workgroup tiles, vec4<f16> products) and accumulated in f32. Which variant to use is the backend's choice.
 
 import { RheoError } from '../../graphs/errors.js';
 import type { DType } from '../../graphs/types.js';
@@ -40,6 +41,8 @@ export interface MatmulRenderOptions {
   readonly kChunk?: number;
   /** storage buffers a kernel may bind (split-K binds a scratch buffer too); default 8 */
   readonly maxStorageBuffers?: number;
+  /** f16 tensors are array<f16> ('shader-f16'); f16 operands are then multiplied in f16 */
+  readonly half?: boolean;
 }
 
 const isFloat = (d: DType | undefined) => d === 'f32' || d === 'f16';
@@ -79,19 +82,30 @@ interface Parts {
   readonly epilogueLoops: number;
   /** call of the epilogue for accumulator `acc` at (row, col): a storage value */
   readonly store: (acc: string, row: string, col: string) => string;
+  /**
+   * Operand values: 'f16' when both operands are f16 buffers on a 'shader-f16' device (products
+   * are then f16, vec4<f16> where they can be, and each is widened to f32 before it is added
+   * to an f32 accumulator), else 'f32'.
+   */
+  readonly E: 'f16' | 'f32';
+  /** vec4 of operand values, and its zero */
+  readonly V: string;
+  readonly zero: string;
+  /** a product of operand values as f32 (`x` itself when E is f32) */
+  readonly up: (x: string, vec: boolean) => string;
 }
 
-function parts(k: MatmulKernel, allowVec4: boolean): Parts {
+function parts(k: MatmulKernel, allowVec4: boolean, half = false): Parts {
   const nb = k.batch.length;
   const batches = k.batch.reduce((a, b) => a * b, 1);
-  // an input used as a vec4 operand is bound as array<vec4<f32>> everywhere in the shader
+  // an input used as a vec4 operand is bound as array<vec4<f32>> (vec4<f16>) everywhere in the shader
   const aMode: AMode = !allowVec4 ? 'scalar' : vec4Along(k, k.a, k.m, k.k) ? 'k' : vec4Along(k, swapped(k.a), k.k, k.m) ? 'm' : 'scalar';
   const bMode: BMode = !allowVec4 ? 'scalar' : vec4Along(k, k.b, k.k, k.n) ? 'n' : vec4Along(k, swapped(k.b), k.n, k.k) ? 'k' : 'scalar';
   const vec4 = new Set<number>();
   if (aMode !== 'scalar') vec4.add(k.a.buf);
   if (bMode !== 'scalar') vec4.add(k.b.buf);
 
-  const em = new ExprEmitter(k.inputs, vec4);
+  const em = new ExprEmitter(k.inputs, vec4, 1, half);
   em.acc = 'acc';
   const params = ['acc: f32'];
   for (let i = 0; i < nb + 2; i++) {
@@ -100,10 +114,10 @@ function parts(k: MatmulKernel, allowVec4: boolean): Parts {
   }
   const v = k.epilogue ? em.value(k.epilogue) : 'acc';
   const vd: DType = k.epilogue ? k.epilogue.dtype : 'f32';
-  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype)};`);
-  const outT = bindingTypes([], k.out.dtype)[0]!;
+  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype, half)};`);
+  const outT = bindingTypes([], k.out.dtype, new Set(), half)[0]!;
   const epilogue = `fn epilogue(${params.join(', ')}) -> ${outT} {\n${em.lines.join('\n')}\n}`;
-  const prelude = [...em.helpers, ...declareBindings(k.inputs, k.out.dtype, vec4)].join('\n');
+  const prelude = [...em.helpers, ...declareBindings(k.inputs, k.out.dtype, vec4, half)].join('\n');
 
   const batchDecode = (bt: string) => {
     const lines: string[] = [];
@@ -123,7 +137,10 @@ function parts(k: MatmulKernel, allowVec4: boolean): Parts {
   const store = (acc: string, row: string, col: string) =>
     `out[oBase + ${row} * ${k.n}i + ${col}] = epilogue(${[acc, ...bv, row, col].join(', ')});`;
   const epilogueLoops = k.epilogue ? loopIterations(k.epilogue) : 0;
-  return { vec4, aMode, bMode, prelude, batchDecode, batches, epilogue, epilogueLoops, store };
+  const E = half && k.inputs[k.a.buf]?.dtype === 'f16' && k.inputs[k.b.buf]?.dtype === 'f16' ? 'f16' : 'f32';
+  const h = E === 'f16';
+  const up = (x: string, vec: boolean) => (h ? `${vec ? 'vec4<f32>' : 'f32'}(${x})` : x);
+  return { vec4, aMode, bMode, prelude, batchDecode, batches, epilogue, epilogueLoops, store, E, V: `vec4<${E}>`, zero: h ? '0.0h' : '0.0f', up };
 }
 
 /** Workgroups: x over column blocks, y (spilling into z) over (batch, row block) pairs. */
@@ -139,9 +156,10 @@ function dispatch(xBlocks: number, yBlocks: number, batches: number, maxPerDim: 
 /** WGSL for a matmul kernel in the given variant (split-K falls back to 'register' where it cannot bind its scratch). */
 export function renderMatmul(k: MatmulKernel, variant: MatmulVariant, maxPerDim: number, o: MatmulRenderOptions = {}): RenderedKernel {
   const tile = o.tile ?? registerTile;
-  if (variant === 'splitk' && k.inputs.length + 2 <= (o.maxStorageBuffers ?? 8)) return renderSplitK(k, maxPerDim, o.kChunk ?? splitKChunk(k));
-  if (variant === 'workgroup') return renderWorkgroup(k, maxPerDim, o.workgroupTile ?? DEFAULT_WORKGROUP_TILE);
-  return renderRegister(k, maxPerDim, tile(k.m, k.n));
+  const half = o.half ?? false;
+  if (variant === 'splitk' && k.inputs.length + 2 <= (o.maxStorageBuffers ?? 8)) return renderSplitK(k, maxPerDim, o.kChunk ?? splitKChunk(k), half);
+  if (variant === 'workgroup') return renderWorkgroup(k, maxPerDim, o.workgroupTile ?? DEFAULT_WORKGROUP_TILE, half);
+  return renderRegister(k, maxPerDim, tile(k.m, k.n), half);
 }
 
 /** Whether a product is tall-skinny enough that split-K is the better default: k ≫ m·n. */
@@ -160,8 +178,8 @@ export function splitKChunk(k: MatmulKernel): number {
   return Math.min(16384, Math.max(1, Math.ceil(k.k / chunks)));
 }
 
-function renderSplitK(k: MatmulKernel, maxPerDim: number, kChunk: number): RenderedKernel {
-  const P = parts(k, false);
+function renderSplitK(k: MatmulKernel, maxPerDim: number, kChunk: number, half: boolean): RenderedKernel {
+  const P = parts(k, false, half);
   const { m: M, n: N, k: K, a, b } = k;
   const outs = M * N * P.batches;
   const chunks = Math.max(1, Math.ceil(K / kChunk));
@@ -190,7 +208,7 @@ ${decode(`g % ${outs}i`)}
   let k1 = min(k0 + ${kChunk}i, ${K}i);
   var acc = 0.0f;
   for (var kk: i32 = k0; kk < k1; kk = kk + 1i) {
-    acc = acc + ${A('row', 'kk')} * ${B('kk', 'col')};
+    acc = acc + ${P.up(`${A('row', 'kk')} * ${B('kk', 'col')}`, false)};
   }
   scratch[g] = acc;
 }
@@ -215,7 +233,7 @@ ${decode('f')}
 `;
   return {
     passes: outs === 0 ? [] : [{ code: pass1, workgroups: g1 }, { code: pass2, workgroups: g2 }],
-    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half),
     loopIterations: Math.max(kChunk, chunks) + P.epilogueLoops,
     scratchWords: outs * chunks,
   };
@@ -243,8 +261,8 @@ export function registerTile(m: number, n: number): RegisterTile {
   return { tm, tn: n >= 64 ? 16 : n >= 16 ? 8 : 4, wx: 8, wy: tm === 16 ? 4 : 8 };
 }
 
-function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile): RenderedKernel {
-  const P = parts(k, true);
+function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, half: boolean): RenderedKernel {
+  const P = parts(k, true, half);
   const { m: M, n: N, k: K, a, b } = k;
   const { tm: TM, tn: TN, wx: WX, wy: WY } = tile;
   const BM = WY * TM, BN = WX * TN;
@@ -280,7 +298,7 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile):
     ? `vec4<f32>(${[0, 1, 2, 3].map((j) => (gb ? gb.read(`${4 * h + j}`) : gatherRead(k, b, P.vec4, kk, bCol(4 * h + j)))).join(', ')})`
     : P.bMode === 'n'
     ? `in${b.buf}[bq${h} + ${kk} * ${K === 1 ? 0 : b.rowStride / 4}i]`
-    : `vec4<f32>(${[0, 1, 2, 3].map((j) => scalarB(k, `bc${4 * h + j} + ${kk} * ${b.rowStride}i`, P.vec4)).join(', ')})`;
+    : `${P.V}(${[0, 1, 2, 3].map((j) => scalarB(k, `bc${4 * h + j} + ${kk} * ${b.rowStride}i`, P.vec4)).join(', ')})`;
 
   // Four k at a time: vec4 reads along k are taken apart, vec4 reads along m or n used whole.
   const K4 = K - (K % 4);
@@ -289,21 +307,21 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile):
     L.push(`for (var kk: i32 = 0i; kk < ${K4}i; kk = kk + 4i) {`);
     if (P.bMode === 'k') {
       for (const j of cols) L.push(`  let bt${j} = in${b.buf}[bc4${j} + (kk >> 2u)];`);
-      for (let q = 0; q < 4; q++) for (const h of quads) L.push(`  let b${q}_${h} = vec4<f32>(${[0, 1, 2, 3].map((j) => `bt${4 * h + j}[${q}]`).join(', ')});`);
+      for (let q = 0; q < 4; q++) for (const h of quads) L.push(`  let b${q}_${h} = ${P.V}(${[0, 1, 2, 3].map((j) => `bt${4 * h + j}[${q}]`).join(', ')});`);
     } else {
       for (let q = 0; q < 4; q++) for (const h of quads) L.push(`  let b${q}_${h} = ${bRow(`(kk + ${q}i)`, h)};`);
     }
     if (P.aMode === 'k') {
       for (const r of rows) {
         L.push(`  let a${r} = in${a.buf}[ar4${r} + (kk >> 2u)];`);
-        for (const h of quads) L.push(`  acc${r}_${h} = acc${r}_${h} + a${r}.x * b0_${h} + a${r}.y * b1_${h} + a${r}.z * b2_${h} + a${r}.w * b3_${h};`);
+        for (const h of quads) L.push(`  acc${r}_${h} = acc${r}_${h} + ${['x', 'y', 'z', 'w'].map((c, q) => P.up(`a${r}.${c} * b${q}_${h}`, true)).join(' + ')};`);
       }
     } else {
       for (let q = 0; q < 4; q++) {
         for (let g = 0; g < TM / 4; g++) L.push(`  let a${g}${q} = in${a.buf}[ag${g} + (kk + ${q}i) * ${a.colStride / 4}i];`);
       }
       for (const r of rows) {
-        for (const h of quads) L.push(`  acc${r}_${h} = acc${r}_${h} + ${[0, 1, 2, 3].map((q) => `a${r >> 2}${q}[${r & 3}] * b${q}_${h}`).join(' + ')};`);
+        for (const h of quads) L.push(`  acc${r}_${h} = acc${r}_${h} + ${[0, 1, 2, 3].map((q) => P.up(`a${r >> 2}${q}[${r & 3}] * b${q}_${h}`, true)).join(' + ')};`);
       }
     }
     L.push('}');
@@ -316,7 +334,7 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile):
     for (const h of quads) L.push(`  let bk${h} = ${bRow('kk', h)};`);
     for (const r of rows) {
       L.push(`  let ak${r} = ${aScalar(r, 'kk')};`);
-      for (const h of quads) L.push(`  acc${r}_${h} = acc${r}_${h} + ak${r} * bk${h};`);
+      for (const h of quads) L.push(`  acc${r}_${h} = acc${r}_${h} + ${P.up(`ak${r} * bk${h}`, true)};`);
     }
     L.push('}');
   }
@@ -345,7 +363,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
 `;
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
-    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half),
     loopIterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + 3 + TM * TN * P.epilogueLoops,
   };
 }
@@ -357,10 +375,11 @@ function scalarB(k: MatmulKernel, at: string, vec4: ReadonlySet<number>): string
 
 const TT = 4; // workgroup variant: each invocation owns a strided 4x4 block
 
-function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTile): RenderedKernel {
+function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTile, half: boolean): RenderedKernel {
   const { wt: WT, bk: BK } = shape;
   if (![8, 16].includes(WT) || ![8, 16, 32].includes(BK)) throw new RheoError(`workgroup matmul tile ${WT}x${WT}, BK ${BK}: expected 8 or 16 invocations a side and BK 8, 16 or 32`);
-  const P = parts(k, shape.vec4 === true);
+  const P = parts(k, shape.vec4 === true, half);
+  const vzero = P.E === 'f16' ? `${P.V}(0.0)` : 'vec4<f32>(0.0f)';
   const { m: M, n: N, k: K, a, b } = k;
   const BT = WT * TT; // 32 or 64
   const yBlocks = Math.ceil(M / BT);
@@ -385,10 +404,10 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
       L.push(`    let ak = t + (e & ${BK - 1}i);`);
       L.push(`    let ar = min(rowB + (e >> ${Math.log2(BK)}u), ${M - 1}i);`);
       if (aVec) {
-        L.push(`    let av = select(vec4<f32>(0.0f), in${a.buf}[(aBase + ar * ${a.rowStride}i + min(ak, ${K - 4}i)) >> 2u], ak < ${K}i);`);
+        L.push(`    let av = select(${vzero}, in${a.buf}[(aBase + ar * ${a.rowStride}i + min(ak, ${K - 4}i)) >> 2u], ak < ${K}i);`);
         for (let j = 0; j < 4; j++) L.push(`    tileA[e + ${j}i] = av[${j}];`);
       } else {
-        L.push(`    tileA[e] = select(0.0f, ${A('ar', `min(ak, ${K - 1}i)`)}, ak < ${K}i);`);
+        L.push(`    tileA[e] = select(${P.zero}, ${A('ar', `min(ak, ${K - 1}i)`)}, ak < ${K}i);`);
       }
     }
     if (!bVec || quad) {
@@ -396,19 +415,19 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
       L.push(`    let bk = t + (f >> ${Math.log2(BT)}u);`);
       if (bVec) {
         L.push(`    let bc = min(colB + (f & ${BT - 1}i), ${N - 4}i);`);
-        L.push(`    let bv4 = select(vec4<f32>(0.0f), in${b.buf}[(bBase + min(bk, ${K - 1}i) * ${b.rowStride}i + bc) >> 2u], bk < ${K}i);`);
+        L.push(`    let bv4 = select(${vzero}, in${b.buf}[(bBase + min(bk, ${K - 1}i) * ${b.rowStride}i + bc) >> 2u], bk < ${K}i);`);
         for (let j = 0; j < 4; j++) L.push(`    tileB[f + ${j}i] = bv4[${j}];`);
       } else {
         L.push(`    let bc = min(colB + (f & ${BT - 1}i), ${N - 1}i);`);
-        L.push(`    tileB[f] = select(0.0f, ${B(`min(bk, ${K - 1}i)`, 'bc')}, bk < ${K}i);`);
+        L.push(`    tileB[f] = select(${P.zero}, ${B(`min(bk, ${K - 1}i)`, 'bc')}, bk < ${K}i);`);
       }
     }
     L.push(`  }`);
   }
   L.push('  workgroupBarrier();');
   L.push(`  for (var kk: i32 = 0i; kk < ${BK}i; kk = kk + 1i) {`);
-  L.push(`    let bv = vec4<f32>(${T.map((c) => `tileB[kk * ${BT}i + lx + ${c * WT}i]`).join(', ')});`);
-  for (const r of T) L.push(`    acc${r} = acc${r} + tileA[(ly + ${r * WT}i) * ${BK}i + kk] * bv;`);
+  L.push(`    let bv = ${P.V}(${T.map((c) => `tileB[kk * ${BT}i + lx + ${c * WT}i]`).join(', ')});`);
+  for (const r of T) L.push(`    acc${r} = acc${r} + ${P.up(`tileA[(ly + ${r * WT}i) * ${BK}i + kk] * bv`, true)};`);
   L.push('  }');
   L.push('  workgroupBarrier();');
   L.push('}');
@@ -422,8 +441,8 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
   }
   const code = `${P.prelude}
 
-var<workgroup> tileA: array<f32, ${BT * BK}>;
-var<workgroup> tileB: array<f32, ${BT * BK}>;
+var<workgroup> tileA: array<${P.E}, ${BT * BK}>;
+var<workgroup> tileB: array<${P.E}, ${BT * BK}>;
 
 ${P.epilogue}
 
@@ -444,7 +463,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
 `;
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
-    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4),
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half),
     loopIterations: Math.ceil(K / BK) * (BK + 1) + TT * TT * P.epilogueLoops,
   };
 }

@@ -1,0 +1,199 @@
+// conv2d as implicit GEMM on WebGPU: the plan reads the unfolded windows inside its matmuls (no
+// kernel writes the im2col tensor, and the planned peak drops by its bytes); every matmul of a
+// conv2d's forward and gradient plan, in every variant the tuner can pick for it (forced one at a
+// time), gives the reference interpreter's numbers; and the whole forward and backward on WebGPU
+// give the CPU device's. The index simplification the gathers rely on is checked as a law here
+// too. Without an adapter the device part skips, except under CI.
+
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import fc from 'fast-check';
+import { compileAsync, f32, grad, graph, planGraph, type Graph, type HostTensor } from '../index.js';
+import { HOST_CAPS, type DeviceCaps } from '../scheduler/caps.js';
+import { iadd, idiv, imul, ivar, type IndexExpr } from '../ops/kernel-ir.js';
+import { mulberry32 } from '../runtime/rng.js';
+import { WebGpuBackend } from '../runtime/webgpu/backend.js';
+import { WebGpuDevice, sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
+import { adapterIdentity } from '../runtime/webgpu/device.js';
+import { TuningStore, candidates, tuningKey } from '../runtime/webgpu/tuner.js';
+import { reference, runOn } from './fixtures/kernel-runs.js';
+import { fcParams } from './arbitraries.js';
+
+interface Conv { n: number; c: number; h: number; w: number; o: number; kh: number; kw: number; stride: number; padding: number }
+
+/** Random conv2d shapes: padding 0..2, stride 1..3, kernels from 1x1 up to the padded input. */
+const convArb: fc.Arbitrary<Conv> = fc
+  .record({
+    n: fc.integer({ min: 1, max: 3 }), c: fc.integer({ min: 1, max: 4 }), h: fc.integer({ min: 1, max: 10 }), w: fc.integer({ min: 1, max: 10 }),
+    o: fc.integer({ min: 1, max: 5 }), stride: fc.integer({ min: 1, max: 3 }), padding: fc.integer({ min: 0, max: 2 }),
+    fh: fc.double({ min: 0, max: 1, noNaN: true }), fw: fc.double({ min: 0, max: 1, noNaN: true }),
+  })
+  .map(({ fh, fw, ...r }) => ({
+    ...r,
+    kh: 1 + Math.floor(fh * (r.h + 2 * r.padding - 1)),
+    kw: 1 + Math.floor(fw * (r.w + 2 * r.padding - 1)),
+  }));
+
+/** loss = sum(conv2d(x, w)²), with x and w both parameters, so the gradients need dx and dW. */
+function convGraph(s: Conv): Graph {
+  return grad(graph('conv', (g) => {
+    const x = g.param('x', f32(s.n, s.c, s.h, s.w));
+    const w = g.param('w', f32(s.o, s.c, s.kh, s.kw));
+    const y = g.conv2d(x, w, { stride: s.stride, padding: s.padding });
+    return { y, loss: g.sum(g.mul(y, y)) };
+  }), 'loss');
+}
+
+const shapesOf = (g: Graph) => g.nodes.map((n) => n.shape as number[]);
+
+/** The element sizes and implicit GEMM of a WebGPU device, the host's limits otherwise. */
+const GPU_LIKE: DeviceCaps = { ...HOST_CAPS, kind: 'webgpu', implicitGemm: true, inPlace: false, sync: false, f64: false, elementBytes: { f32: 4, f16: 4, i32: 4, bool: 4 } };
+
+const unfoldedElements = (s: Conv) => {
+  const oh = Math.floor((s.h + 2 * s.padding - s.kh) / s.stride) + 1, ow = Math.floor((s.w + 2 * s.padding - s.kw) / s.stride) + 1;
+  return s.n * s.c * s.kh * s.kw * oh * ow;
+};
+
+describe('implicit GEMM plans', () => {
+  it('floor((d*W + R) / (d*q)) simplifies to floor(W / q) and keeps its value', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 2, max: 12 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 3 }),
+      (d, q, rowSize, extra, mult) => {
+        // row*(d*mult) + col with col < d: a row-major index divided by a multiple of d
+        const colSize = Math.min(d, extra);
+        const sizes = new Map([['row', rowSize], ['col', colSize]]);
+        const e: IndexExpr = iadd(imul(ivar('row'), d * mult), ivar('col'));
+        const s = idiv(e, d * q, sizes);
+        for (let row = 0; row < rowSize; row++) {
+          for (let col = 0; col < colSize; col++) {
+            expect(evalIndex(s, new Map([['row', row], ['col', col]]))).toBe(Math.floor((row * d * mult + col) / (d * q)));
+          }
+        }
+      }), fcParams(100));
+  });
+
+  it('on WebGPU no kernel writes the im2col tensor, and the planned peak drops by its bytes', () => {
+    fc.assert(fc.property(convArb, (s) => {
+      const g = convGraph(s);
+      const gpu = planGraph(g, shapesOf(g), { caps: GPU_LIKE });
+      const host = planGraph(g, shapesOf(g), { caps: { ...GPU_LIKE, implicitGemm: false } });
+      const im2col = unfoldedElements(s);
+      const writesWindows = (p: typeof gpu) => p.steps.filter((st) => st.kind === 'launch' && st.kernel.out.shape.reduce((a, b) => a * b, 1) === im2col && st.kernel.kind === 'map' && /unfold2d|reshape/.test(st.kernel.name));
+      expect(writesWindows(gpu)).toEqual([]);
+      expect(writesWindows(host).length).toBeGreaterThan(0);
+      expect(gpu.kernelCount).toBeLessThan(host.kernelCount);
+      expect(gpu.peakBytes).toBeLessThanOrEqual(host.peakBytes);
+    }), fcParams(40));
+  });
+
+  it('a ResNet-like layer (N=32, C=64, 56x56, 3x3, O=64) peaks at its output, not its windows', () => {
+    const s: Conv = { n: 32, c: 64, h: 56, w: 56, o: 64, kh: 3, kw: 3, stride: 1, padding: 1 };
+    const fwd = graph('conv', (g) => ({ y: g.conv2d(g.input('x', f32(32, 64, 56, 56)), g.param('w', f32(64, 64, 3, 3)), { padding: 1 }) }));
+    const gpu = planGraph(fwd, shapesOf(fwd), { caps: GPU_LIKE });
+    const host = planGraph(fwd, shapesOf(fwd), { caps: { ...GPU_LIKE, implicitGemm: false } });
+    // without implicit GEMM the windows are written twice (unfolded, then reshaped for the
+    // matmul): 2 x 231 MB; with it the peak is the matmul's output and its NCHW transpose, 2 x 25.7 MB
+    expect(host.peakBytes).toBe(2 * unfoldedElements(s) * 4);
+    expect(gpu.peakBytes).toBe(2 * 32 * 64 * 56 * 56 * 4);
+    expect(gpu.steps.filter((st) => st.kind === 'launch').map((st) => st.kind === 'launch' && st.kernel.kind)).toEqual(['matmul', 'map']);
+  });
+});
+
+/** An index expression's value as the backends compute it (division and remainder truncate). */
+function evalIndex(e: IndexExpr, env: ReadonlyMap<string, number>): number {
+  switch (e.k) {
+    case 'var': return env.get(e.name)!;
+    case 'const': return e.v;
+    case 'add': return evalIndex(e.a, env) + evalIndex(e.b, env);
+    case 'mul': return evalIndex(e.a, env) * e.c;
+    case 'div': return Math.trunc(evalIndex(e.a, env) / e.c);
+    case 'mod': return evalIndex(e.a, env) % e.c;
+    case 'loadIndex': throw new Error('no buffers here');
+  }
+}
+
+const be0 = await sharedWebGpuBackend();
+if (!be0) console.warn(`WebGPU conv2d tests skipped: no adapter (${WebGpuBackend.unavailableReason})`);
+
+describe('conv2d on WebGPU', () => {
+  it('has an adapter when CI is set (skips elsewhere)', () => {
+    if (!be0 && process.env['CI']) expect.fail(`CI is set but no WebGPU adapter was found: ${WebGpuBackend.unavailableReason}`);
+  });
+
+  describe.skipIf(!be0 && !process.env['CI'])('on the Dawn adapter', () => {
+    let be: WebGpuBackend;
+    let store: TuningStore;
+    let caps: DeviceCaps;
+    beforeAll(() => {
+      store = new TuningStore(null);
+      be = new WebGpuBackend(be0!.gpu, { tuning: store });
+      caps = new WebGpuDevice(be).caps;
+    });
+    afterAll(() => be.dispose());
+
+    it('every matmul of the forward and gradient plans, in every variant the tuner can pick, matches the interpreter', async () => {
+      const seen = new Set<string>();
+      let gathers = 0;
+      const lim = { workgroupMatmul: caps.maxWorkgroupInvocations >= 256, subgroups: false, maxInvocations: 256 };
+      const check = async (s: Conv, seed: number, all = false) => {
+        const g = convGraph(s);
+        const plan = planGraph(g, shapesOf(g), { caps });
+        const r = mulberry32(seed);
+        for (const st of plan.steps) {
+          if (st.kind !== 'launch' || st.kernel.kind !== 'matmul') continue;
+          const k = st.kernel;
+          if (k.a.gather || k.b.gather) gathers++;
+          const arrays = k.inputs.map((p) => Float32Array.from({ length: p.size }, () => Math.fround(r() * 2 - 1)));
+          const want = reference(k, arrays);
+          // on random shapes one candidate of each kind (register, workgroup with and without vec4
+          // tiles, split-K): their tiles differ only in sizes, and each compile takes a while on llvmpipe
+          const kinds = new Set<string>();
+          for (const v of candidates(k, lim, be.variantOf(k))) {
+            if (v.kind !== 'matmul' || (!all && kinds.has(`${v.matmul}${v.wgTile?.vec4 ?? ''}`))) continue;
+            kinds.add(`${v.matmul}${v.wgTile?.vec4 ?? ''}`);
+            seen.add(v.matmul);
+            store.set(adapterIdentity(be.gpu.info), tuningKey(k)!, { variant: v, ms: 0, timings: {} });
+            const got = await runOn(be, k, arrays);
+            const atol = 2e-6 * k.k + 1e-5;
+            for (let i = 0; i < want.length; i++) {
+              if (!(Math.abs(got[i]! - want[i]!) <= atol + 1e-4 * Math.abs(want[i]!))) {
+                expect.fail(`${JSON.stringify(s)} ${k.name} ${JSON.stringify(v)}: element ${i}: webgpu ${got[i]}, reference ${want[i]}`);
+              }
+            }
+          }
+        }
+      };
+      // every candidate of one layer; its dW has k = 2*13*13 = 338 against 2*3*3*3 outputs, so split-K is one
+      await check({ n: 2, c: 2, h: 13, w: 13, o: 3, kh: 3, kw: 3, stride: 1, padding: 1 }, 1, true);
+      await fc.assert(fc.asyncProperty(convArb, fc.integer(), check), fcParams(4));
+      expect(gathers).toBeGreaterThan(0);
+      expect([...seen].sort()).toEqual(lim.workgroupMatmul ? ['register', 'splitk', 'workgroup'] : ['register', 'splitk']);
+    }, 600_000);
+
+    it('forward and gradients equal the CPU device', async () => {
+      await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
+        const g = convGraph(s);
+        const r = mulberry32(seed);
+        const vars = {
+          'param:x': Float32Array.from({ length: s.n * s.c * s.h * s.w }, () => Math.fround(r() * 2 - 1)),
+          'param:w': Float32Array.from({ length: s.o * s.c * s.kh * s.kw }, () => Math.fround(r() * 2 - 1)),
+        };
+        const out: Record<string, HostTensor>[] = [];
+        for (const backend of ['cpu', 'webgpu'] as const) {
+          const exe = await compileAsync(g, { backend });
+          exe.setVariables(vars);
+          out.push(await exe.run({}));
+        }
+        const [cpu, gpu] = out as [Record<string, HostTensor>, Record<string, HostTensor>];
+        for (const name of Object.keys(cpu)) {
+          const want = cpu[name]!.data, got = gpu[name]!.data;
+          const scale = Math.max(1, ...Array.from(want, (x) => Math.abs(Number(x))));
+          for (let i = 0; i < want.length; i++) {
+            if (!(Math.abs(Number(got[i]) - Number(want[i])) <= 1e-5 * scale * Math.max(1, s.c * s.kh * s.kw))) {
+              expect.fail(`${JSON.stringify(s)} ${name}[${i}]: webgpu ${got[i]}, cpu ${want[i]}`);
+            }
+          }
+        }
+      }), fcParams(6));
+    }, 600_000);
+  });
+});
