@@ -128,6 +128,40 @@ export function imod(a: IndexExpr, c: number, sizes: ReadonlyMap<string, number>
   return { k: 'mod', a: kept, c };
 }
 
+/**
+ * A sum of the digits a reshape took an index apart into, read back at the same strides, put
+ * together again: (x/d)*d*s + (x%d)*s = x*s and ((x/d)%e)*d*s + (x%d)*s = (x%(d*e))*s, to a fixed
+ * point (both hold for truncating division too). A weight reshaped and transposed for a matmul
+ * becomes strided again this way.
+ */
+export function recombine(e: IndexExpr): IndexExpr {
+  // the sum's terms with their coefficients, products of sums multiplied out
+  const scaled = (x: IndexExpr, k: number): { c: number; b: IndexExpr }[] =>
+    x.k === 'add' ? [...scaled(x.a, k), ...scaled(x.b, k)] : x.k === 'mul' ? scaled(x.a, k * x.c) : x.k === 'const' ? [{ c: x.v * k, b: iconst(1) }] : [{ c: k, b: x }];
+  const ts = scaled(e, 1);
+  const same = (x: IndexExpr, y: IndexExpr) => JSON.stringify(x) === JSON.stringify(y);
+  for (let changed = true; changed;) {
+    changed = false;
+    for (let j = 0; j < ts.length && !changed; j++) {
+      const lo = ts[j]!;
+      if (lo.b.k !== 'mod') continue;
+      const { a: x, c: d } = lo.b;
+      for (let i = 0; i < ts.length && !changed; i++) {
+        const hi = ts[i]!;
+        if (i === j || hi.c !== lo.c * d) continue;
+        let b: IndexExpr | null = null;
+        if (hi.b.k === 'div' && hi.b.c === d && same(hi.b.a, x)) b = x;
+        else if (hi.b.k === 'mod' && hi.b.a.k === 'div' && hi.b.a.c === d && same(hi.b.a.a, x)) b = { k: 'mod', a: x, c: d * hi.b.c };
+        if (!b) continue;
+        ts[j] = { c: lo.c, b };
+        ts.splice(i, 1);
+        changed = true;
+      }
+    }
+  }
+  return sum(ts.map((t) => imul(t.b, t.c)));
+}
+
 function divTerm(t: IndexExpr, c: number): IndexExpr {
   if (t.k === 'mul') return imul(t.a, t.c / c);
   if (t.k === 'const') return iconst(t.v / c);

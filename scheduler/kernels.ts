@@ -8,7 +8,7 @@
 import type { Graph } from '../graphs/graph.js';
 import { opDef, type KernelCtx, type LowerCtx } from '../ops/registry.js';
 import {
-  indexVars, linearize, outVars, predAtoms, renamePredVars, renameVars,
+  indexVars, linearize, outVars, predAtoms, recombine, renamePredVars, renameVars,
   type BufferParam, type Expr, type IndexExpr, type IndexPred, type Kernel, type LoopVar, type MatmulOperand,
 } from '../ops/kernel-ir.js';
 import { numel } from '../graphs/types.js';
@@ -103,7 +103,10 @@ class KernelBuilder {
    * masks whose fill is 0.
    */
   operand(id: number, idx: readonly IndexExpr[], vars: { readonly batch: readonly string[]; readonly row: string; readonly col: string }): MatmulOperand {
-    const e = this.exprOf(id, idx);
+    let e = this.exprOf(id, idx);
+    // a reshaped view read back at its own strides is strided again (only where gathers are
+    // planned: elsewhere such views keep the copy they always had)
+    if (this.caps.implicitGemm && e.k === 'load') e = { ...e, at: recombine(e.at) };
     const known = new Set([...vars.batch, vars.row, vars.col]);
     const aff = e.k === 'load' ? affine(e.at) : null;
     if (e.k !== 'load' || !aff || [...aff.coefs.keys()].some((v) => !known.has(v))) {

@@ -285,17 +285,20 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
   // gathered operands: outer parts of their addresses once per row of A / column of B
   const ga = a.gather ? splitGather(k, a, P.vec4, 'a') : null, gb = b.gather ? splitGather(k, b, P.vec4, 'b') : null;
   const aRow = (r: number) => `min(row0 + ${r}i, ${M - 1}i)`, bCol = (j: number) => `min(col0 + ${j}i, ${N - 1}i)`;
+  // a gathered operand whose masks depend on a part of k only: k in two loops (see BlockedGather)
+  const blkA = ga?.blocked && !b.gather ? ga.blocked : null, blkB = gb?.blocked && !a.gather ? gb.blocked : null;
+  const blk = blkA ?? blkB;
   if (ga) for (const r of rows) L.push(...ga.outer(`${r}`, aRow(r)));
   if (gb) for (const j of cols) L.push(...gb.outer(`${j}`, bCol(j)));
 
   // One k: A(r) is A[row0 + r, k] as a scalar; B(k)[h] is B[k, col0 + 4h .. col0 + 4h + 3].
-  const aScalar = (r: number, kk: string) => a.gather ? (ga ? ga.read(`${r}`) : gatherRead(k, a, P.vec4, aRow(r), kk)) : P.aMode === 'm'
+  const aScalar = (r: number, kk: string) => a.gather ? (blkA ? blkA.read(`${r}`) : ga ? ga.read(`${r}`) : gatherRead(k, a, P.vec4, aRow(r), kk)) : P.aMode === 'm'
     ? `in${a.buf}[ag${r >> 2} + ${kk} * ${K === 1 ? 0 : a.colStride / 4}i][${r & 3}]`
     : P.vec4.has(a.buf)
       ? `in${a.buf}[(ar${r} + ${kk} * ${a.colStride}i) >> 2u][(ar${r} + ${kk} * ${a.colStride}i) & 3i]`
       : convert(`in${a.buf}[ar${r} + ${kk} * ${a.colStride}i]`, k.inputs[a.buf]!.dtype, 'f32');
   const bRow = (kk: string, h: number) => b.gather
-    ? `vec4<f32>(${[0, 1, 2, 3].map((j) => (gb ? gb.read(`${4 * h + j}`) : gatherRead(k, b, P.vec4, kk, bCol(4 * h + j)))).join(', ')})`
+    ? `vec4<f32>(${[0, 1, 2, 3].map((j) => (blkB ? blkB.read(`${4 * h + j}`) : gb ? gb.read(`${4 * h + j}`) : gatherRead(k, b, P.vec4, kk, bCol(4 * h + j)))).join(', ')})`
     : P.bMode === 'n'
     ? `in${b.buf}[bq${h} + ${kk} * ${K === 1 ? 0 : b.rowStride / 4}i]`
     : `${P.V}(${[0, 1, 2, 3].map((j) => scalarB(k, `bc${4 * h + j} + ${kk} * ${b.rowStride}i`, P.vec4)).join(', ')})`;
@@ -327,7 +330,17 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
     L.push('}');
   }
   const kStart = unrolled ? K4 : 0;
-  if (kStart < K) {
+  if (blk && !unrolled) {
+    L.push(`for (var bq: i32 = 0i; bq < ${blk.P}i; bq = bq + 1i) {`);
+    L.push(...blk.perQ((blkA ? rows : cols).map(String)).map((l) => `  ${l}`));
+    L.push(`  for (var bc: i32 = 0i; bc < ${blk.C}i; bc = bc + 1i) {`, `    let kk = bc * ${blk.P}i + bq;`);
+    for (const h of quads) L.push(`    let bk${h} = ${bRow('kk', h)};`);
+    for (const r of rows) {
+      L.push(`    let ak${r} = ${aScalar(r, 'kk')};`);
+      for (const h of quads) L.push(`    acc${r}_${h} = acc${r}_${h} + ${P.up(`ak${r} * bk${h}`, true)};`);
+    }
+    L.push('  }', '}');
+  } else if (kStart < K) {
     L.push(`for (var kk: i32 = ${kStart}i; kk < ${K}i; kk = kk + 1i) {`);
     if (ga) L.push(...ga.inner('kk').map((l) => `  ${l}`));
     if (gb) L.push(...gb.inner('kk').map((l) => `  ${l}`));
@@ -364,7 +377,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
     bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half),
-    loopIterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + 3 + TM * TN * P.epilogueLoops,
+    loopIterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + (blk ? blk.P : 0) + 3 + TM * TN * P.epilogueLoops,
   };
 }
 
