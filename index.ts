@@ -51,7 +51,7 @@ export type { DeviceCaps } from './scheduler/caps.js';
 export type { RematInfo } from './scheduler/remat-info.js';
 export { HostDevice } from './runtime/device.js';
 export type { Device, DeviceMemory } from './runtime/device.js';
-export { compile, compileAsync, Executable, BackendError } from './runtime/executor.js';
+export { compile, compileAsync, Executable, BackendError, OutputError } from './runtime/executor.js';
 export { exportTuning, importTuning, TuningError } from './runtime/webgpu/tuner.js';
 export { parseBytes } from './runtime/memory.js';
 export type { CompileOptions, RunOptions, Feeds, Outputs, BackendName, BackendInfo, RunStats } from './runtime/executor.js';

@@ -2,8 +2,10 @@
 // milliseconds per evaluation including reading y back, rheo on the CPU and on WebGPU (one fused
 // kernel) against TensorFlow.js (cpu, wasm, webgpu) and jax-js (wasm, webgpu, jit). Two cases:
 // 'host', where x comes from host memory on every evaluation (rheo: a fed input), and 'resident',
-// where x is made once (rheo: a param). Same process, same Dawn adapter for every WebGPU case.
-// Prints JSON lines (bench/harness.ts); `--quick` keeps it under a minute.
+// where x is made once (rheo: a param). Each CPU case is measured twice: y read into a new array
+// every evaluation (what the peers do), and y written into one array the caller passes again and
+// again (`run`'s `into` option; case name suffix '/into'). Same process, same Dawn adapter for
+// every WebGPU case. Prints JSON lines (bench/harness.ts); `--quick` keeps it under a minute.
 
 import { f32, graph, type Graph } from '../index.js';
 import { compileAsync, type Executable } from '../runtime/executor.js';
@@ -22,26 +24,29 @@ function chain(input: ChainInput): Graph {
 }
 
 /** Our evaluation, checked once against the float64 reference before it is timed. */
-async function ours(backend: 'cpu' | 'webgpu', input: ChainInput): Promise<{ fn: CaseOrSkip; note: string }> {
+async function ours(backend: 'cpu' | 'webgpu', input: ChainInput, into = false): Promise<{ fn: CaseOrSkip; note: string }> {
   const exe: Executable = await compileAsync(chain(input), { backend });
   if (input === 'resident') exe.setVariables({ 'param:x': x });
   const feeds: Record<string, Float32Array> = input === 'host' ? { x } : {};
-  const fn = async () => (await exe.run(feeds)).y!.data;
+  const y = new Float32Array(n);
+  const fn = into ? async () => (await exe.run(feeds, undefined, { into: { y } })).y!.data : async () => (await exe.run(feeds)).y!.data;
   const got = await fn();
   for (let i = 0; i < n; i += 997) if (Math.abs(got[i]! - want[i]!) > 1e-5) throw new Error(`${backend}: y[${i}] = ${got[i]}, expected ${want[i]}`);
   const plan = exe.plan(input === 'host' ? { x: [n] } : {});
   const where = backend === 'webgpu' ? `webgpu backend on ${exe.backendInfo.adapter}` : 'cpu backend';
-  return { fn, note: `${where}, ${plan.kernelCount} kernel (${plan.unfusedKernelCount} ops before fusion)` };
+  return { fn, note: `${where}, ${plan.kernelCount} kernel (${plan.unfusedKernelCount} ops before fusion)${into ? ", y written into the caller's array (run's `into`)" : ''}` };
 }
 
 const gpuOk = await installNavigatorGpu();
 for (const input of ['host', 'resident'] as const) {
   const cpu = await ours('cpu', input);
+  const cpuInto = await ours('cpu', input, true);
   const gpu = gpuOk ? await ours('webgpu', input) : { fn: 'no WebGPU adapter', note: 'webgpu backend' };
   await runCasesAgainstPeers(
     'fused-elementwise',
     [
       { case: `relu_chain_1M_${input}`, note: cpu.note, ours: caseFactory(() => cpu.fn) },
+      { case: `relu_chain_1M_${input}/into`, note: cpuInto.note, ours: caseFactory(() => cpuInto.fn) },
       { case: `relu_chain_1M_${input}/webgpu`, note: gpu.note, ours: caseFactory(() => gpu.fn) },
     ],
     timeMetric('ms_per_eval'),

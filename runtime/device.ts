@@ -44,6 +44,8 @@ export interface Device<B = unknown> {
   read(bs: readonly B[]): Promise<CpuArray[]>;
   /** the same, synchronously; only where `caps.sync` */
   readSync?(bs: readonly B[]): CpuArray[];
+  /** a copy of `b`'s contents into `dst` (of `b`'s array type and length), synchronously */
+  readInto?(b: B, dst: CpuArray): void;
   /**
    * Host devices: `data` itself as a buffer, borrowed for a run (kernels never write their
    * inputs); `free` gives it back without recycling it. Saves the copy `upload` makes.
@@ -153,6 +155,11 @@ export class HostDevice implements Device<CpuArray> {
 
   readSync(bs: readonly CpuArray[]): CpuArray[] {
     return bs.map((b) => b.slice() as CpuArray);
+  }
+
+  readInto(b: CpuArray, dst: CpuArray): void {
+    if (dst.length !== b.length) throw new DeviceUseError(`${this.description} device: a read of ${b.length} values into an array of ${dst.length}`);
+    dst.set(b);
   }
 
   read(bs: readonly CpuArray[]): Promise<CpuArray[]> {

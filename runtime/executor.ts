@@ -122,6 +122,20 @@ export interface RunOptions {
   readonly update?: boolean;
   /** this run's numerics check (default: the compile option `checkNumerics`) */
   readonly checkNumerics?: boolean;
+  /**
+   * Host arrays to write outputs into, by output name, instead of new ones: the returned
+   * tensors' `data` are these arrays. Each must be of the array type and length `run` returns
+   * for that output. For loops that evaluate a graph again and again and are done with each
+   * result before the next run: the output's memory is not allocated (and collected) every time.
+   */
+  readonly into?: Readonly<Record<string, CpuArray>>;
+}
+
+/** `run`'s `into` names an output it does not return, or an array that cannot hold it. */
+export class OutputError extends RheoError {
+  constructor(readonly output: string, detail: string) {
+    super(`run: into['${output}'] ${detail}`);
+  }
 }
 
 export interface RunStats {
@@ -347,7 +361,7 @@ export class Executable {
         ? 'runSync runs on the CPU only; use `await exe.run(feeds)` on WebGPU'
         : "runSync cannot wait for the device search; use `await exe.run(feeds)` (or `compileAsync`, then check `backendInfo`), or compile with backend 'cpu'");
     }
-    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, true, opts.checkNumerics);
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, true, opts.checkNumerics, opts.into);
     return this.outputsOf(plan, values as CpuArray[]);
   }
 
@@ -367,11 +381,30 @@ export class Executable {
    */
   record(feeds: Feeds, outputs: readonly string[] = this.defaultOutputs, opts: RunOptions = {}): Promise<Outputs> {
     // a host device reads synchronously, handing its output buffers over instead of copying them
-    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, this.device.caps.sync, opts.checkNumerics);
+    const { plan, values } = this.execute(feeds, outputs, opts.update !== false, this.device.caps.sync, opts.checkNumerics, opts.into);
     return Promise.resolve(values).then((v) => this.outputsOf(plan, v));
   }
 
-  private execute(feeds: Feeds, outputs: readonly string[], update: boolean, sync: boolean, check = this.opts.checkNumerics ?? false) {
+  /** `into` as a map, each array checked against the output it is for */
+  private intoMap(plan: Plan, into: Readonly<Record<string, CpuArray>>): Map<string, CpuArray> {
+    const byName = new Map<string, CpuArray>();
+    for (const [name, a] of Object.entries(into)) {
+      const id = lookup(plan.outputs, name);
+      if (id === undefined) throw new OutputError(name, `names no output of this run (outputs: ${Object.keys(plan.outputs).join(', ')})`);
+      const n = this.graph.nodes[id]!;
+      const shape = plan.shapes[id]!;
+      const type = n.dtype === 'i32' ? Int32Array : n.dtype === 'bool' ? Uint8Array : this.f64 ? Float64Array : Float32Array;
+      if (!(a instanceof type) || a.length !== numel(shape)) {
+        const got = ArrayBuffer.isView(a) ? `a ${a.constructor.name} of ${a.length} values` : `a ${typeof a}`;
+        throw new OutputError(name, `is ${got}; output '${name}' is ${n.dtype} [${shape.join(', ')}], a ${type.name} of ${numel(shape)}`);
+      }
+      if ([...byName.values()].includes(a)) throw new OutputError(name, 'is the array of another output too');
+      byName.set(name, a);
+    }
+    return byName;
+  }
+
+  private execute(feeds: Feeds, outputs: readonly string[], update: boolean, sync: boolean, check = this.opts.checkNumerics ?? false, into?: Readonly<Record<string, CpuArray>>) {
     const vars = this.store.vars;
     if (!vars) throw new BackendError(this.store.info.requested, 'the device is not settled yet: `await exe.ready()` first');
     const fed = this.feedArrays(feeds);
@@ -382,7 +415,7 @@ export class Executable {
     // the numerics check reads the variables before the run (to evaluate it again if it fails)
     const ids = check ? this.variableIds() : [];
     const before = check ? (sync ? vars.readSync(ids) : vars.read(ids)) : undefined;
-    const r = runPlan(plan, vars, byId, { update, sync });
+    const r = runPlan(plan, vars, byId, { update, sync, ...(into ? { into: this.intoMap(plan, into) } : {}) });
     this.stats.runs++;
     this.stats.kernelLaunches += plan.kernelCount;
     this.stats.measuredPeakBytes = r.measuredPeakBytes;

@@ -1,10 +1,10 @@
 // The one plan interpreter: runs a plan's steps on any Device. Launches allocate their outputs
 // (or write a variable in place), frees give buffers back, and at the end the outputs are read
-// and the updates applied. Every liveness and reuse decision is the plan's; this module counts
-// the bytes of computed values the device holds, so the measured peak can be checked against the
-// planned one. Send, recv and collective steps go through a communicator (runtime/mesh/); a run
-// with one is asynchronous, since a peer answers when it answers. It does not plan, and it knows
-// no backend.
+// (into the caller's arrays where it is given them) and the updates applied. Every liveness and
+// reuse decision is the plan's; this module counts the bytes of computed values the device holds,
+// so the measured peak can be checked against the planned one. Send, recv and collective steps
+// go through a communicator (runtime/mesh/); a run with one is asynchronous, since a peer answers
+// when it answers. It does not plan, and it knows no backend.
 
 import type { DType } from '../graphs/types.js';
 import type { Plan } from '../scheduler/plan.js';
@@ -33,6 +33,8 @@ export interface RunPlanOptions {
   readonly bound?: ReadonlyMap<number, unknown>;
   /** output names handed back as device buffers in `PlanRun.kept` instead of read (and not in `values`) */
   readonly keep?: ReadonlySet<string>;
+  /** host arrays outputs are read into (by output name), instead of new ones */
+  readonly into?: ReadonlyMap<string, CpuArray>;
 }
 
 /**
@@ -76,6 +78,13 @@ async function drive(run: Generator<Promise<void>, PlanRun>): Promise<PlanRun> {
     r = failed ? run.throw(error) : run.next();
   }
   return r.value;
+}
+
+/** `v` written into `dst` when there is one, else `v` */
+function copyInto(dst: CpuArray | undefined, v: CpuArray): CpuArray {
+  if (!dst) return v;
+  dst.set(v);
+  return dst;
 }
 
 /** The interpreter: yields a promise at each send, recv and collective, and returns the run. */
@@ -161,7 +170,8 @@ function* interpret<B>(
     // Outputs kept on the device are handed over as they are (a copy when the run does not own
     // the buffer, or hands it over twice); the others are read.
     const kept = new Map<string, B>();
-    const outIds = Object.entries(plan.outputs).filter(([name]) => !opts.keep?.has(name)).map(([, id]) => id);
+    const outNames = Object.keys(plan.outputs).filter((name) => !opts.keep?.has(name));
+    const outIds = outNames.map((name) => plan.outputs[name]!);
     const read = new Set(outIds);
     for (const name of opts.keep ?? []) {
       const id = plan.outputs[name];
@@ -180,7 +190,9 @@ function* interpret<B>(
     for (const [id, b] of own) if (handed.has(b)) own.delete(id);
     // Reads are recorded before the updates below, so they see this run's values on any device.
     // A host device hands over an output's buffer itself when nothing else keeps it.
-    const values = opts.sync ? undefined : device.read(outIds.map(lookup));
+    const into = opts.into?.size ? opts.into : undefined;
+    const reading = opts.sync ? undefined : device.read(outIds.map(lookup));
+    const values = into ? reading?.then((vs) => vs.map((v, i) => copyInto(into.get(outNames[i]!), v))) : reading;
     // Updates are simultaneous: every new value is taken before any variable changes. A buffer
     // this run computed becomes the variable's; a value that is itself a variable (or feeds two
     // updates) is copied into a fresh buffer first.
@@ -203,7 +215,9 @@ function* interpret<B>(
     let synced: CpuArray[] | undefined;
     if (opts.sync) {
       const taken = new Set<number>();
-      synced = outIds.map((id) => {
+      synced = outIds.map((id, i) => {
+        const dst = into?.get(outNames[i]!);
+        if (dst) return device.readInto ? (device.readInto(lookup(id), dst), dst) : copyInto(dst, device.readSync!([lookup(id)])[0]!);
         const b = own.get(id);
         if (b === undefined || !device.take || claimed.has(id) || taken.has(id) || outIds.indexOf(id) !== outIds.lastIndexOf(id)) return device.readSync!([lookup(id)])[0]!;
         taken.add(id);

@@ -10,8 +10,10 @@ import { graph, type Builder } from '../graphs/builder.js';
 import { grad } from '../graphs/autodiff.js';
 import { adam } from '../graphs/optim.js';
 import type { Graph } from '../graphs/graph.js';
+import fc from 'fast-check';
 import { bool, dim, f32, i32, numel, type Tensor } from '../graphs/types.js';
-import { compile, compileAsync, BackendError, type Executable, type Outputs } from '../runtime/executor.js';
+import { arbGraph, fcParams } from './arbitraries.js';
+import { compile, compileAsync, BackendError, OutputError, type Executable, type Outputs } from '../runtime/executor.js';
 import { tensor, type HostTensor } from '../runtime/tensor.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
@@ -328,6 +330,28 @@ describe.each(backends)('$name backend equals the reference interpreter', ({ nam
       expect([...out.x!.data]).toEqual([0.5, 1.5]);
       expect([...(await exe.readVariables())['param:w']!.data]).toEqual([1, 2, 3]);
     });
+
+    it("outputs read `into` given arrays are those arrays, holding what a run without them returns; a wrong array is an OutputError naming the output", async () => {
+      await fc.assert(
+        fc.asyncProperty(arbGraph({ maxOps: 8, params: true }), async ({ graph: g, feeds, variables }) => {
+          const exe = await compileOn(backend, g);
+          exe.setVariables(variables);
+          const want = await exe.run(feeds, undefined, { update: false });
+          const into = Object.fromEntries(Object.entries(want).map(([name, o]) => [name, (o.data.slice() as typeof o.data).fill(3)]));
+          const got = await exe.run(feeds, undefined, { update: false, into });
+          for (const [name, o] of Object.entries(want)) {
+            expect(got[name]!.data, name).toBe(into[name]);
+            expect([...got[name]!.data], name).toEqual([...o.data]);
+          }
+          const [name, o] = Object.entries(want)[0]!;
+          const short = new Float64Array(o.data.length + 1);
+          await expect(exe.run(feeds, undefined, { update: false, into: { [name]: short } })).rejects.toThrow(OutputError);
+          await expect(exe.run(feeds, undefined, { update: false, into: { [name]: short } })).rejects.toThrow(`into['${name}']`);
+          await expect(exe.run(feeds, undefined, { update: false, into: { nothing: o.data } })).rejects.toThrow(OutputError);
+        }),
+        fcParams(15),
+      );
+    }, 120_000);
 
     it('runs started back to back apply their updates in order', async () => {
       const g = graph('counter', (b) => {

@@ -368,6 +368,11 @@ export class WasmDevice implements Device<WasmBuffer> {
     });
   }
 
+  readInto(b: WasmBuffer, dst: CpuArray): void {
+    if (dst.length !== b.length) throw new DeviceUseError(`wasm device: a read of ${b.length} values into an array of ${dst.length}`);
+    dst.set(this.view(b));
+  }
+
   read(bs: readonly WasmBuffer[]): Promise<CpuArray[]> {
     return Promise.resolve(this.readSync(bs));
   }
