@@ -3,7 +3,9 @@
 // TensorFlow.js (cpu, wasm, webgpu), jax-js (wasm, webgpu) and ONNX Runtime's native CPU kernels
 // (onnxruntime-node, one thread and every core: the gap to native code), same operands, same process, same
 // Dawn adapter for every WebGPU case; operands stay where they are made (rheo: as params), and
-// every run reads the result back. Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
+// every run reads the result back (into a new array; the case suffixed '/into' also on every
+// core, into one array passed again and again with `run`'s `into`, which spares the page faults
+// of a fresh result array). Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
 // ours (lower is better). Then WebGPU only, 2048³, 4096³ and 8192³ against TF.js and jax-js on
 // WebGPU with the product left on the device and only C[0, 0] read back; on a software adapter
 // the two larger take minutes and run only with `--big` (the output says so). Last, f16 8192³ on
@@ -40,6 +42,11 @@ for (const n of [256, 1024]) {
       { case: `f32_n${n}`, note: 'js backend: generated JavaScript, one thread', ours: () => cpu.runSync({}).c!.data },
       { case: `f32_n${n}/wasm_t1`, note: `wasm backend: ${wasm1?.device.description ?? 'no WebAssembly SIMD'}`, ours: wasm1 ? () => wasm1.runSync({}).c!.data : 'no WebAssembly SIMD' },
       { case: `f32_n${n}/wasm_t${threads}`, note: `wasm backend: ${wasmN?.device.description ?? 'no WebAssembly SIMD'}`, ours: wasmN ? () => wasmN.runSync({}).c!.data : 'no WebAssembly SIMD' },
+      {
+        case: `f32_n${n}/wasm_t${threads}/into`,
+        note: `wasm backend: ${wasmN?.device.description ?? 'no WebAssembly SIMD'}, C written into the caller's array (run's \`into\`)`,
+        ours: wasmN ? ((c) => () => wasmN.runSync({}, undefined, { into: { c } }).c!.data)(new Float32Array(n * n)) : 'no WebAssembly SIMD',
+      },
       {
         case: `f32_n${n}/webgpu`,
         note: gpu ? `webgpu backend on ${gpu.backendInfo.adapter}` : 'webgpu backend',
