@@ -8,6 +8,7 @@ import { extend, graph, type Builder } from '../graphs/builder.js';
 import { randUniform } from '../ops/rand.js';
 import type { Graph } from '../graphs/graph.js';
 import { f32, i32, numel, type Tensor } from '../graphs/types.js';
+import { f16roundArray } from '../ops/f16.js';
 import { tensor, type HostTensor } from '../runtime/tensor.js';
 
 export interface ShapeOptions {
@@ -144,6 +145,11 @@ export interface GraphOptions {
   readonly ops?: readonly GraphOp[];
   /** make some leaves params (values in `variables`) instead of inputs; the first leaf is one */
   readonly params?: boolean;
+  /**
+   * the float dtype of the graph's leaves (and so of most of its values); default 'f32'. With
+   * 'f16', leaf values are binary16 and casts through f32 and back appear among the steps.
+   */
+  readonly float?: 'f32' | 'f16';
 }
 
 export interface RandomGraph {
@@ -201,7 +207,8 @@ class GraphMaker {
     const asParam = dtype === 'f32' && this.o.params && (this.leaves.length === 0 || this.pick(2) === 0);
     const name = `${asParam ? 'p' : 'x'}${this.leaves.length}`;
     this.leaves.push({ name, kind: asParam ? 'param' : 'input', dtype, shape: [...shape], ...(hi !== undefined ? { hi } : {}) });
-    const t = asParam ? this.g.param(name, f32(...shape)) : this.g.input(name, dtype === 'f32' ? f32(...shape) : i32(...shape));
+    const fl = { dtype: this.o.float, shape: [...shape] };
+    const t = asParam ? this.g.param(name, fl) : this.g.input(name, dtype === 'f32' ? fl : i32(...shape));
     const v = { t, bound: 2, exact: true };
     if (dtype === 'f32') this.pool.push(v);
     return v;
@@ -324,9 +331,13 @@ class GraphMaker {
         return { t: g.where(c, x.t, b.t), bound: Math.max(x.bound, b.bound), exact: false };
       }
       case 'cast': {
-        if (this.pick(2) === 0) return { t: g.cast(this.condition(sx), 'f32'), bound: 1, exact: false };
+        const fl = this.o.float;
+        const how = this.pick(fl === 'f16' ? 3 : 2);
+        if (how === 0) return { t: g.cast(this.condition(sx), fl), bound: 1, exact: false };
+        // f16 -> f32, math in f32, f32 -> f16 (a rounding cast inside a kernel)
+        if (how === 2) return { t: g.cast(g.mul(g.cast(x.t, 'f32'), 1.37), 'f16'), bound: x.bound * 1.37, exact: false };
         const a = this.exactLeaf(sx); // truncation jumps at integers: exact leaves only
-        return { t: g.cast(g.cast(g.mul(a.t, 2), 'i32'), 'f32'), bound: 4, exact: false };
+        return { t: g.cast(g.cast(g.mul(a.t, 2), 'i32'), fl), bound: 4, exact: false };
       }
       case 'reduce': {
         if (r === 0) return null;
@@ -504,7 +515,7 @@ export function describeGraph(gr: Graph): string {
  * ```
  */
 export function arbGraph(opts: GraphOptions = {}): fc.Arbitrary<RandomGraph> {
-  const o = { maxOps: 8, maxRank: 3, maxDim: 4, maxElements: 48, params: false, ...opts };
+  const o = { maxOps: 8, maxRank: 3, maxDim: 4, maxElements: 48, params: false, float: 'f32' as const, ...opts };
   // elementwise math is most of a real graph: by default it is drawn twice as often
   const ops = opts.ops ?? [...GRAPH_OPS, 'unary', 'binary'];
   const step = fc.record({ op: fc.constantFrom(...ops), picks: fc.array(fc.nat({ max: 1 << 16 }), { minLength: 16, maxLength: 16 }) });
@@ -529,7 +540,7 @@ export function arbGraph(opts: GraphOptions = {}): fc.Arbitrary<RandomGraph> {
     const leafValues = maker.leaves.map((l) =>
       l.dtype === 'i32'
         ? fc.array(fc.integer({ min: -1, max: l.hi! }), { minLength: numel(l.shape), maxLength: numel(l.shape) }).map((a) => tensor(Int32Array.from(a), l.shape))
-        : arbTensorValues(l.shape).map((v) => tensor(v, l.shape)),
+        : arbTensorValues(l.shape).map((v) => (o.float === 'f16' ? tensor(f16roundArray(v), l.shape, 'f16') : tensor(v, l.shape))),
     );
     return fc.tuple(...leafValues).map((vals) => {
       const feeds: Record<string, HostTensor> = {};

@@ -2,8 +2,8 @@
 // WebGPU), each through the one plan interpreter: every op family, executed through
 // `compile(...).run`, must give what the reference interpreter gives one op at a time (f32
 // tolerance for floats, exactly for integers and booleans), and a training step with Adam must
-// keep doing so step after step. Without a WebGPU adapter its half of the suite skips with the
-// reason, except under CI, where it fails.
+// keep doing so step after step; random f16 graphs agree to f16 tolerance. Without a WebGPU
+// adapter its half of the suite skips with the reason, except under CI, where it fails.
 
 import { describe, expect, it } from 'vitest';
 import { graph, type Builder } from '../graphs/builder.js';
@@ -11,7 +11,8 @@ import { grad } from '../graphs/autodiff.js';
 import { adam } from '../graphs/optim.js';
 import type { Graph } from '../graphs/graph.js';
 import fc from 'fast-check';
-import { bool, dim, f32, i32, numel, type Tensor } from '../graphs/types.js';
+import { bool, dim, f16, f32, i32, numel, type Tensor } from '../graphs/types.js';
+import { f16round } from '../ops/f16.js';
 import { arbGraph, fcParams } from './arbitraries.js';
 import { compile, compileAsync, BackendError, OutputError, type Executable, type Outputs } from '../runtime/executor.js';
 import { tensor, type HostTensor } from '../runtime/tensor.js';
@@ -313,6 +314,37 @@ describe.each(backends)('$name backend equals the reference interpreter', ({ nam
       const before = await exe.readVariables();
       await exe.run({ x: t(values(3 * 12, 50), [3, 12]) }, ['logits'], { update: false });
       expectClose(await exe.readVariables(), before, `${backend} update: false`, 0, 0);
+    });
+  });
+
+  describe.skipIf(!available)('f16', () => {
+    // f16 is binary16 on every device: each kernel rounds what it stores, and the reference rounds
+    // after every op where fused kernels keep f32 between ops, so values agree to f16 tolerance
+    it('random f16 graphs equal the reference interpreter to f16 tolerance, and hold binary16 values', async () => {
+      await fc.assert(fc.asyncProperty(arbGraph({ maxOps: 8, float: 'f16', params: true }), async ({ graph: g, feeds, variables }) => {
+        const exe = await compileOn(backend, g);
+        exe.setVariables(variables);
+        const got = await exe.run(feeds);
+        for (const [name, o] of Object.entries(got)) {
+          if (o.dtype !== 'f16') continue;
+          const off = Array.from(o.data).findIndex((v) => !Number.isNaN(v) && f16round(v) !== v);
+          if (off >= 0) expect.fail(`${backend}: f16 output '${name}' element ${off} is ${o.data[off]}, not a binary16 value`);
+        }
+        expectClose(got, reference(g, feeds, variables), `${backend} f16 graph`, 1e-2, 1e-2);
+      }), fcParams(backend === 'webgpu' ? 25 : 60));
+    }, 600_000);
+
+    it('f32 data fed to an f16 input is rounded to binary16; a cast back to f32 is exact', async () => {
+      const g = graph('h', (b) => {
+        const x = b.input('x', f16(6));
+        return { x, y: b.cast(x, 'f32'), z: b.cast(b.input('w', f32(6)), 'f16') };
+      });
+      const exe = await compileOn(backend, g);
+      const raw = new Float32Array([0.1, 65519, 70000, -1e-8, 3e-8, 1 / 3]);
+      const want = [0.0999755859375, 65504, Infinity, -0, 5.960464477539063e-8, 0.333251953125];
+      const out = await exe.run({ x: tensor(raw, [6], 'f16'), w: raw });
+      for (const name of ['x', 'y', 'z']) expect([...out[name]!.data], name).toEqual(want);
+      expect(out.y!.dtype).toBe('f32');
     });
   });
 

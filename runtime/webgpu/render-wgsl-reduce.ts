@@ -120,7 +120,7 @@ interface Plan {
  * reduction is nested in another, or the scratch binding would exceed `maxBuffers`.
  */
 export function renderSplitReduce(
-  k: MapKernel, variant: ReduceVariant, wgAsked: number, maxDim: number, maxBuffers: number,
+  k: MapKernel, variant: ReduceVariant, wgAsked: number, maxDim: number, maxBuffers: number, half = false,
 ): RenderedKernel | null {
   if (variant.split === 'off' || k.inputs.length + 2 > maxBuffers) return null;
   const reduces = splittableReductions(k.expr);
@@ -138,13 +138,13 @@ export function renderSplitReduce(
     words += total * parts * (isArg(r.op) ? 2 : 1);
   }
   if (plans.every((p) => p.parts <= 1)) return null;
-  const passes: KernelPass[] = plans.map((p) => partialPass(k, p, wg, maxDim, variant.subgroups));
-  passes.push(finalPass(k, plans, wg, maxDim));
+  const passes: KernelPass[] = plans.map((p) => partialPass(k, p, wg, maxDim, variant.subgroups, half));
+  passes.push(finalPass(k, plans, wg, maxDim, half));
   const body = Math.max(...plans.map((p) => (Math.ceil(p.chunk / wg)) * (1 + loopIterations(p.r.body))));
   const combine = Math.max(...plans.map((p) => Math.ceil(p.parts / wg)));
   return {
     passes,
-    bindings: bindingTypes(k.inputs, k.out.dtype),
+    bindings: bindingTypes(k.inputs, k.out.dtype, new Set(), half),
     loopIterations: Math.max(body, combine) + Math.log2(wg),
     scratchWords: words,
   };
@@ -260,7 +260,7 @@ function bindOutputs(em: ExprEmitter, shape: readonly number[]): void {
 function shader(em: ExprEmitter, k: MapKernel, wg: number, subgroups: boolean): string {
   const enable = subgroups ? 'enable subgroups;\n' : '';
   const sg = subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : '';
-  return `${enable}${[...em.helpers, ...declareBindings(k.inputs, k.out.dtype), SCRATCH_DECL(k.inputs.length + 1), ...em.shared].join('\n')}
+  return `${enable}${[...em.helpers, ...declareBindings(k.inputs, k.out.dtype, new Set(), em.half), SCRATCH_DECL(k.inputs.length + 1), ...em.shared].join('\n')}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32${sg}) {
@@ -272,11 +272,11 @@ ${em.lines.join('\n')}
 const SCRATCH_DECL = (binding: number) => `@group(0) @binding(${binding}) var<storage, read_write> scratch: array<u32>;`;
 
 /** Pass 1 for one reduction: workgroup w reduces chunk (w mod parts) of output (w / parts). */
-function partialPass(k: MapKernel, p: Plan, wg: number, maxDim: number, subgroups: boolean): KernelPass {
+function partialPass(k: MapKernel, p: Plan, wg: number, maxDim: number, subgroups: boolean, half: boolean): KernelPass {
   const total = numel(k.out.shape);
   const groups = total * p.parts;
   const workgroups = grid(groups, maxDim);
-  const em = new ExprEmitter(k.inputs);
+  const em = new ExprEmitter(k.inputs, new Set(), 1, half);
   const { r } = p;
   em.emit(`let w = wid.x + wid.y * ${workgroups[0]}u;`);
   // uniform per workgroup: the early return and the loop bounds keep the barriers legal
@@ -332,10 +332,10 @@ function partialPass(k: MapKernel, p: Plan, wg: number, maxDim: number, subgroup
 }
 
 /** Pass 2: workgroup f combines output f's partials of every reduction, then evaluates the epilogue. */
-function finalPass(k: MapKernel, plans: readonly Plan[], wg: number, maxDim: number): KernelPass {
+function finalPass(k: MapKernel, plans: readonly Plan[], wg: number, maxDim: number, half: boolean): KernelPass {
   const total = numel(k.out.shape);
   const workgroups = grid(total, maxDim);
-  const em = new ExprEmitter(k.inputs);
+  const em = new ExprEmitter(k.inputs, new Set(), 1, half);
   em.emit(`let w = wid.x + wid.y * ${workgroups[0]}u;`);
   em.emit(`if (w >= ${total}u) { return; }`);
   em.emit('let lid = i32(lidx);');
@@ -360,7 +360,7 @@ function finalPass(k: MapKernel, plans: readonly Plan[], wg: number, maxDim: num
     combineWorkgroup(em, r, t, wg, false);
     em.provide(r, isArg(r.op) ? convert(`${t}i`, 'i32', r.dtype) : convert(t, at, r.dtype));
   });
-  const v = toStorage(convert(em.value(k.expr), k.expr.dtype, k.out.dtype), k.out.dtype);
+  const v = toStorage(convert(em.value(k.expr), k.expr.dtype, k.out.dtype), k.out.dtype, half);
   em.emit(`if (lid == 0i) { out[w] = ${v}; }`);
   return { code: shader(em, k, wg, false), workgroups };
 }

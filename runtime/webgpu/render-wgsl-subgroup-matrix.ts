@@ -84,8 +84,8 @@ export function subgroupMatrixOperands(k: MatmulKernel): boolean {
 }
 
 /** The kernel's epilogue as a WGSL function of the f32 accumulator and the output indices. */
-function epilogueFn(k: MatmulKernel): { decl: string; helpers: string[]; loops: number } {
-  const em = new ExprEmitter(k.inputs);
+function epilogueFn(k: MatmulKernel, half: boolean): { decl: string; helpers: string[]; loops: number } {
+  const em = new ExprEmitter(k.inputs, new Set(), 1, half);
   em.acc = 'acc';
   const params = ['acc: f32'];
   for (let i = 0; i < k.batch.length + 2; i++) {
@@ -94,8 +94,8 @@ function epilogueFn(k: MatmulKernel): { decl: string; helpers: string[]; loops: 
   }
   const v = k.epilogue ? em.value(k.epilogue) : 'acc';
   const vd: DType = k.epilogue ? k.epilogue.dtype : 'f32';
-  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype)};`);
-  const outT = bindingTypes([], k.out.dtype)[0]!;
+  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype, half)};`);
+  const outT = bindingTypes([], k.out.dtype, new Set(), half)[0]!;
   return {
     decl: `fn epilogue(${params.join(', ')}) -> ${outT} {\n${em.lines.join('\n')}\n}`,
     helpers: [...em.helpers],
@@ -103,9 +103,12 @@ function epilogueFn(k: MatmulKernel): { decl: string; helpers: string[]; loops: 
   };
 }
 
-/** WGSL for `k` on subgroup matrices of `shape`; throws when the operands or the device do not allow it. */
+/**
+ * WGSL for `k` on subgroup matrices of `shape`; throws when the operands or the device do not
+ * allow it. `half`: f16 buffers are array<f16> (the backend's devices with 'shader-f16').
+ */
 export function renderSubgroupMatrixMatmul(
-  k: MatmulKernel, shape: SubgroupMatrixShape, dev: SubgroupMatrixDevice, maxPerDim: number,
+  k: MatmulKernel, shape: SubgroupMatrixShape, dev: SubgroupMatrixDevice, maxPerDim: number, half = false,
 ): RenderedKernel {
   if (!subgroupMatrixOperands(k)) throw new RheoError(`matmul '${k.name}': subgroup matrices need two f16 operands read directly`);
   const plan = planSubgroupMatrix(shape, dev);
@@ -117,12 +120,12 @@ export function renderSubgroupMatrixMatmul(
   const batches = k.batch.reduce((x, y) => x * y, 1);
   const yBlocks = Math.ceil(M / BM), xBlocks = Math.ceil(N / BN);
   const yz = yBlocks * batches;
-  const bindings = bindingTypes(k.inputs, k.out.dtype);
+  const bindings = bindingTypes(k.inputs, k.out.dtype, new Set(), half);
   if (M * N * batches === 0) return { passes: [], bindings, loopIterations: 0 };
   const y = Math.min(yz, maxPerDim), z = Math.ceil(yz / y);
   if (xBlocks > maxPerDim || z > maxPerDim) throw new RheoError(`matmul '${k.name}' is too large to dispatch on this device`);
 
-  const ep = epilogueFn(k);
+  const ep = epilogueFn(k, half);
   const L: string[] = [];
   const e = (s: string) => L.push(`  ${s}`);
   e(`let yz = i32(wid.y + wid.z * ${y}u);`);
@@ -191,7 +194,7 @@ enable chromium_experimental_subgroup_matrix;
 // a subgroup's fragments are chosen by its subgroup_id: subgroup-uniform, which is what the
 // builtins need, though the analysis proves workgroup uniformity only
 diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
-${[...ep.helpers, ...declareBindings(k.inputs, k.out.dtype)].join('\n')}
+${[...ep.helpers, ...declareBindings(k.inputs, k.out.dtype, new Set(), half)].join('\n')}
 var<workgroup> tA: array<f16, ${BM * BK}>;
 var<workgroup> tB: array<f16, ${BK * BN}>;
 var<workgroup> tC: array<${RT}, ${BM * BN}>;

@@ -137,11 +137,16 @@ class VecEmitter {
       case 'load': {
         const d = this.inputs[e.buf]!.dtype;
         if (this.vec4Inputs.has(e.buf) && laneCoefficient(e.at, this.lane) === 1 && aligned(e.at, this.lane)) {
-          return this.bind(e.dtype, vconvert(`in${e.buf}[(${this.em.index(e.at)}) >> 2u]`, d, e.dtype));
+          const raw = `in${e.buf}[(${this.em.index(e.at)}) >> 2u]`;
+          return this.bind(e.dtype, vconvert(d === 'f16' && this.em.half ? `vec4<f32>(${raw})` : raw, d, e.dtype));
         }
         return this.perLane(e);
       }
-      case 'cast': return this.bind(e.dtype, vconvert(this.value(e.a), e.a.dtype, e.dtype));
+      case 'cast': {
+        // a cast to f16 rounds to binary16 (the registers stay f32)
+        const v = vconvert(this.value(e.a), e.a.dtype, e.dtype);
+        return this.bind(e.dtype, e.dtype === 'f16' && e.a.dtype !== 'f16' && e.a.dtype !== 'bool' ? `quantizeToF16(${v})` : v);
+      }
       case 'where': {
         const c = vconvert(this.value(e.c), e.c.dtype, 'bool');
         return this.bind(e.dtype, `select(${vconvert(this.value(e.b), e.b.dtype, e.dtype)}, ${vconvert(this.value(e.a), e.a.dtype, e.dtype)}, ${c})`);
@@ -217,7 +222,7 @@ function vconvert(x: string, from: DType, to: DType): string {
 // ---------------------------------------------------------------- the kernel
 
 /** WGSL for a vectorizable map kernel (see `vectorizable`): one invocation per four outputs. */
-export function renderMapVec4(k: MapKernel, wg: number, maxDim: number): RenderedKernel {
+export function renderMapVec4(k: MapKernel, wg: number, maxDim: number, half = false): RenderedKernel {
   const shape = k.out.shape;
   const r = shape.length;
   const lane = `i${r - 1}`;
@@ -237,7 +242,7 @@ export function renderMapVec4(k: MapKernel, wg: number, maxDim: number): Rendere
     }
   };
   scan(k.expr);
-  const em = new ExprEmitter(k.inputs, vec4Inputs);
+  const em = new ExprEmitter(k.inputs, vec4Inputs, 1, half);
   em.emit(`let quad = gid.x + gid.y * ${workgroups[0] * wg}u;`);
   em.emit(`if (quad >= ${quads}u) { return; }`);
   em.emit('let f = i32(quad) * 4i;');
@@ -250,10 +255,10 @@ export function renderMapVec4(k: MapKernel, wg: number, maxDim: number): Rendere
   const ve = new VecEmitter(em, lane, k.inputs, vec4Inputs);
   const v = vconvert(ve.value(k.expr), k.expr.dtype, k.out.dtype);
   const od = k.out.dtype;
-  const stored = od === 'bool' ? `select(vec4<u32>(0u), vec4<u32>(1u), ${v})` : v;
+  const stored = od === 'bool' ? `select(vec4<u32>(0u), vec4<u32>(1u), ${v})` : od === 'f16' ? (half ? `vec4<f16>(${v})` : `quantizeToF16(${v})`) : v;
   em.emit(`out[quad] = ${stored};`);
-  const decls = declareBindings(k.inputs, od, vec4Inputs);
-  decls[decls.length - 1] = `@group(0) @binding(${k.inputs.length}) var<storage, read_write> out: array<vec4<${storageType(od)}>>;`;
+  const decls = declareBindings(k.inputs, od, vec4Inputs, half);
+  decls[decls.length - 1] = `@group(0) @binding(${k.inputs.length}) var<storage, read_write> out: array<vec4<${storageType(od, half)}>>;`;
   const code = `${[...em.helpers, ...decls].join('\n')}
 
 @compute @workgroup_size(${wg})
@@ -261,7 +266,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${em.lines.join('\n')}
 }
 `;
-  const types = bindingTypes(k.inputs, od, vec4Inputs);
-  types[types.length - 1] = `vec4<${storageType(od)}>`;
+  const types = bindingTypes(k.inputs, od, vec4Inputs, half);
+  types[types.length - 1] = `vec4<${storageType(od, half)}>`;
   return { passes: [{ code, workgroups }], bindings: types, loopIterations: 0 };
 }

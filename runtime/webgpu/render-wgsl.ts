@@ -15,7 +15,7 @@ import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
 import { DEFAULT_REDUCE, renderSplitReduce, type ReduceVariant } from './render-wgsl-reduce.js';
 import { renderSubgroupMatrixMatmul, type SubgroupMatrixDevice, type SubgroupMatrixShape } from './render-wgsl-subgroup-matrix.js';
 import {
-  ExprEmitter, bindingTypes, convert, declareBindings, fromStorage, grid, literal, loopIterations, toStorage,
+  ENABLE_F16, ExprEmitter, bindingTypes, convert, declareBindings, fromStorage, grid, literal, loopIterations, toStorage,
 } from './wgsl-expr.js';
 
 /** WGSL did not accept a generated kernel; carries the kernel's name and the whole source. */
@@ -57,6 +57,12 @@ export interface RenderOptions {
   readonly reduce?: ReduceVariant;
   /** storage buffers one kernel may bind (a split reduction binds a scratch buffer too); default 8 */
   readonly maxStorageBuffers?: number;
+  /**
+   * the device has 'shader-f16': f16 tensors are array<f16> (2 bytes an element) and f16 matmuls
+   * multiply in f16; without it they are f32 words holding binary16 values (stores round with
+   * quantizeToF16). Default false.
+   */
+  readonly shaderF16?: boolean;
 }
 
 export interface KernelPass {
@@ -81,24 +87,31 @@ export interface RenderedKernel {
 
 /** WGSL source and dispatch sizes for one kernel. */
 export function renderWgsl(kernel: Kernel, opts: RenderOptions = {}): RenderedKernel {
+  const half = opts.shaderF16 === true && [kernel.out, ...kernel.inputs].some((p) => p.dtype === 'f16');
+  const r = renderKernel(kernel, opts, half);
+  const enable = (code: string) => (code.startsWith(ENABLE_F16) ? code : `${ENABLE_F16}\n${code}`);
+  return half ? { ...r, passes: r.passes.map((p) => ({ ...p, code: enable(p.code) })) } : r;
+}
+
+function renderKernel(kernel: Kernel, opts: RenderOptions, half: boolean): RenderedKernel {
   const maxDim = opts.maxWorkgroupsPerDimension ?? 65535;
   switch (kernel.kind) {
     case 'map': {
       const wg = opts.workgroupSize ?? 64;
       // a forced split applies to every reduction it can split; 'auto' only to long ones
       const split = typeof opts.reduce?.split === 'number' || cooperative(kernel.expr, numel(kernel.out.shape))
-        ? renderSplitReduce(kernel, opts.reduce ?? DEFAULT_REDUCE, wg, maxDim, opts.maxStorageBuffers ?? 8)
+        ? renderSplitReduce(kernel, opts.reduce ?? DEFAULT_REDUCE, wg, maxDim, opts.maxStorageBuffers ?? 8, half)
         : null;
-      return split ?? renderMap(kernel, wg, maxDim, opts.vectorize !== false);
+      return split ?? renderMap(kernel, wg, maxDim, opts.vectorize !== false, half);
     }
-    case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim);
+    case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim, half);
     case 'matmul':
       if (opts.matmul === 'subgroup-matrix') {
         if (!opts.subgroupMatrix) throw new RheoError(`matmul '${kernel.name}': the subgroup-matrix kernel needs the adapter's config`);
-        return renderSubgroupMatrixMatmul(kernel, opts.subgroupMatrix.shape, opts.subgroupMatrix.device, maxDim);
+        return renderSubgroupMatrixMatmul(kernel, opts.subgroupMatrix.shape, opts.subgroupMatrix.device, maxDim, half);
       }
       return renderMatmul(kernel, opts.matmul ?? 'workgroup', maxDim, {
-        tile: opts.registerTile, workgroupTile: opts.workgroupTile, kChunk: opts.kChunk, maxStorageBuffers: opts.maxStorageBuffers,
+        tile: opts.registerTile, workgroupTile: opts.workgroupTile, kChunk: opts.kChunk, maxStorageBuffers: opts.maxStorageBuffers, half,
       });
   }
 }
@@ -116,13 +129,13 @@ function cooperative(expr: Expr, outputs: number): boolean {
   return work >= 4096 || (outputs <= 4096 && work >= 256);
 }
 
-function renderMap(k: MapKernel, wg: number, maxDim: number, vectorize: boolean): RenderedKernel {
+function renderMap(k: MapKernel, wg: number, maxDim: number, vectorize: boolean, half: boolean): RenderedKernel {
   const total = numel(k.out.shape);
   const coop = cooperative(k.expr, total);
-  if (!coop && vectorize && vectorizable(k)) return renderMapVec4(k, wg, maxDim);
+  if (!coop && vectorize && vectorizable(k)) return renderMapVec4(k, wg, maxDim, half);
   const size = coop ? COOP_WG : wg;
   const workgroups = grid(coop ? total : Math.ceil(total / wg), maxDim);
-  const em = new ExprEmitter(k.inputs);
+  const em = new ExprEmitter(k.inputs, new Set(), 1, half);
   if (coop) {
     em.coop = { wg: COOP_WG };
     // the workgroup is uniform: its early return keeps the barriers of the reductions legal
@@ -140,12 +153,12 @@ function renderMap(k: MapKernel, wg: number, maxDim: number, vectorize: boolean)
     em.emit(`let i${i}: i32 = ${d === 1 ? '0i' : i === 0 ? q : `${q} % ${d}i`};`);
     em.bindVar(`i${i}`, `i${i}`);
   });
-  const v = toStorage(convert(em.value(k.expr), k.expr.dtype, k.out.dtype), k.out.dtype);
+  const v = toStorage(convert(em.value(k.expr), k.expr.dtype, k.out.dtype), k.out.dtype, half);
   em.emit(coop ? `if (lid == 0i) { out[flat] = ${v}; }` : `out[flat] = ${v};`);
   const builtins = coop
     ? '@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32'
     : '@builtin(global_invocation_id) gid: vec3<u32>';
-  const code = `${[...em.helpers, ...declareBindings(k.inputs, k.out.dtype), ...em.shared].join('\n')}
+  const code = `${[...em.helpers, ...declareBindings(k.inputs, k.out.dtype, new Set(), half), ...em.shared].join('\n')}
 
 @compute @workgroup_size(${size})
 fn main(${builtins}) {
@@ -154,7 +167,7 @@ ${em.lines.join('\n')}
 `;
   return {
     passes: total === 0 ? [] : [{ code, workgroups }],
-    bindings: bindingTypes(k.inputs, k.out.dtype),
+    bindings: bindingTypes(k.inputs, k.out.dtype, new Set(), half),
     loopIterations: loopIterations(k.expr, coop ? COOP_WG : 0),
   };
 }
@@ -162,15 +175,16 @@ ${em.lines.join('\n')}
 /** Rows one scatter-add pass adds, so that no invocation loops past llvmpipe's limit. */
 const SCATTER_ROWS_PER_PASS = 32768;
 
-function renderScatterAdd(k: ScatterAddKernel, wg: number, maxDim: number): RenderedKernel {
+function renderScatterAdd(k: ScatterAddKernel, wg: number, maxDim: number, half: boolean): RenderedKernel {
   const d = k.out.dtype;
   const total = numel(k.out.shape);
-  if (total === 0) return { passes: [], bindings: bindingTypes(k.inputs, d), loopIterations: 0 };
+  const types = bindingTypes(k.inputs, d, new Set(), half);
+  if (total === 0) return { passes: [], bindings: types, loopIterations: 0 };
   if (k.outer * k.outRows * k.inner !== total) {
     throw new RheoError(`scatter-add kernel '${k.name}': outer*outRows*inner != output size ${total}`);
   }
-  const em = new ExprEmitter(k.inputs);
-  const decls = declareBindings(k.inputs, d).join('\n');
+  const em = new ExprEmitter(k.inputs, new Set(), 1, half);
+  const decls = declareBindings(k.inputs, d, new Set(), half).join('\n');
   const main = (groups: readonly number[], body: string) => `${decls}
 
 @compute @workgroup_size(${wg})
@@ -185,14 +199,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   passes.push({ code: main(g1, `
   if (flat >= ${total}u) { return; }
   let o = i32(flat);
-  out[o] = ${toStorage(base, d)};`), workgroups: g1 });
+  out[o] = ${toStorage(base, d, half)};`), workgroups: g1 });
   // then rows in order, a chunk per pass; bool scatter-add is an or (add in i32, store x != 0)
   const cols = k.outer * k.inner;
   const g2 = grid(Math.ceil(cols / wg), maxDim);
   const ad: DType = d === 'bool' ? 'i32' : d;
   const idx = convert(em.load(k.indices, 'r'), k.inputs[k.indices]!.dtype, 'i32');
   const u = convert(em.load(k.updates, `ucol0 + r * ${k.inner}i`), k.inputs[k.updates]!.dtype, ad);
-  const sum = toStorage(convert(`(${convert(fromStorage('out[o]', d), d, ad)} + u)`, ad, d), d);
+  const sum = toStorage(convert(`(${convert(fromStorage('out[o]', d, half), d, ad)} + u)`, ad, d), d, half);
   for (let r0 = 0; r0 < k.rows; r0 += SCATTER_ROWS_PER_PASS) {
     const r1 = Math.min(k.rows, r0 + SCATTER_ROWS_PER_PASS);
     passes.push({ code: main(g2, `
@@ -206,5 +220,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     out[o] = ${sum};
   }`), workgroups: g2 });
   }
-  return { passes, bindings: bindingTypes(k.inputs, d), loopIterations: Math.min(k.rows, SCATTER_ROWS_PER_PASS) };
+  return { passes, bindings: types, loopIterations: Math.min(k.rows, SCATTER_ROWS_PER_PASS) };
 }

@@ -1,7 +1,9 @@
 // WGSL for kernel IR expressions: value and storage types, literals, conversions, and the
 // emitter that turns an expression DAG into `let` statements and loops. Shared by the map,
 // scatter and matmul renderers; it knows nothing about dispatch shapes or pipelines.
-// Storage: f32 (and f16, stored as f32) as f32, i32 as i32, bool as u32 0/1; math is f32/i32.
+// Storage: f32 as f32, i32 as i32, bool as u32 0/1; f16 as f16 where the device has 'shader-f16'
+// (`half`: loads widen to f32, stores round with f16(...)), else as f32 words holding binary16
+// values (stores round with quantizeToF16). Math is f32/i32 (matmul products may be f16).
 
 import type { DType } from '../../graphs/types.js';
 import { RheoError } from '../../graphs/errors.js';
@@ -10,10 +12,13 @@ import type { BufferParam, Expr, IndexExpr, IndexPred } from '../../ops/kernel-i
 
 // ---------------------------------------------------------------- types and literals
 
-/** Element type in a storage buffer. */
-export function storageType(d: DType): string {
-  return d === 'i32' ? 'i32' : d === 'bool' ? 'u32' : 'f32';
+/** Element type in a storage buffer; `half`: f16 tensors are array<f16> (the 'shader-f16' feature). */
+export function storageType(d: DType, half = false): string {
+  return d === 'i32' ? 'i32' : d === 'bool' ? 'u32' : d === 'f16' && half ? 'f16' : 'f32';
 }
+
+/** The directive a shader that declares f16 buffers needs first. */
+export const ENABLE_F16 = 'enable f16;';
 
 /** Type of a value in registers. */
 export function valueType(d: DType): string {
@@ -29,11 +34,14 @@ export function convert(x: string, from: DType, to: DType): string {
   return `${t}(${x})`;
 }
 
-export function toStorage(x: string, d: DType): string {
+/** A register value (f32 for floats) as its storage value: f16 rounds to binary16 (ties to even). */
+export function toStorage(x: string, d: DType, half = false): string {
+  if (d === 'f16') return half ? `f16(${x})` : `quantizeToF16(${x})`;
   return d === 'bool' ? `select(0u, 1u, ${x})` : x;
 }
 
-export function fromStorage(x: string, d: DType): string {
+export function fromStorage(x: string, d: DType, half = false): string {
+  if (d === 'f16' && half) return `f32(${x})`;
   return d === 'bool' ? `(${x} != 0u)` : x;
 }
 
@@ -102,6 +110,8 @@ export class ExprEmitter {
     /** inputs bound as array<vec4<f32>> (matmul operands); scalar reads index into them */
     private readonly vec4Inputs: ReadonlySet<number> = new Set(),
     indent = 1,
+    /** f16 buffers are array<f16> ('shader-f16'): loads widen them to f32 */
+    readonly half = false,
   ) {
     this.depth = indent;
   }
@@ -148,7 +158,7 @@ export class ExprEmitter {
     const p = this.inputs[buf];
     if (!p) throw new RheoError(`kernel IR reads input ${buf}, but the kernel has ${this.inputs.length} inputs`);
     const raw = this.vec4Inputs.has(buf) ? `in${buf}[(${at}) >> 2u][(${at}) & 3i]` : `in${buf}[${at}]`;
-    return fromStorage(raw, p.dtype);
+    return fromStorage(raw, p.dtype, this.half);
   }
 
   index(e: IndexExpr): string {
@@ -225,7 +235,11 @@ export class ExprEmitter {
           const seed = e.key ? `${e.seed >>> 0}u + rheo_hash32(bitcast<u32>(${convert(this.value(e.key), e.key.dtype, 'i32')}))` : `${e.seed >>> 0}u`;
           return this.bind(e, convert(`rheo_rand(${seed}, bitcast<u32>(${this.index(e.at)}))`, 'f32', e.dtype));
         }
-      case 'cast': return this.bind(e, convert(this.runtime(this.value(e.a), e.a.dtype), e.a.dtype, e.dtype));
+      case 'cast': {
+        // a cast to f16 rounds to binary16 (the register stays f32)
+        const v = convert(this.runtime(this.value(e.a), e.a.dtype), e.a.dtype, e.dtype);
+        return this.bind(e, e.dtype === 'f16' && e.a.dtype !== 'f16' && e.a.dtype !== 'bool' ? `quantizeToF16(${v})` : v);
+      }
       case 'where': {
         const c = convert(this.value(e.c), e.c.dtype, 'bool');
         const a = convert(this.value(e.a), e.a.dtype, e.dtype), b = convert(this.value(e.b), e.b.dtype, e.dtype);
@@ -442,12 +456,12 @@ export function loopIterations(e: Expr, coopWg = 0): number {
 }
 
 /** Binding declarations: inputs read-only, the output read-write at binding inputs.length. */
-export function declareBindings(inputs: readonly BufferParam[], out: DType, vec4: ReadonlySet<number> = new Set()): string[] {
-  const elem = (i: number, d: DType) => (vec4.has(i) ? 'vec4<f32>' : storageType(d));
+export function declareBindings(inputs: readonly BufferParam[], out: DType, vec4: ReadonlySet<number> = new Set(), half = false): string[] {
+  const types = bindingTypes(inputs, out, vec4, half);
   const lines = inputs.map(
-    (p, i) => `@group(0) @binding(${i}) var<storage, read> in${i}: array<${elem(i, p.dtype)}>;`,
+    (_, i) => `@group(0) @binding(${i}) var<storage, read> in${i}: array<${types[i]}>;`,
   );
-  lines.push(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${storageType(out)}>;`);
+  lines.push(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${types[inputs.length]}>;`);
   return lines;
 }
 
@@ -460,6 +474,6 @@ export function grid(groups: number, maxPerDim: number): [number, number, number
   return [maxPerDim, y, 1];
 }
 
-export function bindingTypes(inputs: readonly BufferParam[], out: DType, vec4: ReadonlySet<number> = new Set()): string[] {
-  return [...inputs.map((p, i) => (vec4.has(i) ? 'vec4<f32>' : storageType(p.dtype))), storageType(out)];
+export function bindingTypes(inputs: readonly BufferParam[], out: DType, vec4: ReadonlySet<number> = new Set(), half = false): string[] {
+  return [...inputs.map((p, i) => (vec4.has(i) ? `vec4<${storageType(p.dtype, half)}>` : storageType(p.dtype, half))), storageType(out, half)];
 }
