@@ -37,6 +37,8 @@ class KernelBuilder {
   readonly fused = new Set<number>();
   private nextVar = 0;
   matmul: number | null = null;
+  /** an operand of this kernel's matmul is a gather (implicit GEMM) */
+  private gathered = false;
 
   constructor(
     readonly g: Graph,
@@ -113,6 +115,10 @@ class KernelBuilder {
       if (this.caps.implicitGemm) return this.gather(id, e, vars, known);
       throw new NeedsBuffer(id);
     }
+    // beside a gathered operand k goes one step at a time: a strided operand whose rows are not
+    // contiguous (conv2d's weights, transposed for the matmul) is read faster from a row-major copy
+    const colStride = aff.coefs.get(vars.col) ?? 0;
+    if (this.gathered && colStride !== 0 && colStride !== 1 && !this.mat.has(id)) throw new NeedsBuffer(id);
     return {
       buf: e.buf,
       offset: aff.c,
@@ -133,6 +139,7 @@ class KernelBuilder {
     const read = [indexVars(e.at), ...predAtoms(valid).map((p) => indexVars(p.a))];
     if (read.some((vs) => vs === null || [...vs].some((v) => !known.has(v)))) throw new NeedsBuffer(id);
     const names = new Map<string, string>([[vars.row, 'row'], [vars.col, 'col'], ...vars.batch.map((v, i) => [v, `b${i}`] as [string, string])]);
+    this.gathered = true;
     return {
       buf: e.buf, offset: 0, batchStrides: vars.batch.map(() => 0), rowStride: 0, colStride: 0,
       gather: { at: renameVars(e.at, names), valid: valid && renamePredVars(valid, names) },

@@ -95,12 +95,13 @@ interface Parts {
   readonly up: (x: string, vec: boolean) => string;
 }
 
-function parts(k: MatmulKernel, allowVec4: boolean, half = false): Parts {
+function parts(k: MatmulKernel, allowVec4: boolean, half = false, alongK = true): Parts {
   const nb = k.batch.length;
   const batches = k.batch.reduce((a, b) => a * b, 1);
   // an input used as a vec4 operand is bound as array<vec4<f32>> (vec4<f16>) everywhere in the shader
-  const aMode: AMode = !allowVec4 ? 'scalar' : vec4Along(k, k.a, k.m, k.k) ? 'k' : vec4Along(k, swapped(k.a), k.k, k.m) ? 'm' : 'scalar';
-  const bMode: BMode = !allowVec4 ? 'scalar' : vec4Along(k, k.b, k.k, k.n) ? 'n' : vec4Along(k, swapped(k.b), k.n, k.k) ? 'k' : 'scalar';
+  // (vec4s along k pay only in the register kernel's four-k steps: `alongK` false leaves them out)
+  const aMode: AMode = !allowVec4 ? 'scalar' : alongK && vec4Along(k, k.a, k.m, k.k) ? 'k' : vec4Along(k, swapped(k.a), k.k, k.m) ? 'm' : 'scalar';
+  const bMode: BMode = !allowVec4 ? 'scalar' : vec4Along(k, k.b, k.k, k.n) ? 'n' : alongK && vec4Along(k, swapped(k.b), k.n, k.k) ? 'k' : 'scalar';
   const vec4 = new Set<number>();
   if (aMode !== 'scalar') vec4.add(k.a.buf);
   if (bMode !== 'scalar') vec4.add(k.b.buf);
@@ -262,7 +263,8 @@ export function registerTile(m: number, n: number): RegisterTile {
 }
 
 function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, half: boolean): RenderedKernel {
-  const P = parts(k, true, half);
+  // with a gathered operand k goes one step at a time, where vec4s along k would be taken apart
+  const P = parts(k, true, half, !k.a.gather && !k.b.gather);
   const { m: M, n: N, k: K, a, b } = k;
   const { tm: TM, tn: TN, wx: WX, wy: WY } = tile;
   const BM = WY * TM, BN = WX * TN;
@@ -286,7 +288,8 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
   const ga = a.gather ? splitGather(k, a, P.vec4, 'a') : null, gb = b.gather ? splitGather(k, b, P.vec4, 'b') : null;
   const aRow = (r: number) => `min(row0 + ${r}i, ${M - 1}i)`, bCol = (j: number) => `min(col0 + ${j}i, ${N - 1}i)`;
   // a gathered operand whose masks depend on a part of k only: k in two loops (see BlockedGather)
-  const blkA = ga?.blocked && !b.gather ? ga.blocked : null, blkB = gb?.blocked && !a.gather ? gb.blocked : null;
+  // (the other operand strided, or a gather split the plain way)
+  const blkA = ga?.blocked && (!b.gather || gb) ? ga.blocked : null, blkB = !blkA && gb?.blocked && (!a.gather || ga) ? gb.blocked : null;
   const blk = blkA ?? blkB;
   if (ga) for (const r of rows) L.push(...ga.outer(`${r}`, aRow(r)));
   if (gb) for (const j of cols) L.push(...gb.outer(`${j}`, bCol(j)));
@@ -334,6 +337,8 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
     L.push(`for (var bq: i32 = 0i; bq < ${blk.P}i; bq = bq + 1i) {`);
     L.push(...blk.perQ((blkA ? rows : cols).map(String)).map((l) => `  ${l}`));
     L.push(`  for (var bc: i32 = 0i; bc < ${blk.C}i; bc = bc + 1i) {`, `    let kk = bc * ${blk.P}i + bq;`);
+    const other = blkA ? gb : ga;
+    if (other) L.push(...other.inner('kk').map((l) => `    ${l}`));
     for (const h of quads) L.push(`    let bk${h} = ${bRow('kk', h)};`);
     for (const r of rows) {
       L.push(`    let ak${r} = ${aScalar(r, 'kk')};`);
