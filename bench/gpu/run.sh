@@ -4,7 +4,8 @@
 #   bench/gpu/run.sh pack    here, in the project root: bundles the benches (matmul with its
 #                            2048³-8192³ on-device cases and f16 8192³ on subgroup matrices
 #                            where the adapter has them, reduce, mlp-train-step with the large MLPs,
-#                            fused-elementwise) with esbuild, carries Node, Dawn and the Vulkan/EGL
+#                            fused-elementwise, conv2d with its batch-32 ResNet-like layer) with
+#                            esbuild, carries Node, Dawn and the Vulkan/EGL
 #                            loaders, and writes .dev/gpu-bench.tar.xz
 #   bench/gpu/run.sh run     on the GPU machine, in a directory holding gpu-bench.tar.xz and this
 #                            script: unpacks, installs the loaders, runs every bench with --big
@@ -31,7 +32,7 @@ pack() {
   (cd "$out/gl" && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
   rm -rf "$lists"
   xz -T2 -6 -c "$(command -v node)" > "$out/node.xz"
-  for f in matmul reduce mlp-train-step fused-elementwise; do
+  for f in matmul reduce mlp-train-step fused-elementwise conv2d; do
     npx esbuild "bench/$f.ts" --bundle --platform=node --format=esm --target=node20 --external:webgpu \
       --log-level=warning --outfile="$out/b/$f.mjs" \
       --banner:js="import { createRequire } from 'module'; const require = createRequire(import.meta.url);"
@@ -63,7 +64,7 @@ run() {
   mkdir -p "$here/results"
   peers=--peers=tfjs-webgpu,jax-js-webgpu
   cd "$R/b"
-  for f in reduce matmul mlp-train-step fused-elementwise; do
+  for f in reduce matmul mlp-train-step fused-elementwise conv2d; do
     echo "== $f" >&2
     # matmul's f16 case on subgroup matrices needs Dawn's experimental feature, which Node's Dawn
     # lists only with its unsafe APIs allowed
