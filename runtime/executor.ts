@@ -4,7 +4,7 @@
 // interpreter. It owns every buffer: users never free anything. It decides which device runs;
 // how a plan runs is runtime/plan-interpreter.ts, what a device does is runtime/device.ts.
 
-import type { Graph } from '../graphs/graph.js';
+import type { Graph, Node } from '../graphs/graph.js';
 import { ancestors, validateGraph } from '../graphs/graph.js';
 import type { Init } from '../graphs/builder.js';
 import { FeedError, GraphError, RheoError } from '../graphs/errors.js';
@@ -178,6 +178,8 @@ export class Executable {
   private readonly store: Store;
   private readonly plans = new Map<string, Plan>();
   private readonly plansByFeeds = new Map<string, Plan>();
+  /** the graph's inputs by name (made on the first run) */
+  private inputs?: ReadonlyMap<string, Node>;
 
   /** `shared`: the params/state/const store of another executable over the same node ids. */
   constructor(graph: Graph, opts: CompileOptions = {}, shared?: Store) {
@@ -317,7 +319,7 @@ export class Executable {
 
   private feedArrays(feeds: Feeds): Map<string, HostTensor> {
     const out = new Map<string, HostTensor>();
-    const declared = new Map(this.graph.nodes.filter((n) => n.op === 'input').map((n) => [n.name!, n]));
+    const declared = (this.inputs ??= new Map(this.graph.nodes.filter((n) => n.op === 'input').map((n) => [n.name!, n])));
     for (const [name, f] of Object.entries(feeds)) {
       const n = declared.get(name);
       if (!n) throw new FeedError(name, `is not an input of graph '${this.graph.name}' (inputs: ${[...declared.keys()].join(', ')})`);
@@ -411,7 +413,7 @@ export class Executable {
     const plan = this.prepare(new Map([...fed].map(([k, v]) => [k, v.shape])), outputs, update);
     const byId = new Map<number, HostValue>();
     // only inputs the plan reads are uploaded
-    for (const n of this.graph.nodes) if (n.op === 'input' && fed.has(n.name!) && plan.buffers.has(n.id)) byId.set(n.id, fed.get(n.name!)!);
+    for (const [name, n] of this.inputs!) if (fed.has(name) && plan.buffers.has(n.id)) byId.set(n.id, fed.get(name)!);
     // the numerics check reads the variables before the run (to evaluate it again if it fails)
     const ids = check ? this.variableIds() : [];
     const before = check ? (sync ? vars.readSync(ids) : vars.read(ids)) : undefined;
