@@ -52,7 +52,7 @@ export function f16rounded(a: Float32Array): Float32Array {
  * The binary16 bit patterns of `src`'s values, each rounded to nearest first (the bytes of an
  * `array<f16>`, little-endian on every platform WebGPU runs on). NaN encodes as 0x7e00.
  */
-export function encodeF16(src: ArrayLike<number>, dst = new Uint16Array(src.length)): Uint16Array {
+export function encodeF16(src: ArrayLike<number>, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   const f = new Float32Array(1), u = new Uint32Array(f.buffer);
   for (let i = 0; i < src.length; i++) {
     const v = f16round(src[i]!);
@@ -90,7 +90,7 @@ export function decodeF16Bits(h: number): number {
 }
 
 /** Values of binary16 bit patterns, into a Float32Array (exact: every binary16 value is an f32). */
-export function decodeF16(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function decodeF16(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   const t = decodeTable();
   for (let i = 0; i < src.length; i++) dst[i] = t[src[i]!]!;
   return dst;

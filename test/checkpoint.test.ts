@@ -1,5 +1,6 @@
 import { describe, expect, it, beforeEach, afterEach } from 'vitest';
 import fc from 'fast-check';
+import { f16roundArray } from '../ops/f16.js';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,11 +22,13 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 const bits = (t: HostTensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex');
 
 const arbTensor = fc
-  .tuple(fc.constantFrom('F32', 'F64', 'I32', 'BOOL'), fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), fc.integer())
+  .tuple(fc.constantFrom('F32', 'F16', 'F64', 'I32', 'BOOL'), fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), fc.integer())
   .map(([kind, shape, s]): HostTensor => {
     const n = shape.reduce((a, b) => a * b, 1);
     const vals = Array.from({ length: n }, (_, i) => Math.sin(s + i * 7.1) * 1e3);
     if (kind === 'F32') return { dtype: 'f32', shape, data: Float32Array.from(vals) };
+    // binary16 values, subnormals, infinities and the largest finite one among them
+    if (kind === 'F16') return { dtype: 'f16', shape, data: f16roundArray(Float32Array.from(vals, (v, i) => (i % 5 === 3 ? v * 1e-9 : i % 7 === 6 ? v * 100 : i % 11 === 10 ? 65504 : v))) };
     if (kind === 'F64') return { dtype: 'f32', shape, data: Float64Array.from(vals) };
     if (kind === 'I32') return { dtype: 'i32', shape, data: Int32Array.from(vals, Math.round) };
     return { dtype: 'bool', shape, data: Uint8Array.from(vals, (v) => (v > 0 ? 1 : 0)) };
@@ -54,6 +57,7 @@ describe('safetensors', () => {
         expect(Object.keys(back.tensors).sort()).toEqual(Object.keys(tensors).sort());
         for (const [k, t] of Object.entries(tensors)) {
           expect(back.tensors[k]!.shape).toEqual(t.shape);
+          expect(back.tensors[k]!.dtype).toBe(t.dtype);
           expect(back.tensors[k]!.data.constructor).toBe(t.data.constructor);
           expect(bits(back.tensors[k]!)).toBe(bits(t));
         }
@@ -74,6 +78,18 @@ describe('safetensors', () => {
     const data = Buffer.from(bytes.subarray(8 + n));
     expect(data.readFloatLE(0)).toBe(1.5);
     expect(data.readInt32LE(8)).toBe(-2);
+  });
+
+  it('stores f16 tensors as F16, two bytes an element, and decodes them exactly', () => {
+    const vals = f16roundArray(Float32Array.of(0.1, -65504, 2 ** -24, Infinity, -0));
+    const bytes = encodeSafetensors({ h: tensor(vals, [5], 'f16') });
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
+    expect(header.h).toEqual({ dtype: 'F16', shape: [5], data_offsets: [0, 10] });
+    expect(Buffer.from(bytes.subarray(8 + n)).readUInt16LE(0)).toBe(0x2e66); // 0.0999755859375
+    const back = decodeSafetensors(bytes).tensors['h']!;
+    expect(back.dtype).toBe('f16');
+    expect(back.data).toEqual(vals);
   });
 
   it('refuses bytes cut at any length', () => {

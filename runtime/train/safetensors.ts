@@ -1,5 +1,6 @@
 // The safetensors layout for checkpoints: an 8-byte little-endian header length, a JSON header
 // (dtype, shape and data_offsets per tensor; string `__metadata__`), then raw little-endian data.
+// f16 tensors (binary16 values in a Float32Array) are stored as F16, two bytes an element.
 // Adds SHA-256 checksums of the data section and of the header to the metadata and validates
 // every field on read. Pure bytes in and out: writing files atomically is checkpoint.ts's job.
 
@@ -8,6 +9,7 @@ import { dict, dictOf, lookup } from '../../graphs/dict.js';
 import type { CpuArray } from '../cpu/render-js.js';
 import type { HostTensor } from '../tensor.js';
 import { sha256 } from '../sha256.js';
+import { decodeF16, encodeF16 } from '../../ops/f16.js';
 
 /** A checkpoint is truncated, corrupted, or does not fit the model it is restored into. */
 export class CheckpointError extends RheoError {
@@ -35,6 +37,7 @@ interface DTypeCodec {
 }
 const CODECS: Readonly<Record<string, DTypeCodec>> = {
   F32: { bytes: 4, dtype: 'f32', make: (n) => new Float32Array(n) },
+  F16: { bytes: 2, dtype: 'f16', make: (n) => new Float32Array(n) },
   F64: { bytes: 8, dtype: 'f32', make: (n) => new Float64Array(n) },
   I32: { bytes: 4, dtype: 'i32', make: (n) => new Int32Array(n) },
   BOOL: { bytes: 1, dtype: 'bool', make: (n) => new Uint8Array(n) },
@@ -43,7 +46,7 @@ const CODECS: Readonly<Record<string, DTypeCodec>> = {
 function codeOf(t: HostTensor): string {
   const d = t.data;
   if (d instanceof Float64Array) return 'F64';
-  if (d instanceof Float32Array) return 'F32';
+  if (d instanceof Float32Array) return t.dtype === 'f16' ? 'F16' : 'F32';
   if (d instanceof Int32Array) return 'I32';
   return 'BOOL';
 }
@@ -77,7 +80,10 @@ export function encodeSafetensors(tensors: Readonly<Record<string, HostTensor>>,
     return { name, start, entry: { dtype: code, shape: [...t.shape], data_offsets: [start, offset] } };
   });
   const data = new Uint8Array(offset);
-  for (const e of entries) writeLE(tensors[e.name]!.data, data, e.start);
+  for (const e of entries) {
+    const t = tensors[e.name]!;
+    writeLE(e.entry.dtype === 'F16' ? encodeF16(t.data) : t.data, data, e.start);
+  }
   header['__metadata__'] = dict([...Object.entries(metadata), [DATA_CHECKSUM, sha256(data)], [HEADER_CHECKSUM, PLACEHOLDER]]);
   for (const e of entries) header[e.name] = e.entry;
   let json = JSON.stringify(header);
@@ -144,6 +150,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
 
   const data = bytes.subarray(8 + headerLen);
   const spans: [number, number, string][] = [];
+  const halves = new Set<string>();
   const tensors = dict<HostTensor>();
   for (const [name, entry] of Object.entries(h)) {
     if (name === '__metadata__') continue;
@@ -159,6 +166,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
     const n = (shape as number[]).reduce((a, b) => a * b, 1);
     if (offs[1] - offs[0] !== n * codec.bytes) fail(`tensor '${name}': data_offsets span ${offs[1] - offs[0]} bytes, shape [${shape.join(', ')}] needs ${n * codec.bytes}`);
     spans.push([offs[0], offs[1], name]);
+    if (codec.dtype === 'f16') halves.add(name);
     tensors[name] = { dtype: codec.dtype, shape: shape as number[], data: codec.make(n) };
   }
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
@@ -172,11 +180,19 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<bytes>'): Safetens
   const dataSum = metadata[DATA_CHECKSUM];
   if (typeof dataSum !== 'string') fail(`metadata has no ${DATA_CHECKSUM}`);
   if (sha256(data) !== dataSum) fail('data checksum mismatch: the tensor data is corrupted');
-  for (const [b, , name] of spans) readLE(data, b, tensors[name]!.data);
+  for (const [b, , name] of spans) {
+    const dst = tensors[name]!.data;
+    if (!halves.has(name)) readLE(data, b, dst);
+    else {
+      const bits = new Uint16Array(dst.length);
+      readLE(data, b, bits);
+      decodeF16(bits, dst as Float32Array);
+    }
+  }
   return { tensors, metadata: metadata as Record<string, string> };
 }
 
-function writeLE(src: CpuArray, dst: Uint8Array, at: number): void {
+function writeLE(src: CpuArray | Uint16Array, dst: Uint8Array, at: number): void {
   if (LITTLE_ENDIAN) {
     dst.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), at);
     return;
@@ -186,11 +202,12 @@ function writeLE(src: CpuArray, dst: Uint8Array, at: number): void {
     if (src instanceof Float32Array) v.setFloat32(i * 4, src[i]!, true);
     else if (src instanceof Float64Array) v.setFloat64(i * 8, src[i]!, true);
     else if (src instanceof Int32Array) v.setInt32(i * 4, src[i]!, true);
+    else if (src instanceof Uint16Array) v.setUint16(i * 2, src[i]!, true);
     else v.setUint8(i, src[i]!);
   }
 }
 
-function readLE(src: Uint8Array, at: number, dst: CpuArray): void {
+function readLE(src: Uint8Array, at: number, dst: CpuArray | Uint16Array): void {
   if (LITTLE_ENDIAN) {
     new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(src.subarray(at, at + dst.byteLength));
     return;
@@ -200,6 +217,7 @@ function readLE(src: Uint8Array, at: number, dst: CpuArray): void {
     if (dst instanceof Float32Array) dst[i] = v.getFloat32(i * 4, true);
     else if (dst instanceof Float64Array) dst[i] = v.getFloat64(i * 8, true);
     else if (dst instanceof Int32Array) dst[i] = v.getInt32(i * 4, true);
+    else if (dst instanceof Uint16Array) dst[i] = v.getUint16(i * 2, true);
     else dst[i] = v.getUint8(i);
   }
 }
