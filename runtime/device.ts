@@ -39,13 +39,19 @@ export interface Device<B = unknown> {
   /** overwrite a buffer's contents with host data (after the work recorded so far) */
   write(b: B, data: CpuArray): void;
   copy(src: B, dst: B): void;
-  launch(kernel: Kernel, inputs: readonly B[], out: B): void;
+  /**
+   * `meanwhile`: host work for the calling thread while other threads run the kernel (before
+   * the kernel where there are none); only devices with `readArray` are given it
+   */
+  launch(kernel: Kernel, inputs: readonly B[], out: B, meanwhile?: () => void): void;
   /** copies of the buffers' contents as of this call */
   read(bs: readonly B[]): Promise<CpuArray[]>;
   /** the same, synchronously; only where `caps.sync` */
   readSync?(bs: readonly B[]): CpuArray[];
   /** a copy of `b`'s contents into `dst` (of `b`'s array type and length), synchronously */
   readInto?(b: B, dst: CpuArray): void;
+  /** a new host array for `b`'s values, ready for `readInto` (made while a launch runs) */
+  readArray?(b: B): CpuArray;
   /**
    * Host devices: `data` itself as a buffer, borrowed for a run (kernels never write their
    * inputs); `free` gives it back without recycling it. Saves the copy `upload` makes.

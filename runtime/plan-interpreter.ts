@@ -103,6 +103,17 @@ function* interpret<B>(
   const alias = new Map<number, number>();
   const bound = opts.bound as ReadonlyMap<number, B> | undefined;
   const lookup = (id: number): B => own.get(id) ?? fed.get(id) ?? bound?.get(id) ?? vars.get(alias.get(id) ?? id);
+  // The outputs read at the end, by name; where the device makes read arrays (their first-touch
+  // page faults are as costly as the copy), the array for a launch's output is made while the
+  // launch runs on the other threads.
+  const outNames = Object.keys(plan.outputs).filter((name) => !opts.keep?.has(name));
+  const outIds = outNames.map((name) => plan.outputs[name]!);
+  const into = opts.into?.size ? opts.into : undefined;
+  const readArrays = new Map<string, CpuArray>();
+  const readArrayFor = (id: number, b: B): (() => void) | undefined => {
+    const name = device.readArray && opts.sync ? outNames.find((n) => plan.outputs[n] === id && !into?.has(n)) : undefined;
+    return name === undefined ? undefined : () => void readArrays.set(name, device.readArray!(b));
+  };
   let live = 0;
   let peak = 0;
   try {
@@ -139,7 +150,9 @@ function* interpret<B>(
             out = vars.get(s.output);
             alias.set(s.node, s.output);
           }
-          device.launch(s.kernel, s.inputs.map(lookup), out);
+          const meanwhile = readArrayFor(s.node, out);
+          if (meanwhile) device.launch(s.kernel, s.inputs.map(lookup), out, meanwhile);
+          else device.launch(s.kernel, s.inputs.map(lookup), out);
           break;
         }
         case 'free':
@@ -170,8 +183,6 @@ function* interpret<B>(
     // Outputs kept on the device are handed over as they are (a copy when the run does not own
     // the buffer, or hands it over twice); the others are read.
     const kept = new Map<string, B>();
-    const outNames = Object.keys(plan.outputs).filter((name) => !opts.keep?.has(name));
-    const outIds = outNames.map((name) => plan.outputs[name]!);
     const read = new Set(outIds);
     for (const name of opts.keep ?? []) {
       const id = plan.outputs[name];
@@ -190,7 +201,6 @@ function* interpret<B>(
     for (const [id, b] of own) if (handed.has(b)) own.delete(id);
     // Reads are recorded before the updates below, so they see this run's values on any device.
     // A host device hands over an output's buffer itself when nothing else keeps it.
-    const into = opts.into?.size ? opts.into : undefined;
     const reading = opts.sync ? undefined : device.read(outIds.map(lookup));
     const values = into ? reading?.then((vs) => vs.map((v, i) => copyInto(into.get(outNames[i]!), v))) : reading;
     // Updates are simultaneous: every new value is taken before any variable changes. A buffer
@@ -216,7 +226,7 @@ function* interpret<B>(
     if (opts.sync) {
       const taken = new Set<number>();
       synced = outIds.map((id, i) => {
-        const dst = into?.get(outNames[i]!);
+        const dst = into?.get(outNames[i]!) ?? readArrays.get(outNames[i]!);
         if (dst) return device.readInto ? (device.readInto(lookup(id), dst), dst) : copyInto(dst, device.readSync!([lookup(id)])[0]!);
         const b = own.get(id);
         if (b === undefined || !device.take || claimed.has(id) || taken.has(id) || outIds.indexOf(id) !== outIds.lastIndexOf(id)) return device.readSync!([lookup(id)])[0]!;

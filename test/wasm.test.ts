@@ -147,6 +147,27 @@ describe.skipIf(!wasmAvailable())('wasm device', () => {
     }
   });
 
+  it('runs of a kernel split across threads, whose output array is made while it runs, equal the reference, run after run', async () => {
+    const n = 3 << 15;
+    const g = graph('chain', (b) => {
+      const x = b.input('x', f32(n / 64, 64));
+      const p = b.param('p', f32(n / 64, 64));
+      return { y: b.add(b.mul(b.relu(b.add(b.mul(x, 1.5), p)), b.reshape(b.transpose(p, [1, 0]), [n / 64, 64])), 0.125), z: b.sum(x, [1]) };
+    });
+    const p = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.01));
+    const wasm = compile(g, { backend: 'wasm', threads: 2 });
+    const reference = compile(g, { backend: 'reference' });
+    for (const e of [wasm, reference]) e.setVariables({ 'param:p': p });
+    for (let r = 0; r < 3; r++) {
+      const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + r));
+      const want = reference.runSync({ x });
+      for (const got of [wasm.runSync({ x }), await wasm.run({ x })]) {
+        closeArrays(got['y']!.data, want['y']!.data, 1e-5, 1e-6, `y, run ${r}`);
+        closeArrays(got['z']!.data, want['z']!.data, 1e-5, 1e-5, `z, run ${r}`);
+      }
+    }
+  });
+
   it("stores floats in double precision with precision 'f64'", () => {
     const g = graph('f64', (b) => {
       const x = b.input('x', f32(5, 7));

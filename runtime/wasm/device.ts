@@ -309,7 +309,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     new Uint8Array(this.mem.buffer).copyWithin(dst.ptr, src.ptr, src.ptr + Math.min(this.bytes(src), this.bytes(dst)));
   }
 
-  launch(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer): void {
+  launch(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer, meanwhile?: () => void): void {
     let k = this.byKernel.get(kernel);
     if (!k) {
       const key = `${this.target.f64 ? 'f64' : 'f32'}${this.target.shared ? 's' : ''}${this.target.relaxed ? 'r' : ''}:${kernelSignature(kernel)}`;
@@ -331,6 +331,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     const { split, align, work } = k.info;
     const scratch = kernel.kind === 'matmul' ? this.scratchFor(this.threads) : [0];
     if (!this.pool || split < 2 * align || work < this.minParallelWork) {
+      meanwhile?.();
       k.run(...ptrs, 0, split || 1, scratch[0]!);
       this.roundF16(out);
       this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0 });
@@ -340,7 +341,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     // matmuls take two a thread, other kernels four
     const units = Math.ceil(split / align);
     const chunk = Math.ceil(units / Math.min(units, (kernel.kind === 'matmul' ? 2 : 4) * this.threads)) * align;
-    const waitMs = this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch, this.profiler !== null);
+    const waitMs = this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch, this.profiler !== null, meanwhile);
     this.roundF16(out);
     this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + this.pool.lastJoined, waitMs });
   }
@@ -361,11 +362,23 @@ export class WasmDevice implements Device<WasmBuffer> {
 
   readSync(bs: readonly WasmBuffer[]): CpuArray[] {
     return bs.map((b) => {
-      const v = this.view(b);
-      const a = v.byteLength >= UNINITIALIZED_READ_BYTES ? uninitializedLike(v) : allocArray(b.dtype, b.length, this.target.f64);
-      a.set(v);
+      const a = this.readArray(b);
+      a.set(this.view(b));
       return a;
     });
+  }
+
+  /**
+   * A new host array for `b`'s values, to be overwritten whole (by `readInto`), its memory
+   * touched: a fresh array of megabytes costs a page fault every 4 KiB on first write, as long
+   * as the copy into it, which a launch can overlap with its workers' chunks.
+   */
+  readArray(b: WasmBuffer): CpuArray {
+    if (this.bytes(b) < UNINITIALIZED_READ_BYTES) return allocArray(b.dtype, b.length, this.target.f64);
+    const a = uninitializedLike(this.view(b));
+    const page = 4096 / a.BYTES_PER_ELEMENT;
+    for (let i = 0; i < a.length; i += page) a[i] = 0;
+    return a;
   }
 
   readInto(b: WasmBuffer, dst: CpuArray): void {

@@ -104,10 +104,11 @@ export class WasmThreadPool {
 
   /**
    * Runs `run(...args, lo, hi, scratch[thread])` over [0, split) in chunks of `chunk`, on this
-   * thread and every worker, returning when all chunks are done. With `timed`, returns how long
-   * this thread waited for the workers after its own chunks (ms); else 0.
+   * thread and every worker, returning when all chunks are done; `meanwhile`, when given, runs on
+   * this thread once the workers have been told, before it takes chunks itself. With `timed`,
+   * returns how long this thread waited for the workers after its own chunks (ms); else 0.
    */
-  launch(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], timed = false): number {
+  launch(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], timed = false, meanwhile?: () => void): number {
     const ctl = this.ctl;
     if (args.length > MAX_ARGS) throw new DeviceUseError(`wasm device: a kernel with ${args.length} arguments`);
     for (const w of this.workers) {
@@ -131,6 +132,7 @@ export class WasmThreadPool {
     Atomics.notify(ctl, SEQ);
     let error: unknown = null;
     try {
+      meanwhile?.();
       const s0 = scratch[0] ?? 0;
       for (let lo = Atomics.add(ctl, NEXT, 1) * chunk; lo < split; lo = Atomics.add(ctl, NEXT, 1) * chunk) run(...args, lo, Math.min(split, lo + chunk), s0);
     } catch (e) {
