@@ -59,6 +59,7 @@ export { NumericsError } from './runtime/numerics.js';
 export { reactive } from './runtime/reactive.js';
 export type { ReactiveRun, ReactiveResult } from './runtime/reactive.js';
 export { tensor, toNested } from './runtime/tensor.js';
+export { f16round } from './ops/f16.js';
 export type { HostTensor } from './runtime/tensor.js';
 
 // Streaming online training: trainer, sources, operators, snapshots, checkpoints. This entry runs

@@ -3,6 +3,13 @@
 // inner-dimension mismatch in matmul fails to compile; everything is checked again at run time.
 // This module does no shape inference of its own (that lives with each op in ops/).
 
+/**
+ * Element types. `f16` is IEEE binary16 on every device: each kernel that stores an f16 output
+ * rounds it (to nearest, ties to even; overflow to ±Infinity; subnormals kept; NaN stays NaN);
+ * inside one fused kernel arithmetic may run in f32 (CPU; WebGPU without `shader-f16`) or f16
+ * (WebGPU matmul products with it), so devices agree to f16 tolerance, not bit for bit. A cast
+ * from f32 to f16 rounds, from f16 to f32 is exact. Host tensors keep f16 in a Float32Array.
+ */
 export type DType = 'f32' | 'f16' | 'i32' | 'bool';
 export const DTYPES: readonly DType[] = ['f32', 'f16', 'i32', 'bool'];
 
@@ -67,7 +74,7 @@ export function bytesPerElement(d: DType): number {
   return d === 'f16' ? 2 : d === 'bool' ? 1 : 4;
 }
 
-/** Bytes per element in host memory, where f16 is stored as f32. */
+/** Bytes per element in host memory, where f16 is held in a Float32Array (binary16 values). */
 export function hostBytesPerElement(d: DType): number {
   return bytesPerElement(d === 'f16' ? 'f32' : d);
 }

@@ -1,5 +1,6 @@
-// Host tensors: the values users feed and get back (a typed array, a shape, a dtype). On the
-// CPU f16 is stored as f32; bool as one byte per element.
+// Host tensors: the values users feed and get back (a typed array, a shape, a dtype). f16 values
+// are held in a Float32Array, each exactly representable in binary16 (outputs always are; f32
+// data fed for an f16 input is rounded when a device uploads it); bool as one byte per element.
 
 import type { DType } from '../graphs/types.js';
 import { numel } from '../graphs/types.js';
@@ -16,7 +17,11 @@ export function allocArray(dtype: DType, n: number, f64 = false): CpuArray {
   return dtype === 'i32' ? new Int32Array(n) : dtype === 'bool' ? new Uint8Array(n) : new Float32Array(n);
 }
 
-/** A host tensor from values and a shape; the dtype defaults from the array type. */
+/**
+ * A host tensor from values and a shape; the dtype defaults from the array type. An 'f16' tensor
+ * keeps its values in a Float32Array as given; devices round them to binary16 on upload
+ * (`f16round` does the same to one number).
+ */
 export function tensor(data: ArrayLike<number> | CpuArray, shape: readonly number[], dtype?: DType): HostTensor {
   const d: DType = dtype ?? (data instanceof Int32Array ? 'i32' : data instanceof Uint8Array ? 'bool' : 'f32');
   const n = numel(shape);
