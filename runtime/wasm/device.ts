@@ -2,7 +2,8 @@
 // with its worker threads), handed out by a size-class allocator that counts live and peak
 // bytes like HostDevice's; kernels are render-wasm.ts's modules, compiled once per signature
 // and instantiated once per device. Large launches are split across the thread pool; small
-// ones run on the calling thread. Reads copy out of the memory. It plans nothing.
+// ones run on the calling thread. Reads copy out of the memory (into a new array, which the
+// calling thread can make while the workers run a launch, or the caller's). It plans nothing.
 // Executables share one device per configuration (threads and memory are costly to start), so
 // a buffer that becomes garbage without being freed (a dropped executable's variables) goes
 // back to the allocator through a FinalizationRegistry.
