@@ -8,11 +8,14 @@
 // of a fresh result array). Prints JSON lines (bench/harness.ts); ratio = peer GFLOP/s /
 // ours (lower is better). Then WebGPU only, 2048³, 4096³ and 8192³ against TF.js and jax-js on
 // WebGPU with the product left on the device and only C[0, 0] read back; on a software adapter
-// the two larger take minutes and run only with `--big` (the output says so). Last, f16 8192³ on
+// the two larger take minutes and run only with `--big` (the output says so); beside each, an f16
+// row (f16 operands and output, products accumulated in f32; on an adapter without 'shader-f16'
+// f16 is f32 storage rounded to binary16 on every store, and the row's note says that it claims
+// no f16 speed there). Last, f16 8192³ on
 // subgroup matrices (tensor cores) where the adapter has them (bench/matmul-subgroup-matrix.ts;
 // in Node, Dawn lists them only with RHEO_WEBGPU_UNSAFE_APIS=1), else a line saying it has none.
 
-import { f32, graph } from '../index.js';
+import { f16, f32, graph } from '../index.js';
 import { availableParallelism } from 'node:os';
 import { compileAsync } from '../runtime/executor.js';
 import { wasmAvailable } from '../runtime/wasm/device.js';
@@ -61,16 +64,17 @@ for (const n of [256, 1024]) {
 
 // Large products on the device: C = A·B stays there, C[0, 0] is read back (a one-element slice).
 const webgpuPeers = selectedPeers().filter((p) => p.name.endsWith('webgpu'));
-for (const n of [2048, 4096, 8192]) {
-  const label = `f32_n${n}_on_device/webgpu`;
+for (const [n, dt] of [2048, 4096, 8192].flatMap((n) => [[n, 'f32'], [n, 'f16']] as const)) {
+  const label = `${dt}_n${n}_on_device/webgpu`;
   let skip: string | null = gpuOk ? null : 'no WebGPU adapter';
+  const t = dt === 'f16' ? f16(n, n) : f32(n, n);
   const exe = skip ? null : await compileAsync(graph(`matmul${n}`, (g) => {
-    const c = g.matmul(g.param('a', f32(n, n)), g.param('b', f32(n, n)));
+    const c = g.matmul(g.param('a', t), g.param('b', t));
     return { c00: g.slice(c, [0, 0], [1, 1]) };
   }), { backend: 'webgpu' });
   const be = exe ? await sharedWebGpuBackend() : null;
   const maxBytes = be ? Math.min(be.gpu.limits.maxStorageBufferBindingSize, be.gpu.limits.maxBufferSize) : Infinity;
-  if (!skip && n * n * 4 > maxBytes) skip = `${n}×${n} f32 exceed this adapter's largest storage binding (${maxBytes} bytes)`;
+  if (!skip && n * n * be!.elementBytes(dt) > maxBytes) skip = `${n}×${n} ${dt} exceed this adapter's largest storage binding (${maxBytes} bytes)`;
   if (!skip && be?.gpu.info.isCpu && n > 2048 && !process.argv.includes('--big')) skip = `software adapter: ${n}³ takes minutes here (run with --big)`;
   if (skip) {
     progress(`matmul/${label}: skipped (${skip})`);
@@ -79,11 +83,15 @@ for (const n of [2048, 4096, 8192]) {
   }
   const { a, b } = matmulData(n);
   exe!.setVariables({ 'param:a': a, 'param:b': b });
+  const f16Note = be!.f16
+    ? ', f16 operands and output (array<f16>), f16 products accumulated in f32'
+    : ", f16 without 'shader-f16' on this adapter: f32 storage with every store rounded to binary16 (quantizeToF16), so no f16 speed is claimed";
   await runCasesAgainstPeers(
     'matmul',
-    [{ case: label, note: `webgpu backend on ${exe!.backendInfo.adapter}`, ours: caseFactory(async () => async () => (await exe!.run({})).c00!.data[0]!) }],
+    [{ case: label, note: `webgpu backend on ${exe!.backendInfo.adapter}${dt === 'f16' ? f16Note : ''}`, ours: caseFactory(async () => async () => (await exe!.run({})).c00!.data[0]!) }],
     gflopsMetric(matmulFlops(n)),
-    webgpuPeers,
+    // the peers multiply f32 only: the f16 row stands beside our f32 row
+    dt === 'f16' ? [] : webgpuPeers,
     (p) => p.matmulOnDevice?.(n) ?? `${p.name} has no on-device matmul case`,
   );
 }

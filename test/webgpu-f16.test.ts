@@ -14,7 +14,8 @@ import { f16round, f16roundArray } from '../ops/f16.js';
 import { compile, compileAsync, type Outputs } from '../runtime/executor.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { acquireWebGpu, adapterIdentity, lastAcquireFailure, type WebGpuDevice } from '../runtime/webgpu/device.js';
-import { WebGpuBackend, type HostArray } from '../runtime/webgpu/backend.js';
+import { WebGpuBackend } from '../runtime/webgpu/backend.js';
+import { WebGpuDevice as GpuDevice } from '../runtime/webgpu/gpu-device.js';
 import { TuningStore, candidates, tuningKey, type KernelVariant, type VariantLimits } from '../runtime/webgpu/tuner.js';
 import { arbGraph, fcParams, type GraphOp } from './arbitraries.js';
 import { reference, runOn } from './fixtures/kernel-runs.js';
@@ -194,6 +195,19 @@ describe("compile-only: f16 kernels rendered for a 'shader-f16' device pass Tint
     expect(code.startsWith('enable f16;')).toBe(true);
     expect(code).toContain('array<f16');
     expect(code).toContain('var<workgroup> tileA: array<f16');
+  });
+
+  it("a device with 'shader-f16' counts f16 at 2 bytes an element (caps, allocator) and pads buffers to whole words", () => {
+    if (typeof nul === 'string') expect.fail(nul);
+    const dev = new GpuDevice(be);
+    expect(dev.caps.elementBytes).toEqual({ f32: 4, f16: 2, i32: 4, bool: 4 });
+    const t = dev.alloc('f16', 3);
+    expect(dev.bytes(t)).toBe(6);
+    expect(dev.memory.liveBytes).toBe(6);
+    expect(t.buffer.size % 4).toBe(0);
+    expect(t.buffer.size).toBeGreaterThanOrEqual(6);
+    dev.free(t);
+    expect(dev.memory.liveBytes).toBe(0);
   });
 
   it('compile-only: every kernel of random f16 graphs, in every variant the tuner can pick, compiles', async () => {
