@@ -3,13 +3,15 @@
 //                BK), each invocation owning a strided 4x4 block: the usual shape for real GPUs
 //                (16x16 invocations and BK 16 by default; the tuner also tries 8x8 and BK 8/32).
 //   'register':  no workgroup memory; 8x8 invocations, each keeping an 8x4 tile in registers with
-//                vec4 loads where the layout allows: measured ~4x faster on llvmpipe.
+//                vec4 loads where the layout allows: measured ~4x faster on llvmpipe; optionally
+//                (a tuner candidate) vec4 stores where the output's rows are whole vec4s.
 //   'splitk':    for tall-skinny products (k ≫ m·n): invocations each take one output and one
 //                chunk of k, write partial dot products to a scratch buffer, and a second pass
 //                sums each output's chunks in order and applies the epilogue.
 // Edge tiles clamp their load addresses (results outside the output are never stored), so the
 // inner loops carry no bounds checks. f16 operands on a 'shader-f16' device are multiplied in f16
-// (f16 workgroup tiles, vec4<f16> products) and accumulated in f32. Which variant to use is the backend's choice.
+// (f16 workgroup tiles, vec4<f16> products) and accumulated in f32. Gathered operands (implicit
+// GEMM, render-wgsl-gather.ts) are read in every variant. Which variant to use is the backend's choice.
 
 import { RheoError } from '../../graphs/errors.js';
 import type { DType } from '../../graphs/types.js';
@@ -247,6 +249,8 @@ export interface RegisterTile {
   readonly tn: number;
   readonly wx: number;
   readonly wy: number;
+  /** store each accumulator's 4 columns as one vec4 where rows are whole vec4s (n % 4 == 0, f32 output) */
+  readonly vec4Store?: boolean;
 }
 
 export type RegisterTileChoice = (m: number, n: number) => RegisterTile;
@@ -356,14 +360,26 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
     }
     L.push('}');
   }
+  // rows of whole vec4s (n % 4 == 0, f32): each accumulator's 4 columns are one vec4 store, the
+  // epilogue applied per lane (col0 is a multiple of 4, so col0 + 4h < n covers all four)
+  const outDecl = `var<storage, read_write> out: array<f32>;`;
+  const store4 = tile.vec4Store === true && N % 4 === 0 && k.out.dtype === 'f32' && P.prelude.includes(outDecl);
+  const bv = k.batch.map((_, i) => `i${i}`);
   for (const r of rows) {
-    L.push(`if (row0 + ${r}i < ${M}i) {`);
-    for (const j of cols) {
-      L.push(`  if (col0 + ${j}i < ${N}i) { ${P.store(`acc${r}_${j >> 2}[${j & 3}]`, `(row0 + ${r}i)`, `(col0 + ${j}i)`)} }`);
+    const row = `(row0 + ${r}i)`;
+    L.push(`if (${row} < ${M}i) {`);
+    for (const j of store4 ? quads.map((h) => 4 * h) : cols) {
+      if (store4) {
+        const lanes = [0, 1, 2, 3].map((q) => `epilogue(${[`acc${r}_${j >> 2}[${q}]`, ...bv, row, `(col0 + ${j + q}i)`].join(', ')})`);
+        L.push(`  if (col0 + ${j}i < ${N}i) { out[(oBase + ${row} * ${N}i + col0 + ${j}i) >> 2u] = vec4<f32>(${lanes.join(', ')}); }`);
+      } else {
+        L.push(`  if (col0 + ${j}i < ${N}i) { ${P.store(`acc${r}_${j >> 2}[${j & 3}]`, row, `(col0 + ${j}i)`)} }`);
+      }
     }
     L.push('}');
   }
-  const code = `${P.prelude}
+  const prelude = store4 ? P.prelude.replace(outDecl, `var<storage, read_write> out: array<vec4<f32>>;`) : P.prelude;
+  const code = `${prelude}
 
 ${P.epilogue}
 
@@ -381,7 +397,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
 `;
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
-    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half),
+    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half).map((t, i) => (store4 && i === k.inputs.length ? 'vec4<f32>' : t)),
     loopIterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + (blk ? blk.P : 0) + 3 + TM * TN * P.epilogueLoops,
   };
 }
