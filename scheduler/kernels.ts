@@ -136,6 +136,8 @@ class KernelBuilder {
       e = e.a;
     }
     if (e.k !== 'load') throw new NeedsBuffer(id);
+    // f16 held as 2-byte f16 (WebGPU's shader-f16) is multiplied in f16 tiles, which gathers do not fill
+    if (e.dtype === 'f16' && this.caps.elementBytes.f16 === 2) throw new NeedsBuffer(id);
     const read = [indexVars(e.at), ...predAtoms(valid).map((p) => indexVars(p.a))];
     if (read.some((vs) => vs === null || [...vs].some((v) => !known.has(v)))) throw new NeedsBuffer(id);
     const names = new Map<string, string>([[vars.row, 'row'], [vars.col, 'col'], ...vars.batch.map((v, i) => [v, `b${i}`] as [string, string])]);

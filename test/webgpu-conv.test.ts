@@ -261,7 +261,7 @@ describe('conv2d on WebGPU', () => {
             }
           }
         }
-      }), fcParams(6));
+      }), fcParams(4));
     }, 600_000);
   });
 });
