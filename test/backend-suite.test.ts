@@ -346,6 +346,21 @@ describe.each(backends)('$name backend equals the reference interpreter', ({ nam
       for (const name of ['x', 'y', 'z']) expect([...out[name]!.data], name).toEqual(want);
       expect(out.y!.dtype).toBe('f32');
     });
+
+    it('a cast to f16 inside a fused kernel rounds there (the kernel stores f32)', async () => {
+      const n = 64;
+      const g = graph('inner', (b) => {
+        const x = b.input('x', f32(n));
+        return { y: b.add(b.cast(b.cast(b.mul(x, 0.5), 'f16'), 'f32'), 1) };
+      });
+      // x * 0.5 is exact in any precision: ties (odd integers past 2048), values past 65520,
+      // subnormals, ordinary values
+      const x = Float32Array.from({ length: n }, (_, i) => (i % 4 === 0 ? 2 * (2049 + 2 * i) : i % 4 === 1 ? 131000 + i * 20 : i % 4 === 2 ? i * 1e-8 : Math.sin(i) * 7));
+      const exe = await compileOn(backend, g);
+      if (backend !== 'reference') expect(exe.plan({ x: [n] }).kernelCount).toBe(1);
+      const got = (await exe.run({ x })).y!.data;
+      for (let i = 0; i < n; i++) expect(got[i], `element ${i}`).toBe(Math.fround(f16round(x[i]! * 0.5) + 1));
+    });
   });
 
   describe.skipIf(!available)('executor', () => {
