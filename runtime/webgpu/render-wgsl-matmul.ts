@@ -367,7 +367,7 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
   const bv = k.batch.map((_, i) => `i${i}`);
   for (const r of rows) {
     const row = `(row0 + ${r}i)`;
-    L.push(`if (${row} < ${M}i) {`);
+    L.push(`if (row0 + ${r}i < ${M}i) {`);
     for (const j of store4 ? quads.map((h) => 4 * h) : cols) {
       if (store4) {
         const lanes = [0, 1, 2, 3].map((q) => `epilogue(${[`acc${r}_${j >> 2}[${q}]`, ...bv, row, `(col0 + ${j + q}i)`].join(', ')})`);
