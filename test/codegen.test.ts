@@ -53,6 +53,23 @@ describe('generated CPU kernels', () => {
     );
   });
 
+  it('relu of NaN, -0 and the infinities is what the reference says (x > 0 ? x : 0), fused in a chain', () => {
+    const values = [NaN, -0, 0, -Infinity, Infinity, -1.5, 2.25, 1e-30];
+    const g = graph('relu', (b) => {
+      const x = b.input('x', f32(values.length));
+      return { y: b.relu(x), z: b.add(b.relu(b.mul(x, -2)), 1) };
+    });
+    const feeds = { x: { dtype: 'f32' as const, shape: [values.length], data: Float32Array.from(values) } };
+    const got = run(g, 'cpu', feeds, {});
+    const want = run(g, 'reference', feeds, {});
+    for (const name of ['y', 'z']) {
+      for (let i = 0; i < values.length; i++) {
+        expect(Object.is(got[name]!.data[i], want[name]!.data[i]), `${name}[${i}] of relu(${values[i]}): js ${got[name]!.data[i]}, reference ${want[name]!.data[i]}`).toBe(true);
+      }
+    }
+    expect(Array.from(want['y']!.data)).toEqual([0, 0, 0, 0, Infinity, 0, 2.25, 1e-30].map(Math.fround));
+  });
+
   // Not a law yet: the fused plan can have more kernels than the unfused plan, because a view
   // that carries a reduction is given a buffer before the reduction itself is, and is kept after
   // (slice(concat([sum(x, null, true), x], 0)) is 3 kernels fused, 2 unfused).

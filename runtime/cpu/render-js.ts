@@ -44,7 +44,8 @@ const UNARY_JS: Record<UnaryOp, (a: string) => string> = {
   cos: (a) => `Math.cos(${a})`,
   tanh: (a) => `Math.tanh(${a})`,
   sigmoid: (a) => `(1 / (1 + Math.exp(-${a})))`,
-  relu: (a) => `Math.max(${a}, 0)`,
+  // x > 0 ? x : 0 (ops/scalar.ts): NaN and -0 give +0, which Math.max alone does not
+  relu: (a) => `(Math.max(${a}, 0) || 0)`,
   recip: (a) => `(1 / ${a})`,
   floor: (a) => `Math.floor(${a})`,
   ceil: (a) => `Math.ceil(${a})`,
