@@ -8,10 +8,13 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { DType } from '../graphs/types.js';
 import { ivar, type Kernel, type MatmulKernel } from '../ops/kernel-ir.js';
 import { f16round, f16roundArray } from '../ops/f16.js';
 import { compile, compileAsync, type Outputs } from '../runtime/executor.js';
+import { planGraph } from '../scheduler/plan.js';
+import { graph } from '../graphs/builder.js';
+import { grad } from '../graphs/autodiff.js';
+import { f16, type DType } from '../graphs/types.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { acquireWebGpu, adapterIdentity, lastAcquireFailure, type WebGpuDevice } from '../runtime/webgpu/device.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
@@ -66,7 +69,7 @@ const matmulArb = fc.record({
   batch: fc.constantFrom(1, 1, 3),
   m: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 60, max: 140 })),
   n: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 60, max: 140 })),
-  k: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 60, max: 200 }), fc.integer({ min: 256, max: 3000 })),
+  k: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 60, max: 200 }), fc.integer({ min: 256, max: 1500 })),
   aT: fc.boolean(), bT: fc.boolean(), bias: fc.boolean(),
   out: fc.constantFrom<DType>('f16', 'f16', 'f32'),
   seed: fc.integer(),
@@ -213,9 +216,11 @@ describe("compile-only: f16 kernels rendered for a 'shader-f16' device pass Tint
   it('compile-only: every kernel of random f16 graphs, in every variant the tuner can pick, compiles', async () => {
     if (typeof nul === 'string') expect.fail(nul);
     const dev = nul.device;
-    await fc.assert(fc.asyncProperty(arbGraph({ maxOps: 8, float: 'f16', params: true, ops: F16_OPS }), async ({ graph: g, feeds }) => {
-      const shapes = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape]));
-      const plan = compile(g, { backend: 'cpu' }).plan(shapes);
+    // planned for this device (its caps: f16 at 2 bytes, matmul operands that gather, as conv2d's)
+    const caps = new GpuDevice(be).caps;
+    const ops: GraphOp[] = [...F16_OPS, 'conv2d', 'conv2d', 'gather', 'scatterAdd', 'pad', 'concat', 'slice', 'reshape', 'einsum', 'logSoftmax', 'dropout'];
+    await fc.assert(fc.asyncProperty(arbGraph({ maxOps: 8, maxElements: 256, float: 'f16', params: true, ops }), async ({ graph: g }) => {
+      const plan = planGraph(g, g.nodes.map((n) => n.shape as number[]), { caps });
       const errors: string[] = [];
       for (const s of plan.steps) {
         if (s.kind !== 'launch') continue;
@@ -224,6 +229,25 @@ describe("compile-only: f16 kernels rendered for a 'shader-f16' device pass Tint
       }
       expect(errors).toEqual([]);
     }), fcParams(25));
+  }, 600_000);
+
+  it('compile-only: the kernels of an f16 conv2d and its gradients compile in every variant', async () => {
+    if (typeof nul === 'string') expect.fail(nul);
+    const caps = new GpuDevice(be).caps;
+    for (const [stride, padding] of [[1, 1], [2, 0], [1, 2]] as const) {
+      const g = grad(graph('conv', (b) => {
+        const x = b.param('x', f16(2, 3, 9, 9)), w = b.param('w', f16(4, 3, 3, 3));
+        const y = b.conv2d(x, w, { stride, padding });
+        return { y, loss: b.sum(b.mul(y, y)) };
+      }), 'loss');
+      const errors: string[] = [];
+      for (const s of planGraph(g, g.nodes.map((n) => n.shape as number[]), { caps }).steps) {
+        if (s.kind !== 'launch') continue;
+        const vs = candidates(s.kernel, LIMITS, be.variantOf(s.kernel));
+        for (const v of vs.length ? vs : [be.variantOf(s.kernel)]) errors.push(...await tintErrors(nul.device, be, s.kernel, v));
+      }
+      expect(errors).toEqual([]);
+    }
   }, 600_000);
 
   it('compile-only: every matmul variant on f16 operands (f16 or f32 outputs, epilogues, transposes, batches) compiles', async () => {
