@@ -39,7 +39,30 @@ export function f16round(x: number): number {
 
 /** Round every element of a float host array to binary16, in place; returns it. */
 export function f16roundArray<A extends Float32Array | Float64Array>(a: A): A {
+  if (a instanceof Float32Array) return roundF32Bits(a) as A;
   for (let i = 0; i < a.length; i++) a[i] = f16round(a[i]!);
+  return a;
+}
+
+const TWO52 = 2 ** 52;
+
+/**
+ * f16round over f32 bit patterns (an f32 value has at most 24 significant bits, so integer
+ * rounding of its bits is exact): a normal binary16 result keeps 10 fraction bits, rounded to
+ * nearest even at bit 13 (a carry into the exponent is the next binade, as it should be); below
+ * 2^-14 the value is rounded to a multiple of 2^-24 in f64, exactly; from 65520 up it is ±Infinity.
+ */
+function roundF32Bits(a: Float32Array): Float32Array {
+  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i]!, abs = b & 0x7fffffff;
+    if (abs < 0x38800000) {
+      if (abs === 0) continue;
+      const r = (Math.abs(a[i]!) * 16777216 + TWO52 - TWO52) / 16777216;
+      a[i] = b >>> 31 ? -r : r;
+    } else if (abs < 0x477ff000) u[i] = (b + 0xfff + ((b >>> 13) & 1)) & 0xffffe000;
+    else if (abs <= 0x7f800000) u[i] = (b & 0x80000000) | 0x7f800000;
+  }
   return a;
 }
 

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeF16, decodeF16Bits, encodeF16, f16round } from '../ops/f16.js';
+import { decodeF16, decodeF16Bits, encodeF16, f16round, f16roundArray } from '../ops/f16.js';
 
 /** Every positive finite binary16 value in order, with its bits; then 65536 as the overflow step (bits 0x7c00, even). */
 const positives: { v: number; bits: number }[] = [];
@@ -66,6 +66,47 @@ describe('f16round', () => {
         return f16round(x) === (up ? (m + 1) * 2 ** (e - 10) : m * 2 ** (e - 10)) || (tie * 2 >= 131040 && f16round(x) === (up ? Infinity : 65504));
       }),
     );
+  });
+});
+
+describe('f16roundArray', () => {
+  it('rounds a Float32Array as f16round rounds each value: every binary16 value, its f32 neighbours and the f32 values around each midpoint', () => {
+    const xs: number[] = [];
+    const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+    const near = (v: number) => {
+      f[0] = v;
+      const b = u[0]!;
+      for (let d = -2; d <= 2; d++) {
+        u[0] = (b + d) >>> 0;
+        xs.push(f[0]!);
+      }
+    };
+    for (let h = 0; h < 0x7c00; h++) {
+      const v = decodeF16Bits(h), next = decodeF16Bits(h + 1);
+      near(v);
+      near(-v);
+      if (h + 1 <= 0x7c00) {
+        const mid = (v + (h + 1 === 0x7c00 ? 65536 : next)) / 2;
+        near(mid);
+        near(-mid);
+      }
+    }
+    xs.push(NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 1e-45, -1e-45);
+    const got = f16roundArray(Float32Array.from(xs));
+    for (let i = 0; i < xs.length; i++) {
+      const want = Math.fround(f16round(Math.fround(xs[i]!)));
+      if (!Object.is(got[i], want) && !(Number.isNaN(got[i]) && Number.isNaN(want))) expect.fail(`f16roundArray(${xs[i]}) = ${got[i]}, f16round gives ${want}`);
+    }
+  });
+
+  it('agrees with f16round on random f32 arrays, and rounds Float64Arrays too', () => {
+    fc.assert(fc.property(fc.float32Array({ maxLength: 64 }), (a) => {
+      const got = f16roundArray(Float32Array.from(a)), wide = f16roundArray(Float64Array.from(a));
+      return Array.from(a).every((x, i) => {
+        const want = f16round(x);
+        return (Object.is(got[i], want) && Object.is(wide[i], want)) || (Number.isNaN(want) && Number.isNaN(got[i]) && Number.isNaN(wide[i]));
+      });
+    }), { numRuns: 2000 });
   });
 });
 
