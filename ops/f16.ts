@@ -76,19 +76,18 @@ export function f16rounded(a: Float32Array): Float32Array {
  * `array<f16>`, little-endian on every platform WebGPU runs on). NaN encodes as 0x7e00.
  */
 export function encodeF16(src: ArrayLike<number>, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-  for (let i = 0; i < src.length; i++) {
-    const v = f16round(src[i]!);
-    f[0] = v;
-    const bits = u[0]!;
+  // f32 values round on their bits (exact); other numbers one by one, so that no value is rounded twice
+  const f = src instanceof Float32Array ? roundF32Bits(Float32Array.from(src)) : Float32Array.from(src, f16round);
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  for (let i = 0; i < f.length; i++) {
+    const bits = u[i]!, abs = bits & 0x7fffffff;
     const sign = (bits >>> 16) & 0x8000;
-    const abs = Math.abs(v);
     let h: number;
-    if (v !== v) h = 0x7e00;
-    else if (abs === Infinity) h = 0x7c00;
-    else if (abs < 2 ** -14) h = abs * 2 ** 24; // subnormal (or zero): the count of 2^-24 steps
-    else h = ((((bits >>> 23) & 0xff) - 112) << 10) | ((bits >>> 13) & 0x3ff);
-    dst[i] = sign | h;
+    if (abs > 0x7f800000) h = 0x7e00;
+    else if (abs === 0x7f800000) h = 0x7c00;
+    else if (abs < 0x38800000) h = Math.abs(f[i]!) * 2 ** 24; // subnormal (or zero): the count of 2^-24 steps
+    else h = (((abs >>> 23) - 112) << 10) | ((abs >>> 13) & 0x3ff);
+    dst[i] = (abs > 0x7f800000 ? 0 : sign) | h;
   }
   return dst;
 }
