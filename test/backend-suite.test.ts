@@ -347,6 +347,18 @@ describe.each(backends)('$name backend equals the reference interpreter', ({ nam
       expect(out.y!.dtype).toBe('f32');
     });
 
+    it('f16 params written after a run (setVariables) are rounded to binary16', async () => {
+      const exe = await compileOn(backend, graph('w', (b) => {
+        const w = b.param('w', f16(3));
+        return { y: b.mul(w, 2) };
+      }));
+      await exe.run({});
+      exe.setVariables({ 'param:w': new Float32Array([0.1, 70000, 1 / 3]) });
+      const want = [0.0999755859375, Infinity, 0.333251953125];
+      expect([...(await exe.run({})).y!.data]).toEqual(want.map((v) => 2 * v));
+      expect([...(await exe.readVariables())['param:w']!.data]).toEqual(want);
+    });
+
     it('a cast to f16 inside a fused kernel rounds there (the kernel stores f32)', async () => {
       const n = 64;
       const g = graph('inner', (b) => {
