@@ -169,7 +169,7 @@ describe('conv2d on WebGPU', () => {
         const kinds = new Set<string>();
         for (const v of candidates(k, lim(), be.variantOf(k))) {
           if (v.kind !== 'matmul') continue;
-          const kind = `${v.matmul}${v.wgTile?.vec4 ?? ''}${v.tile?.vec4Store ?? ''}`;
+          const kind = `${v.matmul}${v.wgTile?.vec4 ?? ''}${v.tile?.vec4Store ?? v.wgTile?.vec4Store ?? ''}`;
           if (!all && kinds.has(kind)) continue;
           kinds.add(kind);
           seen.add(v.matmul);

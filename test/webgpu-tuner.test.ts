@@ -206,23 +206,25 @@ describe('WebGPU autotuner', () => {
       }
     }, 600_000);
 
-    it('register tiles store rows of whole vec4s as vec4s (epilogue per lane), with the same results', async () => {
+    it('register and workgroup tiles store rows of whole vec4s as vec4s (epilogue per lane), with the same results', async () => {
       for (const c of [
         { batch: 3, m: 37, n: 68, k: 21, aT: false, bT: true, bias: true, seed: 8 },
         { batch: 1, m: 130, n: 4, k: 9, aT: true, bT: false, bias: true, seed: 9 },
         { batch: 1, m: 5, n: 132, k: 64, aT: false, bT: false, bias: false, seed: 10 },
       ]) {
         const { kernel, arrays } = matmulCase(c);
-        const v = candidates(kernel, LIMITS, null).find((x) => x.kind === 'matmul' && x.tile?.vec4Store);
-        expect(v, 'a vec4-store candidate').toBeDefined();
-        const code = be.render(kernel, v).passes[0]!.code;
-        expect(code).toContain('var<storage, read_write> out: array<vec4<f32>>;');
-        store.set(adapterIdentity(gpu!.info), tuningKey(kernel)!, { variant: v!, ms: 0, timings: {} });
-        expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 2e-6 * c.k + 1e-5, JSON.stringify(c));
+        const vs = candidates(kernel, LIMITS, null).filter((x) => x.kind === 'matmul' && (x.tile?.vec4Store || x.wgTile?.vec4Store));
+        expect(vs.map((v) => v.kind === 'matmul' && v.matmul).sort(), 'vec4-store candidates').toEqual(['register', 'workgroup']);
+        for (const v of vs) {
+          const code = be.render(kernel, v).passes[0]!.code;
+          expect(code).toContain('var<storage, read_write> out: array<vec4<f32>>;');
+          store.set(adapterIdentity(gpu!.info), tuningKey(kernel)!, { variant: v, ms: 0, timings: {} });
+          expectClose(await runOn(be, kernel, arrays), reference(kernel, arrays), 2e-6 * c.k + 1e-5, `${JSON.stringify(c)} ${JSON.stringify(v)}`);
+        }
       }
-      // rows that are not whole vec4s are never offered it
+      // rows that are not whole vec4s are never offered them
       const odd = matmulCase({ batch: 1, m: 8, n: 6, k: 8, aT: false, bT: false, bias: false, seed: 0 }).kernel;
-      expect(candidates(odd, LIMITS, null).some((x) => x.kind === 'matmul' && x.tile?.vec4Store)).toBe(false);
+      expect(candidates(odd, LIMITS, null).some((x) => x.kind === 'matmul' && (x.tile?.vec4Store || x.wgTile?.vec4Store))).toBe(false);
     }, 600_000);
 
     it('every variant of tall-skinny products (split-K among them) matches the interpreter', async () => {

@@ -31,6 +31,11 @@ export interface WorkgroupTile {
   readonly wt: number;
   readonly bk: number;
   readonly vec4?: boolean;
+  /**
+   * each invocation owns 4 adjacent columns (not 4 strided by WT) and stores them as one vec4
+   * where the output's rows are whole vec4s (n % 4 == 0, f32 output)
+   */
+  readonly vec4Store?: boolean;
 }
 
 export const DEFAULT_WORKGROUP_TILE: WorkgroupTile = { wt: 16, bk: 16 };
@@ -360,26 +365,21 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
     }
     L.push('}');
   }
-  // rows of whole vec4s (n % 4 == 0, f32): each accumulator's 4 columns are one vec4 store, the
-  // epilogue applied per lane (col0 is a multiple of 4, so col0 + 4h < n covers all four)
-  const outDecl = `var<storage, read_write> out: array<f32>;`;
-  const store4 = tile.vec4Store === true && N % 4 === 0 && k.out.dtype === 'f32' && P.prelude.includes(outDecl);
-  const bv = k.batch.map((_, i) => `i${i}`);
+  // each accumulator's 4 columns one vec4 store (col0 is a multiple of 4, so col0 + 4h < n covers all four)
+  const store4 = tile.vec4Store === true && vec4Stores(k, P);
   for (const r of rows) {
     const row = `(row0 + ${r}i)`;
     L.push(`if (row0 + ${r}i < ${M}i) {`);
     for (const j of store4 ? quads.map((h) => 4 * h) : cols) {
       if (store4) {
-        const lanes = [0, 1, 2, 3].map((q) => `epilogue(${[`acc${r}_${j >> 2}[${q}]`, ...bv, row, `(col0 + ${j + q}i)`].join(', ')})`);
-        L.push(`  if (col0 + ${j}i < ${N}i) { out[(oBase + ${row} * ${N}i + col0 + ${j}i) >> 2u] = vec4<f32>(${lanes.join(', ')}); }`);
+        L.push(`  if (col0 + ${j}i < ${N}i) { ${storeVec4(k, `acc${r}_${j >> 2}`, row, `(col0 + ${j}i)`)} }`);
       } else {
         L.push(`  if (col0 + ${j}i < ${N}i) { ${P.store(`acc${r}_${j >> 2}[${j & 3}]`, row, `(col0 + ${j}i)`)} }`);
       }
     }
     L.push('}');
   }
-  const prelude = store4 ? P.prelude.replace(outDecl, `var<storage, read_write> out: array<vec4<f32>>;`) : P.prelude;
-  const code = `${prelude}
+  const code = `${store4 ? vec4Out(P.prelude) : P.prelude}
 
 ${P.epilogue}
 
@@ -397,9 +397,23 @@ ${L.map((l) => `  ${l}`).join('\n')}
 `;
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
-    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half).map((t, i) => (store4 && i === k.inputs.length ? 'vec4<f32>' : t)),
+    bindings: outBinding(bindingTypes(k.inputs, k.out.dtype, P.vec4, half), store4),
     loopIterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + (blk ? blk.P : 0) + 3 + TM * TN * P.epilogueLoops,
   };
+}
+
+// Vec4 stores: where the output's rows are whole vec4s (n % 4 == 0) of f32, 4 adjacent outputs
+// starting at a multiple of 4 are one store, the epilogue applied per lane.
+const OUT_F32 = 'var<storage, read_write> out: array<f32>;';
+const vec4Stores = (k: MatmulKernel, P: Parts) => k.n % 4 === 0 && k.out.dtype === 'f32' && P.prelude.includes(OUT_F32);
+const vec4Out = (prelude: string) => prelude.replace(OUT_F32, 'var<storage, read_write> out: array<vec4<f32>>;');
+const outBinding = (types: string[], store4: boolean) => (store4 ? [...types.slice(0, -1), 'vec4<f32>'] : types);
+
+/** The store of vec4 accumulator `acc` at (row, col..col+3), col a multiple of 4. */
+function storeVec4(k: MatmulKernel, acc: string, row: string, col: string): string {
+  const bv = k.batch.map((_, i) => `i${i}`);
+  const lanes = [0, 1, 2, 3].map((q) => `epilogue(${[`${acc}[${q}]`, ...bv, row, `(${col} + ${q}i)`].join(', ')})`);
+  return `out[(oBase + ${row} * ${k.n}i + ${col}) >> 2u] = vec4<f32>(${lanes.join(', ')});`;
 }
 
 function scalarB(k: MatmulKernel, at: string, vec4: ReadonlySet<number>): string {
@@ -420,6 +434,9 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
   const workgroups = dispatch(Math.ceil(N / BT), yBlocks, P.batches, maxPerDim);
   const T = [...Array(TT).keys()];
   const loads = (BT * BK) / (WT * WT); // elements of each tile loaded per invocation
+  // the invocation's 4 columns of the tile: strided by WT, or adjacent (for vec4 stores)
+  const store4 = shape.vec4Store === true && vec4Stores(k, P);
+  const colOf = (c: number) => (store4 ? `lx * 4i + ${c}i` : `lx + ${c * WT}i`);
   // a buffer bound as vec4s (for either operand or the epilogue) is read through its components
   const read = (buf: number, at: string) =>
     P.vec4.has(buf) ? `in${buf}[(${at}) >> 2u][(${at}) & 3i]` : convert(`in${buf}[${at}]`, k.inputs[buf]!.dtype, 'f32');
@@ -460,20 +477,22 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
   }
   L.push('  workgroupBarrier();');
   L.push(`  for (var kk: i32 = 0i; kk < ${BK}i; kk = kk + 1i) {`);
-  L.push(`    let bv = ${P.V}(${T.map((c) => `tileB[kk * ${BT}i + lx + ${c * WT}i]`).join(', ')});`);
+  L.push(`    let bv = ${P.V}(${T.map((c) => `tileB[kk * ${BT}i + ${colOf(c)}]`).join(', ')});`);
   for (const r of T) L.push(`    acc${r} = acc${r} + ${P.up(`tileA[(ly + ${r * WT}i) * ${BK}i + kk] * bv`, true)};`);
   L.push('  }');
   L.push('  workgroupBarrier();');
   L.push('}');
   for (const r of T) {
     L.push(`if (rowB + ly + ${r * WT}i < ${M}i) {`);
-    for (const c of T) {
-      const row = `(rowB + ly + ${r * WT}i)`, col = `(colB + lx + ${c * WT}i)`;
+    const row = `(rowB + ly + ${r * WT}i)`;
+    if (store4) L.push(`  if (colB + lx * 4i < ${N}i) { ${storeVec4(k, `acc${r}`, row, '(colB + lx * 4i)')} }`);
+    for (const c of store4 ? [] : T) {
+      const col = `(colB + ${colOf(c)})`;
       L.push(`  if (${col} < ${N}i) { ${P.store(`acc${r}[${c}]`, row, col)} }`);
     }
     L.push('}');
   }
-  const code = `${P.prelude}
+  const code = `${store4 ? vec4Out(P.prelude) : P.prelude}
 
 var<workgroup> tileA: array<${P.E}, ${BT * BK}>;
 var<workgroup> tileB: array<${P.E}, ${BT * BK}>;
@@ -497,7 +516,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
 `;
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
-    bindings: bindingTypes(k.inputs, k.out.dtype, P.vec4, half),
+    bindings: outBinding(bindingTypes(k.inputs, k.out.dtype, P.vec4, half), store4),
     loopIterations: Math.ceil(K / BK) * (BK + 1) + TT * TT * P.epilogueLoops,
   };
 }

@@ -111,8 +111,11 @@ export function candidates(k: Kernel, lim: VariantLimits, heuristic: KernelVaria
   if (k.kind === 'matmul') {
     add({ kind: 'matmul', matmul: 'register', tile: registerTile(k.m, k.n) });
     for (const tile of REGISTER_TILES) if (tile.wx * tile.wy <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'register', tile });
-    // the default tile with vec4 stores, where rows are whole vec4s
-    if (k.n % 4 === 0 && k.out.dtype === 'f32') add({ kind: 'matmul', matmul: 'register', tile: { ...registerTile(k.m, k.n), vec4Store: true } });
+    // the default tiles with vec4 stores, where rows are whole vec4s
+    if (k.n % 4 === 0 && k.out.dtype === 'f32') {
+      add({ kind: 'matmul', matmul: 'register', tile: { ...registerTile(k.m, k.n), vec4Store: true } });
+      if (lim.workgroupMatmul) add({ kind: 'matmul', matmul: 'workgroup', wgTile: { wt: 16, bk: 16, vec4: true, vec4Store: true } });
+    }
     if (lim.workgroupMatmul) {
       for (const wgTile of WORKGROUP_TILES) if (wgTile.wt * wgTile.wt <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'workgroup', wgTile });
     }
