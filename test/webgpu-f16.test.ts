@@ -213,6 +213,14 @@ describe("compile-only: f16 kernels rendered for a 'shader-f16' device pass Tint
     expect(dev.memory.liveBytes).toBe(0);
   });
 
+  it("a 'shader-f16' backend refuses an f32 tensor where a kernel reads f16 (their elements differ in size)", () => {
+    if (typeof nul === 'string') expect.fail(nul);
+    const { kernel } = f16Matmul({ batch: 1, m: 4, n: 4, k: 4, aT: false, bT: false, bias: false, out: 'f16', seed: 2 });
+    const a = be.alloc('f32', 16), b = be.alloc('f16', 16), out = be.alloc('f16', 16);
+    expect(() => be.run(kernel, [a, b], out)).toThrow(/input 0 is f32, expected f16/);
+    for (const t of [a, b, out]) be.release(t);
+  });
+
   it('compile-only: every kernel of random f16 graphs, in every variant the tuner can pick, compiles', async () => {
     if (typeof nul === 'string') expect.fail(nul);
     const dev = nul.device;

@@ -405,7 +405,7 @@ export class WebGpuBackend {
     }
     const check = (t: WebGpuTensor, dtype: DType, size: number, what: string) => {
       if ((t as Tensor).released) throw new KernelLaunchError(kernel.name, `${what} was released`);
-      if (storageType(t.dtype) !== storageType(dtype)) throw new KernelLaunchError(kernel.name, `${what} is ${t.dtype}, expected ${dtype}`);
+      if (storageType(t.dtype, this.f16) !== storageType(dtype, this.f16)) throw new KernelLaunchError(kernel.name, `${what} is ${t.dtype}, expected ${dtype}`);
       if (t.elements < size) throw new KernelLaunchError(kernel.name, `${what} has ${t.elements} elements, expected ${size}`);
     };
     kernel.inputs.forEach((p, i) => check(inputs[i]!, p.dtype, p.size, `input ${i}`));
