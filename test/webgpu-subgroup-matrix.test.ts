@@ -3,14 +3,18 @@
 // (batches, transposed operands, edges off every tile, epilogues, f16 or f32 outputs) in several
 // adapter configs compiles on Dawn's null backend with the feature on (compile-only: that backend
 // runs nothing), acquireWebGpu asks for the feature where the adapter has it, the tuner offers the
-// kernel only for f16 operands on a device with a fitting f16 config, and the tiling covers every
-// output once with every k (emulated on the CPU from the plan).
+// kernel only for f16 operands on a device with a fitting f16 config; and the kernel's own tiling
+// (staging, fragment offsets, edges, epilogue) runs on the Dawn adapter (llvmpipe) with the
+// subgroup-matrix builtins emulated in plain WGSL, against the interpreter.
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { DType } from '../graphs/types.js';
 import { ivar, type MatmulKernel } from '../ops/kernel-ir.js';
-import { SUBGROUP_MATRIX_FEATURE, acquireWebGpu, type SubgroupMatrixConfig } from '../runtime/webgpu/device.js';
+import { SUBGROUP_MATRIX_FEATURE, acquireWebGpu, lastAcquireFailure, type SubgroupMatrixConfig, type WebGpuDevice } from '../runtime/webgpu/device.js';
+import { mulberry32 } from '../runtime/rng.js';
+import { f16round } from '../ops/f16.js';
+import { reference } from './fixtures/kernel-runs.js';
 import {
   f16Shapes, planSubgroupMatrix, renderSubgroupMatrixMatmul, type SubgroupMatrixDevice, type SubgroupMatrixShape,
 } from '../runtime/webgpu/render-wgsl-subgroup-matrix.js';
@@ -60,6 +64,7 @@ const SHAPES: SubgroupMatrixShape[] = [
 ];
 
 // Dawn's null backend with its unsafe APIs allowed lists the feature (with no configs)
+let nullGpu: GPU | null = null; // Dawn's instance must outlive its devices
 let nullDevice: GPUDevice | null = null;
 let nullLimits: SubgroupMatrixDevice | null = null;
 let nullReason = '';
@@ -68,8 +73,8 @@ beforeAll(async () => {
   try {
     const mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: object };
     for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-    const gpu = mod.create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']);
-    const adapter = await gpu.requestAdapter({ featureLevel: 'core' });
+    nullGpu = mod.create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']);
+    const adapter = await nullGpu.requestAdapter({ featureLevel: 'core' });
     if (!adapter) throw new Error('no null adapter');
     const want = ['shader-f16', 'subgroups', SUBGROUP_MATRIX_FEATURE];
     const missing = want.filter((f) => !adapter.features.has(f));
@@ -110,16 +115,17 @@ describe('subgroup-matrix f16 matmul', () => {
 
   it('compile-only: the rendered WGSL passes Tint on the null backend, in every config, for random products', async () => {
     const seen = new Set<string>();
-    await fc.assert(fc.asyncProperty(f16Case, fc.constantFrom(...SHAPES), async (c, shape) => {
+    // half: f16 buffers bound as array<f16>, as on a device with 'shader-f16' (every device with subgroup matrices)
+    await fc.assert(fc.asyncProperty(f16Case, fc.constantFrom(...SHAPES), fc.boolean(), async (c, shape, half) => {
       const plan = planSubgroupMatrix(shape, nullLimits!);
       expect(plan, `no tiling of ${JSON.stringify(shape)} fits the null device`).not.toBeNull();
-      const r = renderSubgroupMatrixMatmul(matmulKernel(c), shape, nullLimits!, 65535);
+      const r = renderSubgroupMatrixMatmul(matmulKernel(c), shape, nullLimits!, 65535, half);
       expect(r.passes).toHaveLength(1);
       const code = r.passes[0]!.code;
       expect(code).toContain('subgroupMatrixMultiplyAccumulate(');
       expect(await tintMessages(code), code).toEqual([]);
       seen.add(JSON.stringify(shape));
-    }), { numRuns: 25, examples: SHAPES.map((s) => [{ batch: 3, m: 77, n: 45, k: 70, aT: true, bT: false, bias: true, out: 'f16', operands: ['f16', 'f16'] }, s]) });
+    }), { numRuns: 25, examples: SHAPES.map((s) => [{ batch: 3, m: 77, n: 45, k: 70, aT: true, bT: false, bias: true, out: 'f16', operands: ['f16', 'f16'] }, s, true]) });
     expect(seen.size).toBe(SHAPES.length);
   }, 120_000);
 
@@ -179,4 +185,151 @@ describe('subgroup-matrix f16 matmul', () => {
     }), { numRuns: 300 });
     expect(offered).toBeGreaterThan(0);
   });
+});
+
+// ---------------------------------------------------------------- the tiling, executed
+
+/**
+ * The rendered kernel with its subgroup-matrix builtins written out in plain WGSL, for an adapter
+ * without the feature. A subgroup is `sg` consecutive invocations; a loaded left or right matrix
+ * is its place in the workgroup tile (offset and stride), read when it is multiplied; an
+ * accumulator is spread over its subgroup, each invocation holding the elements e ≡ lane (mod sg)
+ * of the row-major M×N fragment, as hardware spreads them. f16 tiles are held as f32 (the test's
+ * operands are f16 values, so nothing rounds differently); only f32 accumulators are emulated.
+ */
+function emulateBuiltins(code: string, shape: SubgroupMatrixShape, sg: number): string {
+  const { M, N, K } = shape;
+  const E = (M * N) / sg;
+  expect(Number.isInteger(E)).toBe(true);
+  // loop bounds the shader compiler cannot see (llvmpipe unrolls constant ones, and compiles for minutes)
+  const helpers = `
+var<private> sgm_lane: u32;
+var<private> sgm_e: u32;
+var<private> sgm_k: u32;
+fn sgm_at(off: u32, stride: u32) -> vec2<u32> { return vec2<u32>(off, stride); }
+fn sgm_mma(a: vec2<u32>, b: vec2<u32>, c: ptr<function, array<f32, ${E}>>) {
+  for (var t = 0u; t < sgm_e; t++) {
+    let e = sgm_lane + t * ${sg}u;
+    let i = e / ${N}u;
+    let j = e % ${N}u;
+    var s = (*c)[t];
+    for (var q = 0u; q < sgm_k; q++) { s = s + tA[a.x + i * a.y + q] * tB[b.x + q * b.y + j]; }
+    (*c)[t] = s;
+  }
+}
+fn sgm_store(off: u32, c: ptr<function, array<f32, ${E}>>, stride: u32) {
+  for (var t = 0u; t < sgm_e; t++) {
+    let e = sgm_lane + t * ${sg}u;
+    tC[off + (e / ${N}u) * stride + e % ${N}u] = (*c)[t];
+  }
+}
+`;
+  const out = code
+    .replace(/^(enable (f16|subgroups|chromium_experimental_subgroup_matrix);|diagnostic\(off, chromium_experimental\.subgroup_matrix_uniformity\);)\n/gm, '')
+    .replace(/subgroup_matrix_result<f32, \d+, \d+>\(\)/g, `array<f32, ${E}>()`)
+    .replace(/subgroupMatrixLoad<subgroup_matrix_left<f16, \d+, \d+>, row_major>\(&tA, /g, 'sgm_at(')
+    .replace(/subgroupMatrixLoad<subgroup_matrix_right<f16, \d+, \d+>, row_major>\(&tB, /g, 'sgm_at(')
+    .replace(/(acc\d+_\d+) = subgroupMatrixMultiplyAccumulate\((\w+), (\w+), \1\);/g, 'sgm_mma($2, $3, &$1);')
+    .replace(/subgroupMatrixStore<row_major>\(&tC, ([^;]*), (acc\d+_\d+), (\d+u)\);/g, 'sgm_store($1, &$2, $3);')
+    .replace(/array<f16, /g, 'array<f32, ')
+    .replace(/\bf16\(/g, 'f32(')
+    .replace(/0\.0h/g, '0.0f')
+    .replace(', @builtin(subgroup_id) sid: u32) {',
+      `) {\n  let sid = lidx / ${sg}u;\n  sgm_lane = lidx % ${sg}u;\n  sgm_e = ${E}u + min(arrayLength(&out), 0u);\n  sgm_k = ${K}u + min(arrayLength(&out), 0u);`)
+    .replace('\nfn epilogue(', `${helpers}\nfn epilogue(`);
+  expect(out.replace(/\/\/.*$/gm, '')).not.toMatch(/subgroup|f16|0\.0h/);
+  return out;
+}
+
+/** Runs one pass of WGSL on `gpu` over f32 buffers (inputs, then the output) and reads the output. */
+async function runWgsl(gpu: WebGpuDevice, code: string, workgroups: readonly [number, number, number], ins: readonly Float32Array[], outLen: number): Promise<Float32Array> {
+  const d = gpu.device;
+  d.pushErrorScope('validation');
+  const module = d.createShaderModule({ code });
+  const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  const err = await d.popErrorScope();
+  if (err) {
+    const info = await module.getCompilationInfo();
+    throw new Error(`${err.message}\n${info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('\n')}\n${code}`);
+  }
+  const buf = (a: Float32Array | null, n: number) => {
+    const b = d.createBuffer({ size: Math.max(16, n * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    if (a) d.queue.writeBuffer(b, 0, a.buffer, a.byteOffset, a.byteLength);
+    return b;
+  };
+  const bufs = [...ins.map((a) => buf(a, a.length)), buf(null, outLen)];
+  const read = d.createBuffer({ size: Math.max(16, outLen * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = d.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: bufs.map((b, i) => ({ binding: i, resource: { buffer: b } })) }));
+  pass.dispatchWorkgroups(...workgroups);
+  pass.end();
+  enc.copyBufferToBuffer(bufs.at(-1)!, 0, read, 0, Math.max(16, outLen * 4));
+  d.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(read.getMappedRange().slice(0, outLen * 4));
+  read.unmap();
+  for (const b of [...bufs, read]) b.destroy();
+  return out;
+}
+
+describe('subgroup-matrix f16 matmul, tiling executed with emulated builtins', () => {
+  let gpu: WebGpuDevice | null = null;
+  beforeAll(async () => {
+    gpu = await acquireWebGpu();
+  });
+
+  // One config, 16x16x16 with f32 accumulators (NVIDIA's and others'): llvmpipe compiles the
+  // emulated builtins inline at every call, and the 8x8 configs' 64 calls a kernel take it minutes.
+  it('gives the interpreter\'s numbers for random products, edges off every tile, in every workgroup layout', async () => {
+    if (!gpu) {
+      if (process.env['CI']) expect.fail(`CI is set but no WebGPU adapter was found: ${lastAcquireFailure}`);
+      console.warn(`emulated subgroup-matrix tiling skipped: no WebGPU adapter (${lastAcquireFailure})`);
+      return;
+    }
+    const shape: SubgroupMatrixShape = { M: 16, N: 16, K: 16, result: 'f32' };
+    const maxInvocations = Math.min(gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
+    const layouts = new Set<string>();
+    const small = fc.record({
+      batch: fc.constantFrom(1, 2),
+      m: fc.integer({ min: 1, max: 80 }), n: fc.integer({ min: 1, max: 80 }), k: fc.integer({ min: 1, max: 70 }),
+      aT: fc.boolean(), bT: fc.boolean(), bias: fc.boolean(),
+      out: fc.constant<DType>('f32'),
+      operands: fc.constant<[DType, DType]>(['f16', 'f16']),
+      seed: fc.integer(),
+      // workgroup memory the plan may use (32 KiB: 2x2 subgroups; less: 2x1, 1x1), and the
+      // subgroup size it runs at (under the adapter's largest, a workgroup has idle subgroups)
+      storage: fc.constantFrom(32768, 20000, 12000),
+      sg: fc.constantFrom(16, 8),
+    });
+    await fc.assert(fc.asyncProperty(small, async (c) => {
+      const dev: SubgroupMatrixDevice = { subgroupMaxSize: 16, maxInvocations, maxWorkgroupStorage: c.storage };
+      const plan = planSubgroupMatrix(shape, dev)!;
+      // the emulation holds the f16 tiles as f32: twice their bytes must fit
+      const emulatedBytes = plan.bytes + 2 * (plan.BM * plan.BK + plan.BK * plan.BN);
+      expect(emulatedBytes).toBeLessThanOrEqual(gpu!.limits.maxComputeWorkgroupStorageSize);
+      layouts.add(`${plan.SR}x${plan.SC}`);
+      const kernel = matmulKernel(c);
+      const r = mulberry32(c.seed);
+      // f16 values: exact in f32, so holding the tiles as f32 changes nothing
+      const arrays = kernel.inputs.map((p, i) => Float32Array.from({ length: p.size }, () => (i < 2 ? f16round(r() * 4 - 2) : Math.fround(r() - 0.5))));
+      const rendered = renderSubgroupMatrixMatmul(kernel, shape, dev, 65535);
+      const got = await runWgsl(gpu!, emulateBuiltins(rendered.passes[0]!.code, shape, c.sg), rendered.passes[0]!.workgroups, arrays, c.batch * c.m * c.n);
+      const want = reference(kernel, arrays);
+      for (let i = 0; i < want.length; i++) {
+        if (!(Math.abs(got[i]! - want[i]!) <= 1e-4 * (1 + Math.abs(want[i]!)) * Math.sqrt(c.k))) {
+          expect.fail(`${JSON.stringify(c)} (plan ${plan.SR}x${plan.SC}) element ${i}: emulated ${got[i]}, interpreter ${want[i]}`);
+        }
+      }
+    }), {
+      numRuns: 6,
+      examples: [
+        [{ batch: 2, m: 77, n: 70, k: 45, aT: true, bT: true, bias: true, out: 'f32', operands: ['f16', 'f16'], seed: 3, storage: 32768, sg: 16 }],
+        [{ batch: 1, m: 65, n: 33, k: 70, aT: false, bT: true, bias: false, out: 'f32', operands: ['f16', 'f16'], seed: 4, storage: 12000, sg: 8 }],
+        [{ batch: 1, m: 40, n: 50, k: 33, aT: true, bT: false, bias: true, out: 'f32', operands: ['f16', 'f16'], seed: 5, storage: 20000, sg: 16 }],
+      ],
+    });
+    expect(layouts).toEqual(new Set(['2x2', '2x1', '1x1']));
+  }, 600_000);
 });
