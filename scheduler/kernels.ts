@@ -138,6 +138,11 @@ class KernelBuilder {
     if (e.k !== 'load') throw new NeedsBuffer(id);
     // f16 held as 2-byte f16 (WebGPU's shader-f16) is multiplied in f16 tiles, which gathers do not fill
     if (e.dtype === 'f16' && this.caps.elementBytes.f16 === 2) throw new NeedsBuffer(id);
+    // beside another gather, one that only rearranges its buffer (conv2d's output gradient as dW's
+    // operand: no more elements than the buffer) is read faster from a copy, which costs no more
+    // memory than the buffer itself
+    const elements = [...vars.batch, vars.row, vars.col].reduce((n, v) => n * (this.sizes.get(v) ?? 1), 1);
+    if (this.gathered && elements <= this.params[e.buf]!.size && !this.mat.has(id)) throw new NeedsBuffer(id);
     const read = [indexVars(e.at), ...predAtoms(valid).map((p) => indexVars(p.a))];
     if (read.some((vs) => vs === null || [...vs].some((v) => !known.has(v)))) throw new NeedsBuffer(id);
     const names = new Map<string, string>([[vars.row, 'row'], [vars.col, 'col'], ...vars.batch.map((v, i) => [v, `b${i}`] as [string, string])]);

@@ -197,10 +197,13 @@ describe('conv2d on WebGPU', () => {
       };
       // every candidate of one layer; its dW has k = 2*13*13 = 338 against 2*3*3*3 outputs, so split-K is one
       const layer = await check({ n: 2, c: 2, h: 13, w: 13, o: 3, kh: 3, kw: 3, stride: 1, padding: 1 }, 1, true);
-      // the forward's windows with padding: masks tested once per window offset, not per channel
-      const fwd = layer.filter((k) => k.a.gather?.valid && !k.b.gather);
-      expect(fwd.length).toBe(1);
-      expect(be.render(fwd[0]!, { kind: 'matmul', matmul: 'register' }).passes[0]!.code).toContain('for (var bq: i32 = 0i; bq < 9i;');
+      // windows with padding: the forward tests its masks once per window offset (9), not per
+      // channel; dW once per output pixel (13 x 13), not per image
+      const masked = layer.filter((k) => k.a.gather?.valid && !k.b.gather);
+      const code = masked.map((k) => be.render(k, { kind: 'matmul', matmul: 'register' }).passes[0]!.code);
+      expect(masked.map((k) => k.m)).toEqual([2 * 13 * 13, 2 * 3 * 3]);
+      expect(code[0]).toContain('for (var bq: i32 = 0i; bq < 9i;');
+      expect(code[1]).toContain('for (var bq: i32 = 0i; bq < 169i;');
       await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
         await check(s, seed);
       }), fcParams(4));
