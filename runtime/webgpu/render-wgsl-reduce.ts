@@ -212,7 +212,9 @@ function combineWorkgroup(em: ExprEmitter, r: Reduce, t: string, wg: number, sub
     const op = r.op === 'sum' && valueType(at) !== 'bool' ? 'subgroupAdd' : r.op === 'min' ? 'subgroupMin' : 'subgroupMax';
     // the subgroups' results meet in workgroup memory, and the first invocation folds them. Each
     // subgroup claims a slot: WGSL does not promise that a subgroup is a run of consecutive
-    // invocation indices, nor that all subgroups have subgroup_size invocations
+    // invocation indices, nor that all subgroups have subgroup_size invocations. The counter
+    // starts at zero with the workgroup and is never reset: one subgroup combine per shader (pass 1
+    // has one reduction; pass 2 combines through workgroup memory)
     em.shared.add('var<workgroup> rheo_sg_slots: atomic<u32>;');
     em.emit(`let ${t}s = ${op}(${asShared});`);
     em.emit(`if (sgi == 0u) { ${sh}[atomicAdd(&rheo_sg_slots, 1u)] = ${t}s; }`);
