@@ -111,24 +111,37 @@ describe('f16 on WebGPU', () => {
     it('every matmul variant the tuner can pick, forced, multiplies f16 operands as the interpreter does and stores binary16', async () => {
       const adapter = adapterIdentity(gpu!.info);
       const seen = new Set<string>();
-      await fc.assert(fc.asyncProperty(matmulArb, async (c) => {
+      /** `c` in variant `v`, forced through the tuning table, against the interpreter. */
+      const check = async (c: MatmulCase, v: KernelVariant, kernel: MatmulKernel, arrays: Float32Array[], want: ArrayLike<number>) => {
+        if (v.kind !== 'matmul') return;
+        seen.add(v.matmul);
+        store.set(adapter, tuningKey(kernel)!, { variant: v, ms: 0, timings: {} });
+        expect(be.variantOf(kernel)).toEqual(v);
+        const got = await runOn(be, kernel, arrays);
+        for (let i = 0; i < want.length; i++) {
+          const a = got[i]!, b = want[i]!;
+          if (c.out === 'f16' && f16round(a) !== a) expect.fail(`${JSON.stringify(v)}: element ${i} is ${a}, not binary16`);
+          // f32 sums in another order, then (f16 outputs) one rounding: a binary16 step apart at most
+          if (!(Math.abs(a - b) <= 2e-3 * Math.abs(b) + 1e-5 * c.k)) expect.fail(`${JSON.stringify(v)} ${JSON.stringify(c)}: element ${i}: webgpu ${a}, interpreter ${b}`);
+        }
+      };
+      // every candidate of a product off every tile edge, and of a tall-skinny one (split-K among its candidates)
+      const fixed: MatmulCase[] = [
+        { batch: 3, m: 70, n: 68, k: 90, aT: true, bT: false, bias: true, out: 'f16', seed: 1 },
+        { batch: 1, m: 5, n: 7, k: 1100, aT: false, bT: true, bias: false, out: 'f16', seed: 2 },
+      ];
+      for (const c of fixed) {
         const { kernel, arrays } = f16Matmul(c);
         const want = reference(kernel, arrays);
-        for (const v of variantsOf(kernel, be)) {
-          if (v.kind !== 'matmul') continue;
-          seen.add(v.matmul);
-          store.set(adapter, tuningKey(kernel)!, { variant: v, ms: 0, timings: {} });
-          expect(be.variantOf(kernel)).toEqual(v);
-          const got = await runOn(be, kernel, arrays);
-          for (let i = 0; i < want.length; i++) {
-            const a = got[i]!, b = want[i]!;
-            if (c.out === 'f16' && f16round(a) !== a) expect.fail(`${JSON.stringify(v)}: element ${i} is ${a}, not binary16`);
-            // f32 sums in another order, then (f16 outputs) one rounding: a binary16 step apart at most
-            if (!(Math.abs(a - b) <= 2e-3 * Math.abs(b) + 1e-5 * c.k)) expect.fail(`${JSON.stringify(v)} ${JSON.stringify(c)}: element ${i}: webgpu ${a}, interpreter ${b}`);
-          }
-        }
-      }), fcParams(6));
+        for (const v of variantsOf(kernel, be)) await check(c, v, kernel, arrays, want);
+      }
       for (const v of ['register', 'workgroup', 'splitk']) if (v !== 'workgroup' || gpu!.limits.maxComputeInvocationsPerWorkgroup >= 256) expect(seen, v).toContain(v);
+      // random products, each in one of its candidates (drawn)
+      await fc.assert(fc.asyncProperty(matmulArb, fc.nat(), async (c, pick) => {
+        const { kernel, arrays } = f16Matmul(c);
+        const vs = variantsOf(kernel, be);
+        await check(c, vs[pick % vs.length]!, kernel, arrays, reference(kernel, arrays));
+      }), fcParams(8));
     }, 600_000);
 
     it('f16 buffers take the bytes the caps say, and an f16 upload reads back rounded', async () => {
