@@ -12,6 +12,7 @@ import { compileAsync } from '../runtime/executor.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { QUICK, caseFactory, gflopsMetric, peerFilter, progress, runCasesAgainstPeers, type CaseOrSkip, type PeerLike } from './harness.js';
 import { installNavigatorGpu } from './problems.js';
+import { tfjsOnWebgpu } from './peers-tfjs.js';
 
 interface Layer { name: string; n: number; c: number; h: number; w: number; o: number; k: number; stride: number; padding: number }
 
@@ -53,12 +54,7 @@ let tf!: typeof TF;
 const tfjsWebgpu: PeerLike = {
   name: 'tfjs-webgpu',
   async setup() {
-    if (!(await installNavigatorGpu())) throw new Error('no WebGPU adapter');
-    tf = (await import('@tensorflow/tfjs')) as typeof TF;
-    tf.enableProdMode();
-    await import('@tensorflow/tfjs-backend-webgpu');
-    if (!(await tf.setBackend('webgpu'))) throw new Error("tf.setBackend('webgpu') failed");
-    await tf.ready();
+    tf = await tfjsOnWebgpu();
   },
 };
 

@@ -34,6 +34,15 @@ function loadTfWebgpu(): Promise<void> {
   return tfWebgpu;
 }
 
+/** TF.js with its 'webgpu' backend active, for benches whose peers have shapes of their own. */
+export async function tfjsOnWebgpu(): Promise<typeof TF> {
+  await loadTfWebgpu();
+  const tf = await loadTf();
+  if (!(await tf.setBackend('webgpu'))) throw new Error("tf.setBackend('webgpu') failed");
+  await tf.ready();
+  return tf;
+}
+
 function tfjsPeer(name: 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-webgpu', backend: 'cpu' | 'wasm' | 'webgpu'): Peer {
   let tf!: typeof TF;
 

@@ -13,6 +13,7 @@ import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { caseFactory, peerFilter, progress, runCasesAgainstPeers, type CaseOrSkip, type MetricSpec, type PeerLike } from './harness.js';
 import { installNavigatorGpu } from './peers.js';
+import { tfjsOnWebgpu } from './peers-tfjs.js';
 
 const BIG = process.argv.includes('--big');
 const SIZES = [1 << 20, 1 << 22, 1 << 24, 1 << 26];
@@ -40,12 +41,7 @@ function tfjsWebgpuPeer(): ReducePeer {
   return {
     name: 'tfjs-webgpu',
     async setup() {
-      if (!(await installNavigatorGpu())) throw new Error('no WebGPU adapter');
-      tf = (await import('@tensorflow/tfjs')) as typeof TF;
-      tf.enableProdMode();
-      await import('@tensorflow/tfjs-backend-webgpu');
-      if (!(await tf.setBackend('webgpu'))) throw new Error("tf.setBackend('webgpu') failed");
-      await tf.ready();
+      tf = await tfjsOnWebgpu();
     },
     async sum(x) {
       const t = tf.tensor1d(x);

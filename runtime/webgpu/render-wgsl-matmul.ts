@@ -102,6 +102,25 @@ interface Parts {
   readonly up: (x: string, vec: boolean) => string;
 }
 
+/**
+ * The kernel's epilogue as a WGSL function `epilogue(acc, i0, ..., row, col)` of the f32
+ * accumulator and the output indices, returning the stored value; emitted through `em`, whose
+ * helpers it may add to.
+ */
+export function epilogueDecl(k: MatmulKernel, em: ExprEmitter, half: boolean): string {
+  em.acc = 'acc';
+  const params = ['acc: f32'];
+  for (let i = 0; i < k.batch.length + 2; i++) {
+    em.bindVar(`i${i}`, `i${i}`);
+    params.push(`i${i}: i32`);
+  }
+  const v = k.epilogue ? em.value(k.epilogue) : 'acc';
+  const vd: DType = k.epilogue ? k.epilogue.dtype : 'f32';
+  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype, half)};`);
+  const outT = bindingTypes([], k.out.dtype, new Set(), half)[0]!;
+  return `fn epilogue(${params.join(', ')}) -> ${outT} {\n${em.lines.join('\n')}\n}`;
+}
+
 function parts(k: MatmulKernel, allowVec4: boolean, half = false, alongK = true): Parts {
   const nb = k.batch.length;
   const batches = k.batch.reduce((a, b) => a * b, 1);
@@ -114,17 +133,7 @@ function parts(k: MatmulKernel, allowVec4: boolean, half = false, alongK = true)
   if (bMode !== 'scalar') vec4.add(k.b.buf);
 
   const em = new ExprEmitter(k.inputs, vec4, 1, half);
-  em.acc = 'acc';
-  const params = ['acc: f32'];
-  for (let i = 0; i < nb + 2; i++) {
-    em.bindVar(`i${i}`, `i${i}`);
-    params.push(`i${i}: i32`);
-  }
-  const v = k.epilogue ? em.value(k.epilogue) : 'acc';
-  const vd: DType = k.epilogue ? k.epilogue.dtype : 'f32';
-  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype, half)};`);
-  const outT = bindingTypes([], k.out.dtype, new Set(), half)[0]!;
-  const epilogue = `fn epilogue(${params.join(', ')}) -> ${outT} {\n${em.lines.join('\n')}\n}`;
+  const epilogue = epilogueDecl(k, em, half);
   const prelude = [...em.helpers, ...declareBindings(k.inputs, k.out.dtype, vec4, half)].join('\n');
 
   const batchDecode = (bt: string) => {

@@ -9,11 +9,11 @@
 // device.ts's and the tuner's business.
 
 import { RheoError } from '../../graphs/errors.js';
-import type { DType } from '../../graphs/types.js';
 import type { MatmulKernel, MatmulOperand } from '../../ops/kernel-ir.js';
 import type { SubgroupMatrixConfig } from './device.js';
 import type { RenderedKernel } from './render-wgsl.js';
-import { ExprEmitter, bindingTypes, convert, declareBindings, loopIterations, toStorage } from './wgsl-expr.js';
+import { epilogueDecl } from './render-wgsl-matmul.js';
+import { ExprEmitter, bindingTypes, convert, declareBindings, loopIterations } from './wgsl-expr.js';
 
 /** One shape the adapter multiplies in (its `info.subgroupMatrixConfigs` entry, f16 operands). */
 export interface SubgroupMatrixShape {
@@ -86,18 +86,9 @@ export function subgroupMatrixOperands(k: MatmulKernel): boolean {
 /** The kernel's epilogue as a WGSL function of the f32 accumulator and the output indices. */
 function epilogueFn(k: MatmulKernel, half: boolean): { decl: string; helpers: string[]; loops: number } {
   const em = new ExprEmitter(k.inputs, new Set(), 1, half);
-  em.acc = 'acc';
-  const params = ['acc: f32'];
-  for (let i = 0; i < k.batch.length + 2; i++) {
-    em.bindVar(`i${i}`, `i${i}`);
-    params.push(`i${i}: i32`);
-  }
-  const v = k.epilogue ? em.value(k.epilogue) : 'acc';
-  const vd: DType = k.epilogue ? k.epilogue.dtype : 'f32';
-  em.emit(`return ${toStorage(convert(v, vd, k.out.dtype), k.out.dtype, half)};`);
-  const outT = bindingTypes([], k.out.dtype, new Set(), half)[0]!;
+  const decl = epilogueDecl(k, em, half);
   return {
-    decl: `fn epilogue(${params.join(', ')}) -> ${outT} {\n${em.lines.join('\n')}\n}`,
+    decl,
     helpers: [...em.helpers],
     loops: k.epilogue ? loopIterations(k.epilogue) : 0,
   };
