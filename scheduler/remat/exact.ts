@@ -139,7 +139,14 @@ export function solveExact(graph: CostGraph, budget: number, options: ExactOptio
   const plain = graph.nodes.map((_, i) => i);
   if (profile(ctx, plain).peak <= budget) return plainPlan(graph, t0);
   const heuristicMs = Math.min(Math.max(defaultTimeLimit(ctx.n), 5000), 0.25 * limit);
-  const heuristic = solveHeuristicSequence(ctx, budget, options.heuristic ?? { timeLimitMs: heuristicMs });
+  let heuristic = solveHeuristicSequence(ctx, budget, options.heuristic ?? { timeLimitMs: heuristicMs });
+  if (!heuristic) {
+    // solveHeuristic's own fallback: the plan at the smallest budget the heuristic meets, where it
+    // fits. It is the MILP's warm start and the plan to beat, so the exact plan is never costlier
+    // than the heuristic's, even when the MILP stops at its time limit.
+    const min = minimumHeuristicBudget(ctx, performance.now() + MINIMUM_SEARCH_MS);
+    if (min.budget <= budget) heuristic = min.seq;
+  }
   if (heuristic && profile(ctx, heuristic).cost <= totalCompute(graph)) {
     // Nothing computed twice (or only free nodes): no plan can cost less.
     return finish(graph, heuristic, budget, t0, { optimal: true, gap: 0, solver: 'heuristic', status: 'no recomputation needed' });
