@@ -110,8 +110,13 @@ function* interpret<B>(
   const outIds = outNames.map((name) => plan.outputs[name]!);
   const into = opts.into?.size ? opts.into : undefined;
   const readArrays = new Map<string, CpuArray>();
+  // the output read into a new array, by the node computing it (the first name of a node read twice)
+  const readNames = new Map<number, string>();
+  if (device.readArray && opts.sync) {
+    for (const n of outNames) if (!into?.has(n) && !readNames.has(plan.outputs[n]!)) readNames.set(plan.outputs[n]!, n);
+  }
   const readArrayFor = (id: number, b: B): (() => void) | undefined => {
-    const name = device.readArray && opts.sync ? outNames.find((n) => plan.outputs[n] === id && !into?.has(n)) : undefined;
+    const name = readNames.get(id);
     return name === undefined ? undefined : () => void readArrays.set(name, device.readArray!(b));
   };
   let live = 0;
