@@ -252,6 +252,8 @@ export interface OperandGather {
 /**
  * out[b..., m, n] = epilogue(acc = sum_k a[b..., m, k] * b[b..., k, n]). The epilogue sees the
  * output variables `i0`... (batch dims, then m, then n) and the `acc` leaf; null means `acc`.
+ * With `reduce`, the epilogue's values are reduced over trailing dims instead of stored (see
+ * MatmulReduce), so the product is never written.
  */
 export interface MatmulKernel {
   readonly kind: 'matmul';
@@ -265,6 +267,22 @@ export interface MatmulKernel {
   readonly a: MatmulOperand;
   readonly b: MatmulOperand;
   readonly epilogue: Expr | null;
+  readonly reduce?: MatmulReduce;
+}
+
+/**
+ * A reduction fused into a matmul (e.g. sum((x·w + b)²) or a row's max of x·w): the epilogue's
+ * f32 values over the product's dims [batch..., m, n] are reduced with `op` over every dim from
+ * `keep` on (n always; m too when keep <= batch dims), and `post` is applied to each result. The
+ * kernel's `out` is then the kept dims' shape (possibly with trailing 1s, as keepdims leaves
+ * them): element (i0, ..., i{keep-1}) = post(reduce(epilogue)). `post` sees the `acc` leaf as the
+ * reduced value and the output variables `i0`...; null means the value itself. Only devices whose
+ * caps say `matmulReduce` are given such kernels.
+ */
+export interface MatmulReduce {
+  readonly op: 'sum' | 'max' | 'min';
+  readonly keep: number;
+  readonly post: Expr | null;
 }
 
 /**
@@ -357,4 +375,53 @@ export function indexVars(e: IndexExpr, into: Set<string> = new Set()): Set<stri
 export function predAtoms(p: IndexPred | null): Exclude<IndexPred, { k: 'and' }>[] {
   if (!p) return [];
   return p.k === 'and' ? [...predAtoms(p.a), ...predAtoms(p.b)] : [p];
+}
+
+/**
+ * `e` with the variables of its index expressions renamed (names not in `names` are kept); nodes
+ * shared in `e` stay shared in the result.
+ */
+export function renameExprVars(e: Expr, names: ReadonlyMap<string, string>, memo: Map<Expr, Expr> = new Map()): Expr {
+  let out = memo.get(e);
+  if (!out) memo.set(e, (out = renameOnce(e, names, memo)));
+  return out;
+}
+
+function renameOnce(e: Expr, names: ReadonlyMap<string, string>, memo: Map<Expr, Expr>): Expr {
+  const r = (x: Expr) => renameExprVars(x, names, memo);
+  switch (e.k) {
+    case 'const': case 'acc': return e;
+    case 'load': case 'index': return { ...e, at: renameVars(e.at, names) };
+    case 'rand': return { ...e, at: renameVars(e.at, names), ...(e.key ? { key: r(e.key) } : {}) };
+    case 'unary': case 'cast': return { ...e, a: r(e.a) };
+    case 'binary': return { ...e, a: r(e.a), b: r(e.b) };
+    case 'where': return { ...e, c: r(e.c), a: r(e.a), b: r(e.b) };
+    case 'select': return { ...e, pred: renamePredVars(e.pred, names), a: r(e.a), b: r(e.b) };
+    case 'reduce': return { ...e, body: r(e.body) };
+  }
+}
+
+/** Every variable an expression's indices read (including those of its own reductions). */
+export function exprVars(e: Expr, into: Set<string> = new Set()): Set<string> {
+  const idx = (x: IndexExpr): void => {
+    switch (x.k) {
+      case 'var': into.add(x.name); return;
+      case 'const': return;
+      case 'add': idx(x.a); idx(x.b); return;
+      case 'mul': case 'div': case 'mod': idx(x.a); return;
+      case 'loadIndex': idx(x.at); return;
+    }
+  };
+  const pred = (p: IndexPred): void => (p.k === 'and' ? (pred(p.a), pred(p.b)) : idx(p.a));
+  switch (e.k) {
+    case 'const': case 'acc': break;
+    case 'load': case 'index': idx(e.at); break;
+    case 'rand': idx(e.at); if (e.key) exprVars(e.key, into); break;
+    case 'unary': case 'cast': exprVars(e.a, into); break;
+    case 'binary': exprVars(e.a, into); exprVars(e.b, into); break;
+    case 'where': exprVars(e.c, into); exprVars(e.a, into); exprVars(e.b, into); break;
+    case 'select': pred(e.pred); exprVars(e.a, into); exprVars(e.b, into); break;
+    case 'reduce': exprVars(e.body, into); break;
+  }
+  return into;
 }

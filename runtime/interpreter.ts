@@ -120,13 +120,27 @@ function evaluate(k: Kernel, ins: readonly CpuArray[], out: CpuArray): void {
         for (let d = 0; d < nb; d++) off += env.get(`i${d}`)! * op.batchStrides[d]!;
         return (row: number, col: number) => ins[op.buf]![off + row * op.rowStride + col * op.colStride]!;
       };
-      forEachIndex(k.out.shape, (env, o) => {
+      const product = (env: Env) => {
         const a = operand(k.a, env), b = operand(k.b, env);
         const m = env.get(`i${nb}`)!, n = env.get(`i${nb + 1}`)!;
         let acc = 0;
         for (let kk = 0; kk < k.k; kk++) acc += a(m, kk) * b(kk, n);
-        out[o] = k.epilogue ? evalExpr(k.epilogue, env, ins, acc) : acc;
+        return k.epilogue ? evalExpr(k.epilogue, env, ins, acc) : acc;
+      };
+      const red = k.reduce;
+      if (!red) {
+        forEachIndex(k.out.shape, (env, o) => (out[o] = product(env)));
+        return;
+      }
+      // a fused reduction: reduce the epilogue's values over the dims from `keep` on, then `post`
+      const dims = [...k.batch, k.m, k.n];
+      const inner = dims.slice(red.keep).reduce((p, d) => p * d, 1);
+      const vals = new Float64Array(dims.slice(0, red.keep).reduce((p, d) => p * d, 1)).fill(red.op === 'sum' ? 0 : red.op === 'max' ? -Infinity : Infinity);
+      forEachIndex(dims, (env, o) => {
+        const q = Math.floor(o / inner), v = product(env);
+        vals[q] = red.op === 'sum' ? vals[q]! + v : red.op === 'max' ? Math.max(vals[q]!, v) : Math.min(vals[q]!, v);
       });
+      forEachIndex(k.out.shape, (env, o) => (out[o] = red.post ? evalExpr(red.post, env, ins, vals[o]!) : vals[o]!));
       return;
     }
   }

@@ -30,6 +30,11 @@ export interface DeviceCaps {
    * copied into a buffer first (implicit GEMM). Absent means false.
    */
   readonly implicitGemm?: boolean;
+  /**
+   * a reduction over the trailing dims of a matmul product (through an elementwise epilogue) may be
+   * fused into the matmul (`MatmulKernel.reduce`), so the product is never written. Absent means false.
+   */
+  readonly matmulReduce?: boolean;
   /** bytes one element of each dtype takes in this device's buffers (plans count memory in these) */
   readonly elementBytes: Readonly<Record<DType, number>>;
 }

@@ -12,6 +12,7 @@ import { opDef, type OpDef, type OpKind } from '../ops/registry.js';
 import { numel } from '../graphs/types.js';
 import { HOST_CAPS, type DeviceCaps } from './caps.js';
 import { chooseCut, isSuppliedSource, kernelReads } from './limits.js';
+import { normalizeAxes } from '../ops/shape.js';
 
 export interface FusionInput {
   readonly graph: Graph;
@@ -65,6 +66,7 @@ function fuseHeavy(
   f: FusionInput, mat: Set<number>, consumers: readonly number[][], kind: (id: number) => OpKind, readsAtOwnIndex: (c: number) => boolean,
 ): void {
   const { graph: g, shapes } = f;
+  const reducesProduct = (c: number) => f.caps?.matmulReduce === true && reducesTrailingDims(g, shapes, c);
 
   // Uses counted through inlined views: a value read by two kernels is computed once.
   const uses = (id: number): number =>
@@ -83,24 +85,30 @@ function fuseHeavy(
     if (k === 'elementwise' && (uses(id) > 1 || readDomain(id) > numel(shapes[id]!))) mat.add(id);
     if (k === 'matmul') {
       const c = cs[0];
-      const ok = cs.length === 1 && kind(c!) === 'elementwise' && readsAtOwnIndex(c!) && sameIndex(id, c!);
+      const ok = cs.length === 1 && ((kind(c!) === 'elementwise' && readsAtOwnIndex(c!) && sameIndex(id, c!)) || reducesProduct(c!));
       if (!ok) mat.add(id);
     }
   }
   // A value that carries a reduction (or matmul) must be read once, at its own index, by an
-  // elementwise consumer; otherwise the reduction would be recomputed per read.
+  // elementwise consumer; otherwise the reduction would be recomputed per read. A matmul product
+  // (through its epilogue) may also be read once by a reduction of its trailing dims, where the
+  // device fuses those into the matmul.
   let changed = true;
   while (changed) {
     changed = false;
     const heavy = new Set<number>();
+    // values that carry a matmul and no reduction yet
+    const product = new Set<number>();
     for (const id of f.needed) {
       if (mat.has(id)) continue;
       const k = kind(id);
-      if (k === 'reduce' || k === 'matmul' || g.nodes[id]!.inputs.some((j) => heavy.has(j))) heavy.add(id);
+      const ins = g.nodes[id]!.inputs;
+      if (k === 'reduce' || k === 'matmul' || ins.some((j) => heavy.has(j))) heavy.add(id);
+      if (k === 'matmul' || (k === 'elementwise' && ins.some((j) => product.has(j)) && !ins.some((j) => heavy.has(j) && !product.has(j)))) product.add(id);
     }
     for (const id of heavy) {
       const cs = consumers[id]!;
-      const ok = cs.length === 1 && readsAtOwnIndex(cs[0]!) && sameIndex(id, cs[0]!);
+      const ok = cs.length === 1 && ((readsAtOwnIndex(cs[0]!) && sameIndex(id, cs[0]!)) || (product.has(id) && reducesProduct(cs[0]!)));
       if (!ok) {
         mat.add(id);
         changed = true;
@@ -137,4 +145,19 @@ function firstStridedSource(g: Graph, id: number, gather: boolean): number {
   const through = (d: OpDef) => d.stridedView || (gather && d.kind === 'view' && !d.indexOperands?.length && d.lower !== undefined);
   while (through(opDef(g.nodes[cur]!.op))) cur = g.nodes[cur]!.inputs[0]!;
   return cur;
+}
+
+const FUSABLE_REDUCTIONS = new Set(['sum', 'reduce_max', 'reduce_min']);
+
+/**
+ * Whether node `c` is a reduction a matmul can take into itself (MatmulKernel.reduce): an f32
+ * sum, max or min over its input's trailing dims, the last one included.
+ */
+function reducesTrailingDims(g: Graph, shapes: readonly (readonly number[])[], c: number): boolean {
+  const n = g.nodes[c]!;
+  if (!FUSABLE_REDUCTIONS.has(n.op) || n.dtype !== 'f32') return false;
+  const rank = shapes[n.inputs[0]!]!.length;
+  const axes = normalizeAxes(n.op, n.attrs['axes'] as number[] | null, rank, [shapes[n.inputs[0]!]!]);
+  const sorted = [...new Set(axes)].sort((a, b) => a - b);
+  return sorted.length > 0 && sorted.every((a, i) => a === rank - sorted.length + i);
 }

@@ -8,8 +8,8 @@
 import type { Graph } from '../graphs/graph.js';
 import { opDef, type KernelCtx, type LowerCtx } from '../ops/registry.js';
 import {
-  indexVars, linearize, outVars, predAtoms, recombine, renamePredVars, renameVars,
-  type BufferParam, type Expr, type IndexExpr, type IndexPred, type Kernel, type LoopVar, type MatmulOperand,
+  exprVars, indexVars, linearize, outVars, predAtoms, recombine, renameExprVars, renamePredVars, renameVars,
+  type BufferParam, type Expr, type IndexExpr, type IndexPred, type Kernel, type LoopVar, type MatmulOperand, type MatmulReduce,
 } from '../ops/kernel-ir.js';
 import { numel } from '../graphs/types.js';
 import { bufferBytes, HOST_CAPS, type DeviceCaps } from './caps.js';
@@ -37,6 +37,9 @@ class KernelBuilder {
   readonly fused = new Set<number>();
   private nextVar = 0;
   matmul: number | null = null;
+  /** where the matmul is read when that is not the root's own index (a fused reduction), and its `acc` leaf */
+  matmulIdx: readonly IndexExpr[] | null = null;
+  acc: Expr | null = null;
   /** an operand of this kernel's matmul is a gather (implicit GEMM) */
   private gathered = false;
 
@@ -78,9 +81,12 @@ class KernelBuilder {
     this.fused.add(id);
     if (def.kind === 'matmul') {
       const identity = idx.length === this.shapes[this.root]!.length && idx.every((x, i) => x.k === 'var' && x.name === `i${i}`);
-      if (id === this.root || !identity || this.matmul !== null) throw new NeedsBuffer(id);
+      // read at another index: only inside a reduction the matmul takes in (see `fuseReduction`)
+      if (id === this.root || (!identity && !this.caps.matmulReduce) || this.matmul !== null) throw new NeedsBuffer(id);
       this.matmul = id;
-      return { k: 'acc', dtype: n.dtype };
+      this.matmulIdx = identity ? null : idx;
+      this.acc = { k: 'acc', dtype: n.dtype };
+      return this.acc;
     }
     if (!def.lower) throw new NeedsBuffer(id);
     const ctx: LowerCtx = {
@@ -207,7 +213,14 @@ export function buildKernel(
     kernel = ownKernel(b, root, name, null);
   } else {
     const expr = b.exprOf(root, outVars(shape.length));
-    if (b.matmul !== null) {
+    if (b.matmul !== null && b.matmulIdx !== null) {
+      const fused = fuseReduction(b, expr);
+      // the matmul's own variables i0... range over the product's dims, not the root's
+      b.shapes[b.matmul]!.forEach((d, j) => b.sizes.set(`i${j}`, d));
+      const mm = ownKernel(b, b.matmul, `${g.nodes[b.matmul]!.op}_${b.matmul}_${name}`, fused.epilogue);
+      if (mm.kind !== 'matmul' || mm.a.gather || mm.b.gather) throw new NeedsBuffer(b.matmul);
+      kernel = { ...mm, out: { dtype: node.dtype, shape: [...shape] }, reduce: fused.reduce };
+    } else if (b.matmul !== null) {
       kernel = ownKernel(b, b.matmul, `${g.nodes[b.matmul]!.op}_${b.matmul}_${name}`, expr);
     } else {
       kernel = { kind: 'map', name: b.fused.size > 1 ? `fused_${name}` : name, inputs: b.params, out: { dtype: node.dtype, shape: [...shape] }, expr };
@@ -216,6 +229,83 @@ export function buildKernel(
   b.fused.add(root);
   checkLimits(g, shapes, mat, root, b, caps);
   return { kernel, inputs: b.inputs, fused: [...b.fused] };
+}
+
+const REDUCE_OPS: ReadonlySet<string> = new Set(['sum', 'max', 'min']);
+
+/**
+ * A root expression that reads the matmul inside one reduction over the product's trailing dims,
+ * split into the matmul's epilogue (the reduction's body, at the product's own index) and the
+ * reduction with what follows it (MatmulReduce). Anything else asks for a buffer for the matmul.
+ */
+function fuseReduction(b: KernelBuilder, expr: Expr): { epilogue: Expr; reduce: MatmulReduce } {
+  const mm = b.matmul!;
+  const idx = b.matmulIdx!;
+  const refuse = () => new NeedsBuffer(mm);
+  // the reduction whose body holds the acc leaf, with no other reduction between them
+  let found: Extract<Expr, { k: 'reduce' }> | null = null;
+  let outside = false;
+  const walk = (e: Expr, inReduce: Extract<Expr, { k: 'reduce' }> | null, seen: Set<Expr>): void => {
+    if (seen.has(e)) return;
+    seen.add(e);
+    switch (e.k) {
+      case 'acc':
+        if (e !== b.acc) return;
+        if (!inReduce || (found && found !== inReduce)) outside = true;
+        else found = inReduce;
+        return;
+      case 'reduce': walk(e.body, e, new Set()); return;
+      case 'unary': case 'cast': walk(e.a, inReduce, seen); return;
+      case 'binary': walk(e.a, inReduce, seen); walk(e.b, inReduce, seen); return;
+      case 'where': walk(e.c, inReduce, seen); walk(e.a, inReduce, seen); walk(e.b, inReduce, seen); return;
+      case 'select': walk(e.a, inReduce, seen); walk(e.b, inReduce, seen); return;
+      case 'rand': if (e.key) walk(e.key, inReduce, seen); return;
+      default: return;
+    }
+  };
+  walk(expr, null, new Set());
+  const r = found as Extract<Expr, { k: 'reduce' }> | null;
+  if (!r || outside || !REDUCE_OPS.has(r.op) || r.dtype !== 'f32' || r.body.dtype !== 'f32' || expr.dtype !== 'f32') throw refuse();
+  // the product's index: the root's own variables, then exactly the reduction's variables
+  const rootShape = b.shapes[b.root]!;
+  const mmShape = b.shapes[mm]!;
+  const keep = idx.length - r.vars.length;
+  if (keep < 0 || keep > mmShape.length - 1) throw refuse();
+  for (let j = 0; j < keep; j++) {
+    const x = idx[j]!;
+    if (x.k !== 'var' || x.name !== `i${j}` || rootShape[j] !== mmShape[j]) throw refuse();
+  }
+  const names = new Map<string, string>();
+  for (let j = keep; j < idx.length; j++) {
+    const x = idx[j]!;
+    const v = x.k === 'var' ? r.vars.find((rv) => rv.name === x.name) : undefined;
+    if (!v || names.has(v.name) || v.size !== mmShape[j]) throw refuse();
+    names.set(v.name, `i${j}`);
+  }
+  // the root's own dims past `keep` must be the 1s keepdims leaves, read nowhere in the body
+  if (rootShape.slice(keep).some((d) => d !== 1) || [...exprVars(r.body)].some((v) => /^i\d+$/.test(v) && Number(v.slice(1)) >= keep)) throw refuse();
+  const post = r === expr ? null : replaceNode(expr, r, { k: 'acc', dtype: 'f32' });
+  return { epilogue: renameExprVars(r.body, names), reduce: { op: r.op as MatmulReduce['op'], keep, post } };
+}
+
+/** `e` with node `from` replaced by `to` (shared nodes stay shared). */
+function replaceNode(e: Expr, from: Expr, to: Expr, memo: Map<Expr, Expr> = new Map()): Expr {
+  if (e === from) return to;
+  const got = memo.get(e);
+  if (got) return got;
+  const r = (x: Expr) => replaceNode(x, from, to, memo);
+  let out: Expr;
+  switch (e.k) {
+    case 'unary': case 'cast': out = { ...e, a: r(e.a) }; break;
+    case 'binary': out = { ...e, a: r(e.a), b: r(e.b) }; break;
+    case 'where': out = { ...e, c: r(e.c), a: r(e.a), b: r(e.b) }; break;
+    case 'select': out = { ...e, a: r(e.a), b: r(e.b) }; break;
+    case 'reduce': out = { ...e, body: r(e.body) }; break;
+    case 'rand': out = e.key ? { ...e, key: r(e.key) } : e; break;
+    default: out = e;
+  }
+  memo.set(e, out);
+  return out;
 }
 
 function checkLimits(

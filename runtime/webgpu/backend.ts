@@ -17,6 +17,7 @@ import { storageType } from './wgsl-expr.js';
 import { decodeF16, encodeF16, f16roundArray } from '../../ops/f16.js';
 import { BufferPool, sizeClass } from './pool.js';
 import { tallSkinny, type MatmulVariant, type RegisterTileChoice } from './render-wgsl-matmul.js';
+import { defaultMatmulReduceTile } from './render-wgsl-matmul-reduce.js';
 import { DEFAULT_REDUCE, SOFTWARE_REDUCE, type ReduceVariant } from './render-wgsl-reduce.js';
 import type { SubgroupMatrixDevice } from './render-wgsl-subgroup-matrix.js';
 import { sharedTuning, tuningFromEnv, type KernelVariant, type TuningRecord, type TuningStore } from './tuner.js';
@@ -297,6 +298,7 @@ export class WebGpuBackend {
   }
 
   private heuristic(kernel: Kernel): KernelVariant | null {
+    if (kernel.kind === 'matmul' && kernel.reduce) return { kind: 'matmulReduce', tile: defaultMatmulReduceTile(kernel) };
     if (kernel.kind === 'matmul') {
       const splitk = this.matmulAuto && tallSkinny(kernel) && kernel.inputs.length + 2 <= this.gpu.limits.maxStorageBuffersPerShaderStage;
       return { kind: 'matmul', matmul: splitk ? 'splitk' : this.matmulVariant };
@@ -355,6 +357,7 @@ export class WebGpuBackend {
       kChunk: mm?.kChunk,
       maxWorkgroupsPerDimension: this.gpu.limits.maxComputeWorkgroupsPerDimension,
       reduce: variant?.kind === 'reduce' ? variant.reduce : this.reduceVariant,
+      matmulReduce: variant?.kind === 'matmulReduce' ? variant.tile : undefined,
       maxStorageBuffers: this.gpu.limits.maxStorageBuffersPerShaderStage,
       shaderF16: this.f16,
     });

@@ -54,6 +54,7 @@ export class WebGpuDevice implements Device<WebGpuTensor> {
       f64: false,
       // matmuls read conv2d's windows and padding in their loads (no im2col buffer)
       implicitGemm: true,
+      matmulReduce: true,
       // bool as u32; f16 as f16 with 'shader-f16', else as f32 words holding binary16 values
       elementBytes: { f32: 4, f16: backend.elementBytes('f16'), i32: 4, bool: 4 },
     };

@@ -76,7 +76,7 @@ const swapped = (op: MatmulOperand): MatmulOperand => ({ ...op, rowStride: op.co
 type AMode = 'k' | 'm' | 'scalar';
 type BMode = 'n' | 'k' | 'scalar';
 
-interface Parts {
+export interface Parts {
   readonly vec4: Set<number>;
   readonly aMode: AMode;
   readonly bMode: BMode;
@@ -280,14 +280,19 @@ export function registerTile(m: number, n: number): RegisterTile {
   return { tm, tn: n >= 64 ? 16 : n >= 16 ? 8 : 4, wx: 8, wy: tm === 16 ? 4 : 8 };
 }
 
-function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, half: boolean): RenderedKernel {
-  // with a gathered operand k goes one step at a time, where vec4s along k would be taken apart
-  const P = parts(k, true, half, !k.a.gather && !k.b.gather);
+/** The register kernel's parts (with a gathered operand k goes one step at a time, where vec4s along k would be taken apart). */
+export function registerParts(k: MatmulKernel, half: boolean): Parts {
+  return parts(k, true, half, !k.a.gather && !k.b.gather);
+}
+
+/**
+ * The register kernel's accumulation: statements that, given `row0`, `col0`, `aBase` and
+ * `bBase`, leave the invocation's TM x TN products of A·B in vec4s `acc{r}_{h}` (columns
+ * col0 + 4h .. col0 + 4h + 3 of row row0 + r); and the loop iterations they take.
+ */
+export function registerTileLoop(k: MatmulKernel, P: Parts, tile: RegisterTile): { lines: string[]; iterations: number } {
   const { m: M, n: N, k: K, a, b } = k;
-  const { tm: TM, tn: TN, wx: WX, wy: WY } = tile;
-  const BM = WY * TM, BN = WX * TN;
-  const yBlocks = Math.ceil(M / BM);
-  const workgroups = dispatch(Math.ceil(N / BN), yBlocks, P.batches, maxPerDim);
+  const { tm: TM, tn: TN } = tile;
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()], quads = [...Array(TN / 4).keys()];
   const L: string[] = [];
   // Index setup. Row and column indices are clamped, so edge tiles read valid addresses; their
@@ -374,6 +379,18 @@ function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, 
     }
     L.push('}');
   }
+  return { lines: L, iterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + (blk ? blk.P : 0) };
+}
+
+function renderRegister(k: MatmulKernel, maxPerDim: number, tile: RegisterTile, half: boolean): RenderedKernel {
+  const P = registerParts(k, half);
+  const { m: M, n: N } = k;
+  const { tm: TM, tn: TN, wx: WX, wy: WY } = tile;
+  const BM = WY * TM, BN = WX * TN;
+  const yBlocks = Math.ceil(M / BM);
+  const workgroups = dispatch(Math.ceil(N / BN), yBlocks, P.batches, maxPerDim);
+  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()], quads = [...Array(TN / 4).keys()];
+  const { lines: L, iterations } = registerTileLoop(k, P, tile);
   // each accumulator's 4 columns one vec4 store (col0 is a multiple of 4, so col0 + 4h < n covers all four)
   const store4 = tile.vec4Store === true && vec4Stores(k, P);
   for (const r of rows) {
@@ -407,7 +424,7 @@ ${L.map((l) => `  ${l}`).join('\n')}
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
     bindings: outBinding(bindingTypes(k.inputs, k.out.dtype, P.vec4, half), store4),
-    loopIterations: (unrolled ? K4 / 4 : 0) + (K - kStart) + (blk ? blk.P : 0) + 3 + TM * TN * P.epilogueLoops,
+    loopIterations: iterations + 3 + TM * TN * P.epilogueLoops,
   };
 }
 

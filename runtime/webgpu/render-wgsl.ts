@@ -11,6 +11,7 @@ import { RheoError } from '../../graphs/errors.js';
 import { numel } from '../../graphs/types.js';
 import { stridesOf, type Expr, type Kernel, type MapKernel, type ScatterAddKernel } from '../../ops/kernel-ir.js';
 import { renderMatmul, type MatmulVariant, type RegisterTileChoice, type WorkgroupTile } from './render-wgsl-matmul.js';
+import { renderMatmulReduce, type MatmulReduceTile } from './render-wgsl-matmul-reduce.js';
 import { renderMapVec4, vectorizable } from './render-wgsl-vec4.js';
 import { DEFAULT_REDUCE, renderSplitReduce, type ReduceVariant } from './render-wgsl-reduce.js';
 import { renderSubgroupMatrixMatmul, type SubgroupMatrixDevice, type SubgroupMatrixShape } from './render-wgsl-subgroup-matrix.js';
@@ -53,6 +54,8 @@ export interface RenderOptions {
   readonly workgroupTile?: WorkgroupTile;
   /** split-K matmul: k elements per chunk (default `splitKChunk`) */
   readonly kChunk?: number;
+  /** a matmul with a fused reduction: its tile and column groups (render-wgsl-matmul-reduce.ts; default `defaultMatmulReduceTile`) */
+  readonly matmulReduce?: MatmulReduceTile;
   /** how long reductions with few outputs split over workgroups (render-wgsl-reduce.ts) */
   readonly reduce?: ReduceVariant;
   /** storage buffers one kernel may bind (a split reduction binds a scratch buffer too); default 8 */
@@ -106,6 +109,7 @@ function renderKernel(kernel: Kernel, opts: RenderOptions, half: boolean): Rende
     }
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim, half);
     case 'matmul':
+      if (kernel.reduce) return renderMatmulReduce(kernel, maxDim, opts.matmulReduce, half);
       if (opts.matmul === 'subgroup-matrix') {
         if (!opts.subgroupMatrix) throw new RheoError(`matmul '${kernel.name}': the subgroup-matrix kernel needs the adapter's config`);
         return renderSubgroupMatrixMatmul(kernel, opts.subgroupMatrix.shape, opts.subgroupMatrix.device, maxDim, half);

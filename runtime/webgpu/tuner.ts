@@ -14,6 +14,7 @@ import {
 } from './render-wgsl-matmul.js';
 import { chooseParts, pow2Floor, splittableReductions, type ReduceVariant } from './render-wgsl-reduce.js';
 import type { SubgroupMatrixConfig } from './device.js';
+import { defaultMatmulReduceTile, reduceGroups, type MatmulReduceTile } from './render-wgsl-matmul-reduce.js';
 import {
   f16Shapes, planSubgroupMatrix, subgroupMatrixOperands, type SubgroupMatrixDevice, type SubgroupMatrixShape,
 } from './render-wgsl-subgroup-matrix.js';
@@ -32,7 +33,9 @@ export type KernelVariant =
     /** 'subgroup-matrix': the adapter's config it multiplies in */
     readonly shape?: SubgroupMatrixShape;
   }
-  | { readonly kind: 'reduce'; readonly reduce: ReduceVariant };
+  | { readonly kind: 'reduce'; readonly reduce: ReduceVariant }
+  /** a matmul with a fused reduction: its register tile and column groups */
+  | { readonly kind: 'matmulReduce'; readonly tile: MatmulReduceTile };
 
 /** A tuning table could not be read (bad JSON, wrong version or shape); names the source. */
 export class TuningError extends RheoError {
@@ -67,7 +70,7 @@ export function tuningKey(k: Kernel): string | null {
   const dt = [...k.inputs.map((p) => p.dtype), k.out.dtype].join(',');
   if (k.kind === 'matmul') {
     return `matmul ${k.batch.join('x') || '-'} ${k.m}x${k.n}x${k.k} ${layout(k.a)}${layout(k.b)} ${dt}` +
-      `${k.epilogue ? ' epilogue' : ''}`;
+      `${k.epilogue ? ' epilogue' : ''}${k.reduce ? ` reduce ${k.reduce.op} keep ${k.reduce.keep}` : ''}`;
   }
   if (k.kind !== 'map') return null;
   const rs = splittableReductions(k.expr);
@@ -108,7 +111,17 @@ export function candidates(k: Kernel, lim: VariantLimits, heuristic: KernelVaria
   const add = (v: KernelVariant) => {
     if (!out.some((o) => JSON.stringify(o) === JSON.stringify(v))) out.push(v);
   };
-  if (k.kind === 'matmul') {
+  if (k.kind === 'matmul' && k.reduce) {
+    // a fused reduction: the register tiles, each with its default column groups, one group and
+    // four times the default
+    const def = defaultMatmulReduceTile(k);
+    add({ kind: 'matmulReduce', tile: def });
+    add({ kind: 'matmulReduce', tile: { ...def, groups: 1 } });
+    for (const t of REGISTER_TILES) {
+      if (t.wx * t.wy > lim.maxInvocations) continue;
+      for (const target of [256, 1024]) add({ kind: 'matmulReduce', tile: { ...t, groups: reduceGroups(k, t, target) } });
+    }
+  } else if (k.kind === 'matmul') {
     add({ kind: 'matmul', matmul: 'register', tile: registerTile(k.m, k.n) });
     for (const tile of REGISTER_TILES) if (tile.wx * tile.wy <= lim.maxInvocations) add({ kind: 'matmul', matmul: 'register', tile });
     // the default tiles with vec4 stores, where rows are whole vec4s
@@ -277,6 +290,7 @@ function validRecord(r: unknown): r is TuningRecord {
     return v.matmul === 'register' || v.matmul === 'workgroup' || v.matmul === 'splitk' || (v.matmul === 'subgroup-matrix' && typeof v.shape === 'object');
   }
   if (v?.kind === 'reduce') return typeof v.reduce === 'object' && v.reduce !== null;
+  if (v?.kind === 'matmulReduce') return typeof v.tile === 'object' && v.tile !== null && Number.isInteger(v.tile.groups) && v.tile.groups >= 1;
   return false;
 }
 
