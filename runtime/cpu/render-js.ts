@@ -9,6 +9,7 @@ import { kernelSignature } from '../../ops/kernel-ir.js';
 import { keyedSeed, randUniform } from '../../ops/rand.js';
 import { f16round, f16roundArray } from '../../ops/f16.js';
 import { compileMatmulJs } from './matmul-js.js';
+import { RheoError } from '../../ops/errors.js';
 
 export type CpuArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 export type CpuKernelFn = (ins: readonly CpuArray[], out: CpuArray) => void;
@@ -182,6 +183,7 @@ export function compileKernelJs(k: Kernel): CpuKernelFn {
     case 'map': return wrap(k.name, renderMapJs(k));
     case 'scatterAdd': return wrap(k.name, renderScatterAddJs(k));
     case 'matmul': {
+      if (k.reduce) throw new RheoError(`matmul '${k.name}': a fused reduction is a WebGPU kernel form; plans for the CPU never contain one`);
       const epi = k.epilogue;
       if (!epi) return compileMatmulJs(k, null) as unknown as CpuKernelFn;
       // The epilogue is rendered into a helper closed over the inputs, evaluated per element.

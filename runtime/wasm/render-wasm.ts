@@ -7,6 +7,7 @@
 
 import type { Kernel, MapKernel, MatmulKernel, ScatterAddKernel } from '../../ops/kernel-ir.js';
 import { stridesOf } from '../../ops/kernel-ir.js';
+import { RheoError } from '../../ops/errors.js';
 import { Code, encodeModule, Op, type ValType } from './encoder.js';
 import { DEFAULT_GEMM_TILING, emitEpilogue, emitGemm, emitGemmF64, type GemmTiling } from './matmul-wasm.js';
 import { elementBytes, FIRST_KERNEL_FUNCTION, helperFunctions, MATH_IMPORTS, ScalarEmitter, valType } from './scalar-wasm.js';
@@ -59,6 +60,7 @@ function reduceSize(e: MapKernel['expr']): number {
 
 /** The module bytes for a kernel. */
 export function renderWasm(k: Kernel, target: WasmTarget): Uint8Array {
+  if (k.kind === 'matmul' && k.reduce) throw new RheoError(`matmul '${k.name}': a fused reduction is a WebGPU kernel form; plans for the CPU never contain one`);
   const nIn = k.inputs.length;
   const params: ValType[] = Array.from({ length: nIn + 4 }, () => 'i32');
   const c = new Code(params);

@@ -72,6 +72,11 @@ export interface WebGpuBackendOptions {
   readonly tuneBudgetMs?: number;
   /** where tuned choices are kept (default: the process's table, on disk in Node) */
   readonly tuning?: TuningStore;
+  /**
+   * fuse a sum, max or min over a matmul product's trailing dims into the matmul, so that the
+   * product is never written (render-wgsl-matmul-reduce.ts); default true
+   */
+  readonly matmulReductions?: boolean;
 }
 
 interface Compiled {
@@ -290,6 +295,11 @@ export class WebGpuBackend {
    */
   tuneMatmul(size = 512): Promise<Partial<Record<MatmulVariant, number>>> {
     return tuneMatmulVariant(this, this.workgroupMatmulOk, size);
+  }
+
+  /** Whether plans for this backend fuse reductions of matmul products (option `matmulReductions`). */
+  get fusesMatmulReductions(): boolean {
+    return this.opts.matmulReductions !== false;
   }
 
   /** The variant a kernel runs in: the tuned one for its signature, else the heuristic default. */

@@ -54,7 +54,8 @@ export class WebGpuDevice implements Device<WebGpuTensor> {
       f64: false,
       // matmuls read conv2d's windows and padding in their loads (no im2col buffer)
       implicitGemm: true,
-      matmulReduce: true,
+      // a sum, max or min over a matmul product's trailing dims is fused into the matmul
+      matmulReduce: backend.fusesMatmulReductions,
       // bool as u32; f16 as f16 with 'shader-f16', else as f32 words holding binary16 values
       elementBytes: { f32: 4, f16: backend.elementBytes('f16'), i32: 4, bool: 4 },
     };
