@@ -219,6 +219,8 @@ export function buildKernel(
       b.shapes[b.matmul]!.forEach((d, j) => b.sizes.set(`i${j}`, d));
       const mm = ownKernel(b, b.matmul, `${g.nodes[b.matmul]!.op}_${b.matmul}_${name}`, fused.epilogue);
       if (mm.kind !== 'matmul' || mm.a.gather || mm.b.gather) throw new NeedsBuffer(b.matmul);
+      // reducing more than n takes a second pass through a scratch buffer, one binding more
+      if (fused.reduce.keep <= mm.batch.length && mm.inputs.length + 2 > caps.maxKernelBuffers) throw new NeedsBuffer(b.matmul);
       kernel = { ...mm, out: { dtype: node.dtype, shape: [...shape] }, reduce: fused.reduce };
     } else if (b.matmul !== null) {
       kernel = ownKernel(b, b.matmul, `${g.nodes[b.matmul]!.op}_${b.matmul}_${name}`, expr);
@@ -266,24 +268,30 @@ function fuseReduction(b: KernelBuilder, expr: Expr): { epilogue: Expr; reduce: 
   walk(expr, null, new Set());
   const r = found as Extract<Expr, { k: 'reduce' }> | null;
   if (!r || outside || !REDUCE_OPS.has(r.op) || r.dtype !== 'f32' || r.body.dtype !== 'f32' || expr.dtype !== 'f32') throw refuse();
-  // the product's index: the root's own variables, then exactly the reduction's variables
+  // the product's index: the root's own variables, then the reduction's variables (a dim of size
+  // 1 may be read at 0 instead, as broadcasting lowers it)
   const rootShape = b.shapes[b.root]!;
   const mmShape = b.shapes[mm]!;
   const keep = idx.length - r.vars.length;
   if (keep < 0 || keep > mmShape.length - 1) throw refuse();
+  const unit = (x: IndexExpr, j: number) => x.k === 'const' && x.v === 0 && mmShape[j] === 1;
   for (let j = 0; j < keep; j++) {
     const x = idx[j]!;
-    if (x.k !== 'var' || x.name !== `i${j}` || rootShape[j] !== mmShape[j]) throw refuse();
+    if (!unit(x, j) && (x.k !== 'var' || x.name !== `i${j}` || rootShape[j] !== mmShape[j])) throw refuse();
   }
   const names = new Map<string, string>();
   for (let j = keep; j < idx.length; j++) {
     const x = idx[j]!;
+    if (unit(x, j)) continue;
     const v = x.k === 'var' ? r.vars.find((rv) => rv.name === x.name) : undefined;
     if (!v || names.has(v.name) || v.size !== mmShape[j]) throw refuse();
     names.set(v.name, `i${j}`);
   }
+  const bodyVars = exprVars(r.body);
+  // the reduction's variables the product is not read at run over 1 value and are read nowhere
+  if (r.vars.some((v) => !names.has(v.name) && (v.size !== 1 || bodyVars.has(v.name)))) throw refuse();
   // the root's own dims past `keep` must be the 1s keepdims leaves, read nowhere in the body
-  if (rootShape.slice(keep).some((d) => d !== 1) || [...exprVars(r.body)].some((v) => /^i\d+$/.test(v) && Number(v.slice(1)) >= keep)) throw refuse();
+  if (rootShape.slice(keep).some((d) => d !== 1) || [...bodyVars].some((v) => /^i\d+$/.test(v) && Number(v.slice(1)) >= keep)) throw refuse();
   const post = r === expr ? null : replaceNode(expr, r, { k: 'acc', dtype: 'f32' });
   return { epilogue: renameExprVars(r.body, names), reduce: { op: r.op as MatmulReduce['op'], keep, post } };
 }

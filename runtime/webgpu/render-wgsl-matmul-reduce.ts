@@ -45,7 +45,14 @@ const identity = (op: MatmulReduce['op']) => (op === 'sum' ? '0.0f' : op === 'ma
 const combine = (op: MatmulReduce['op'], a: string, b: string) => (op === 'sum' ? `${a} + ${b}` : `${op}(${a}, ${b})`);
 const BITS_FN = 'fn mr_f32_bits(b: u32) -> f32 { return bitcast<f32>(b); }';
 
-export function renderMatmulReduce(k: MatmulKernel, maxPerDim: number, tile: MatmulReduceTile = defaultMatmulReduceTile(k), half = false): RenderedKernel {
+/**
+ * WGSL for a matmul with a fused reduction. Where the scratch buffer would bind one storage
+ * buffer more than `maxStorageBuffers` allows, a reduction over n alone runs in one column group
+ * (one pass); planning never makes a wider one there.
+ */
+export function renderMatmulReduce(
+  k: MatmulKernel, maxPerDim: number, tile: MatmulReduceTile = defaultMatmulReduceTile(k), half = false, maxStorageBuffers = 8,
+): RenderedKernel {
   const red = k.reduce;
   if (!red) throw new RheoError(`matmul '${k.name}' has no fused reduction`);
   if (k.a.gather || k.b.gather) throw new RheoError(`matmul '${k.name}': a fused reduction cannot read gathered operands`);
@@ -57,7 +64,9 @@ export function renderMatmulReduce(k: MatmulKernel, maxPerDim: number, tile: Mat
   const BM = WY * TM, BN = WX * TN;
   const rowBlocks = Math.ceil(M / BM);
   const colBlocks = Math.ceil(N / BN);
-  const G = Math.max(1, Math.min(tile.groups, colBlocks));
+  const scratchFits = k.inputs.length + 2 <= maxStorageBuffers;
+  if (!scratchFits && red.keep <= nb) throw new RheoError(`matmul '${k.name}': a reduction past n needs a scratch buffer, one more than the ${maxStorageBuffers} storage buffers this device binds`);
+  const G = scratchFits ? Math.max(1, Math.min(tile.groups, colBlocks)) : 1;
   const batches = P.batches;
   const single = G === 1 && red.keep === nb + 1;
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];

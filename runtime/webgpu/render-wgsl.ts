@@ -109,7 +109,7 @@ function renderKernel(kernel: Kernel, opts: RenderOptions, half: boolean): Rende
     }
     case 'scatterAdd': return renderScatterAdd(kernel, opts.workgroupSize ?? 64, maxDim, half);
     case 'matmul':
-      if (kernel.reduce) return renderMatmulReduce(kernel, maxDim, opts.matmulReduce, half);
+      if (kernel.reduce) return renderMatmulReduce(kernel, maxDim, opts.matmulReduce, half, opts.maxStorageBuffers);
       if (opts.matmul === 'subgroup-matrix') {
         if (!opts.subgroupMatrix) throw new RheoError(`matmul '${kernel.name}': the subgroup-matrix kernel needs the adapter's config`);
         return renderSubgroupMatrixMatmul(kernel, opts.subgroupMatrix.shape, opts.subgroupMatrix.device, maxDim, half);
