@@ -4,14 +4,21 @@
 // (bench/harness.ts) in GB/s read (4 bytes per element); ratio = peer GB/s / ours (lower is better).
 // Sizes past the adapter's largest storage binding are skipped, and so is everything past 16M
 // on a software adapter (llvmpipe takes minutes) unless `--big` is given; each skip says why.
+// Then reductions of matmul products, in ms per run: a squared-error loss sum((x·w + b - y)²)
+// and each row's max of x·w, for a square product (512 on a software adapter, 2048 on a GPU, 4096
+// with `--big`), rheo with the reduction fused into the matmul (the product never written) and
+// without (`/unfused`: the WebGPU backend's `matmulReductions: false`), against the peers computing
+// the same expression.
 
 import type * as TF from '@tensorflow/tfjs';
 import type * as JAX from '@jax-js/jax';
 import { f32, graph } from '../index.js';
 import { compileAsync } from '../runtime/executor.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
+import { WebGpuBackend } from '../runtime/webgpu/backend.js';
+import type { Graph } from '../graphs/graph.js';
 import { mulberry32 } from '../runtime/rng.js';
-import { caseFactory, peerFilter, progress, runCasesAgainstPeers, type CaseOrSkip, type MetricSpec, type PeerLike } from './harness.js';
+import { caseFactory, peerFilter, progress, runCasesAgainstPeers, timeMetric, type CaseOrSkip, type MetricSpec, type PeerLike } from './harness.js';
 import { installNavigatorGpu } from './peers.js';
 import { tfjsOnWebgpu } from './peers-tfjs.js';
 
@@ -32,8 +39,21 @@ function exactSum(x: Float32Array): number {
   return s;
 }
 
+/** Operands of a matmul reduction: x [s, s], w [s, s], b [s], y [s, s]. */
+interface ProductData {
+  readonly s: number;
+  readonly x: Float32Array;
+  readonly w: Float32Array;
+  readonly b: Float32Array;
+  readonly y: Float32Array;
+}
+
+type ProductReduction = 'sqerr' | 'rowmax';
+
 interface ReducePeer extends PeerLike {
   sum(x: Float32Array): Promise<CaseOrSkip<number>>;
+  /** the reduction of a product, one number of it read back */
+  product(kind: ProductReduction, d: ProductData): Promise<CaseOrSkip<number>>;
 }
 
 function tfjsWebgpuPeer(): ReducePeer {
@@ -52,6 +72,19 @@ function tfjsWebgpuPeer(): ReducePeer {
         return v;
       };
       return Object.assign(run, { dispose: () => t.dispose() });
+    },
+    async product(kind, d) {
+      const x = tf.tensor2d(d.x, [d.s, d.s]), w = tf.tensor2d(d.w, [d.s, d.s]), b = tf.tensor1d(d.b), y = tf.tensor2d(d.y, [d.s, d.s]);
+      const run = async () => {
+        const r = tf.tidy(() => {
+          const p = tf.matMul(x, w);
+          return kind === 'sqerr' ? tf.sum(tf.square(tf.sub(tf.add(p, b), y))) : tf.max(p, -1);
+        });
+        const v = (await r.data())[0]!;
+        r.dispose();
+        return v;
+      };
+      return Object.assign(run, { dispose: () => tf.dispose([x, w, b, y]) });
     },
   };
 }
@@ -76,6 +109,18 @@ function jaxWebgpuPeer(): ReducePeer {
       const f = jax.jit((v: JAX.Array) => np.sum(v));
       const run = async () => (await f(a.ref).data())[0]!;
       return Object.assign(run, { dispose: () => { a.dispose(); f.dispose(); } });
+    },
+    async product(kind, d) {
+      const np = jax.numpy;
+      jax.defaultDevice('webgpu');
+      const x = np.array(d.x).reshape([d.s, d.s]), w = np.array(d.w).reshape([d.s, d.s]), b = np.array(d.b), y = np.array(d.y).reshape([d.s, d.s]);
+      await jax.blockUntilReady([x, w, b, y]);
+      const f = jax.jit((x: JAX.Array, w: JAX.Array, b: JAX.Array, y: JAX.Array) =>
+        kind === 'sqerr' ? np.sum(np.square(np.matmul(x, w).add(b).sub(y))) : np.max(np.matmul(x, w), -1));
+      const run = async () => {
+        return (await f(x.ref, w.ref, b.ref, y.ref).data())[0]!;
+      };
+      return Object.assign(run, { dispose: () => { for (const a of [x, w, b, y]) a.dispose(); f.dispose(); } });
     },
   };
 }
@@ -115,4 +160,69 @@ for (const n of SIZES) {
     peers,
     (p) => p.sum(x),
   );
+}
+
+// ---------------------------------------------------------------- reductions of matmul products
+
+const S = !be ? 0 : software ? 512 : BIG ? 4096 : 2048;
+
+function productData(s: number): ProductData {
+  const r = mulberry32(s + 1);
+  const v = (n: number, scale: number) => Float32Array.from({ length: n }, () => (r() - 0.5) * scale);
+  return { s, x: v(s * s, 1), w: v(s * s, 2 / Math.sqrt(s)), b: v(s, 1), y: v(s * s, 1) };
+}
+
+function productGraph(kind: ProductReduction, s: number): Graph {
+  return graph(`${kind}${s}`, (g) => {
+    const x = g.param('x', f32(s, s)), w = g.param('w', f32(s, s)), b = g.param('b', f32(s)), y = g.param('y', f32(s, s));
+    const p = g.matmul(x, w);
+    return { r: kind === 'sqerr' ? g.sum(g.square(g.sub(g.add(p, b), y))) : g.max(p, -1) };
+  });
+}
+
+/** Float64 reference of the first value read back (the loss, or row 0's max). */
+function productReference(kind: ProductReduction, d: ProductData): number {
+  const rows = kind === 'sqerr' ? d.s : 1;
+  let acc = kind === 'sqerr' ? 0 : -Infinity;
+  const row = new Float64Array(d.s);
+  for (let i = 0; i < rows; i++) {
+    row.fill(0);
+    for (let kk = 0; kk < d.s; kk++) {
+      const a = d.x[i * d.s + kk]!;
+      for (let j = 0; j < d.s; j++) row[j] += a * d.w[kk * d.s + j]!;
+    }
+    for (let j = 0; j < d.s; j++) acc = kind === 'sqerr' ? acc + (row[j]! + d.b[j]! - d.y[i * d.s + j]!) ** 2 : Math.max(acc, row[j]!);
+  }
+  return acc;
+}
+
+if (S === 0) progress('reduce/matmul reductions: skipped (no WebGPU adapter)');
+else {
+  const d = productData(S);
+  const unfusedBackend = new WebGpuBackend(be!.gpu, { matmulReductions: false });
+  for (const kind of ['sqerr', 'rowmax'] as const) {
+    const want = productReference(kind, d);
+    const ours = (fused: boolean) => caseFactory(async () => {
+      const exe = await compileAsync(productGraph(kind, S), fused ? { backend: 'webgpu' } : { backend: 'webgpu', webgpu: unfusedBackend });
+      exe.setVariables({ 'param:x': d.x, 'param:w': d.w, 'param:b': d.b, 'param:y': d.y });
+      const run = async () => (await exe.run({})).r!.data[0]!;
+      const got = await run();
+      if (!(Math.abs(got - want) <= 1e-3 * Math.abs(want) + 1e-3)) throw new Error(`${kind}: ${got}, expected ${want}`);
+      return run;
+    });
+    const plan = (await compileAsync(productGraph(kind, S), { backend: 'webgpu' })).plan({});
+    const fusedKernel = plan.steps.some((st) => st.kind === 'launch' && st.kernel.kind === 'matmul' && st.kernel.reduce);
+    const label = `${kind}_${S}x${S}x${S}`;
+    await runCasesAgainstPeers(
+      'reduce',
+      [
+        { case: `${label}/webgpu`, ours: ours(true), note: `${fusedKernel ? 'reduction fused into the matmul' : 'not fused'}, ${plan.kernelCount} kernel(s), planned peak ${plan.peakBytes} bytes` },
+        { case: `${label}/webgpu/unfused`, ours: ours(false), note: 'matmulReductions: false (the product written, then reduced)' },
+      ],
+      timeMetric('ms_per_run'),
+      peers,
+      (p) => p.product(kind, d),
+    );
+  }
+  unfusedBackend.dispose();
 }
