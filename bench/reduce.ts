@@ -6,7 +6,8 @@
 // on a software adapter (llvmpipe takes minutes) unless `--big` is given; each skip says why.
 // Then reductions of matmul products, in ms per run: a squared-error loss sum((x·w + b - y)²)
 // and each row's max of x·w, for a square product (512 on a software adapter, 2048 on a GPU, 4096
-// with `--big`), rheo with the reduction fused into the matmul (the product never written) and
+// with `--big`) and for a shallow one four times as wide with k = 16 (where the product's memory
+// traffic outweighs its arithmetic), rheo with the reduction fused into the matmul (the product never written) and
 // without (`/unfused`: the WebGPU backend's `matmulReductions: false`), against the peers computing
 // the same expression.
 
@@ -39,9 +40,11 @@ function exactSum(x: Float32Array): number {
   return s;
 }
 
-/** Operands of a matmul reduction: x [s, s], w [s, s], b [s], y [s, s]. */
+/** Operands of a matmul reduction: x [m, k], w [k, n], b [n], y [m, n]. */
 interface ProductData {
-  readonly s: number;
+  readonly m: number;
+  readonly k: number;
+  readonly n: number;
   readonly x: Float32Array;
   readonly w: Float32Array;
   readonly b: Float32Array;
@@ -74,7 +77,7 @@ function tfjsWebgpuPeer(): ReducePeer {
       return Object.assign(run, { dispose: () => t.dispose() });
     },
     async product(kind, d) {
-      const x = tf.tensor2d(d.x, [d.s, d.s]), w = tf.tensor2d(d.w, [d.s, d.s]), b = tf.tensor1d(d.b), y = tf.tensor2d(d.y, [d.s, d.s]);
+      const x = tf.tensor2d(d.x, [d.m, d.k]), w = tf.tensor2d(d.w, [d.k, d.n]), b = tf.tensor1d(d.b), y = tf.tensor2d(d.y, [d.m, d.n]);
       const run = async () => {
         const r = tf.tidy(() => {
           const p = tf.matMul(x, w);
@@ -113,7 +116,7 @@ function jaxWebgpuPeer(): ReducePeer {
     async product(kind, d) {
       const np = jax.numpy;
       jax.defaultDevice('webgpu');
-      const x = np.array(d.x).reshape([d.s, d.s]), w = np.array(d.w).reshape([d.s, d.s]), b = np.array(d.b), y = np.array(d.y).reshape([d.s, d.s]);
+      const x = np.array(d.x).reshape([d.m, d.k]), w = np.array(d.w).reshape([d.k, d.n]), b = np.array(d.b), y = np.array(d.y).reshape([d.m, d.n]);
       await jax.blockUntilReady([x, w, b, y]);
       const f = jax.jit((x: JAX.Array, w: JAX.Array, b: JAX.Array, y: JAX.Array) =>
         kind === 'sqerr' ? np.sum(np.square(np.matmul(x, w).add(b).sub(y))) : np.max(np.matmul(x, w), -1));
@@ -166,15 +169,15 @@ for (const n of SIZES) {
 
 const S = !be ? 0 : software ? 512 : BIG ? 4096 : 2048;
 
-function productData(s: number): ProductData {
-  const r = mulberry32(s + 1);
-  const v = (n: number, scale: number) => Float32Array.from({ length: n }, () => (r() - 0.5) * scale);
-  return { s, x: v(s * s, 1), w: v(s * s, 2 / Math.sqrt(s)), b: v(s, 1), y: v(s * s, 1) };
+function productData(m: number, k: number, n: number): ProductData {
+  const r = mulberry32(m * 31 + k);
+  const v = (len: number, scale: number) => Float32Array.from({ length: len }, () => (r() - 0.5) * scale);
+  return { m, k, n, x: v(m * k, 1), w: v(k * n, 2 / Math.sqrt(k)), b: v(n, 1), y: v(m * n, 1) };
 }
 
-function productGraph(kind: ProductReduction, s: number): Graph {
-  return graph(`${kind}${s}`, (g) => {
-    const x = g.param('x', f32(s, s)), w = g.param('w', f32(s, s)), b = g.param('b', f32(s)), y = g.param('y', f32(s, s));
+function productGraph(kind: ProductReduction, d: ProductData): Graph {
+  return graph(`${kind}${d.m}x${d.k}x${d.n}`, (g) => {
+    const x = g.param('x', f32(d.m, d.k)), w = g.param('w', f32(d.k, d.n)), b = g.param('b', f32(d.n)), y = g.param('y', f32(d.m, d.n));
     const p = g.matmul(x, w);
     return { r: kind === 'sqerr' ? g.sum(g.square(g.sub(g.add(p, b), y))) : g.max(p, -1) };
   });
@@ -182,47 +185,49 @@ function productGraph(kind: ProductReduction, s: number): Graph {
 
 /** Float64 reference of the first value read back (the loss, or row 0's max). */
 function productReference(kind: ProductReduction, d: ProductData): number {
-  const rows = kind === 'sqerr' ? d.s : 1;
+  const rows = kind === 'sqerr' ? d.m : 1;
   let acc = kind === 'sqerr' ? 0 : -Infinity;
-  const row = new Float64Array(d.s);
+  const row = new Float64Array(d.n);
   for (let i = 0; i < rows; i++) {
     row.fill(0);
-    for (let kk = 0; kk < d.s; kk++) {
-      const a = d.x[i * d.s + kk]!;
-      for (let j = 0; j < d.s; j++) row[j] += a * d.w[kk * d.s + j]!;
+    for (let kk = 0; kk < d.k; kk++) {
+      const a = d.x[i * d.k + kk]!;
+      for (let j = 0; j < d.n; j++) row[j] += a * d.w[kk * d.n + j]!;
     }
-    for (let j = 0; j < d.s; j++) acc = kind === 'sqerr' ? acc + (row[j]! + d.b[j]! - d.y[i * d.s + j]!) ** 2 : Math.max(acc, row[j]!);
+    for (let j = 0; j < d.n; j++) acc = kind === 'sqerr' ? acc + (row[j]! + d.b[j]! - d.y[i * d.n + j]!) ** 2 : Math.max(acc, row[j]!);
   }
   return acc;
 }
 
 if (S === 0) progress('reduce/matmul reductions: skipped (no WebGPU adapter)');
 else {
-  const d = productData(S);
   const unfusedBackend = new WebGpuBackend(be!.gpu, { matmulReductions: false });
-  for (const kind of ['sqerr', 'rowmax'] as const) {
-    const want = productReference(kind, d);
-    const ours = (fused: boolean) => caseFactory(async () => {
-      const exe = await compileAsync(productGraph(kind, S), fused ? { backend: 'webgpu' } : { backend: 'webgpu', webgpu: unfusedBackend });
-      exe.setVariables({ 'param:x': d.x, 'param:w': d.w, 'param:b': d.b, 'param:y': d.y });
-      const run = async () => (await exe.run({})).r!.data[0]!;
-      const got = await run();
-      if (!(Math.abs(got - want) <= 1e-3 * Math.abs(want) + 1e-3)) throw new Error(`${kind}: ${got}, expected ${want}`);
-      return run;
-    });
-    const plan = (await compileAsync(productGraph(kind, S), { backend: 'webgpu' })).plan({});
-    const fusedKernel = plan.steps.some((st) => st.kind === 'launch' && st.kernel.kind === 'matmul' && st.kernel.reduce);
-    const label = `${kind}_${S}x${S}x${S}`;
-    await runCasesAgainstPeers(
-      'reduce',
-      [
-        { case: `${label}/webgpu`, ours: ours(true), note: `${fusedKernel ? 'reduction fused into the matmul' : 'not fused'}, ${plan.kernelCount} kernel(s), planned peak ${plan.peakBytes} bytes` },
-        { case: `${label}/webgpu/unfused`, ours: ours(false), note: 'matmulReductions: false (the product written, then reduced)' },
-      ],
-      timeMetric('ms_per_run'),
-      peers,
-      (p) => p.product(kind, d),
-    );
+  for (const d of [productData(S, S, S), productData(4 * S, 16, 4 * S)]) {
+    for (const kind of ['sqerr', 'rowmax'] as const) {
+      const want = productReference(kind, d);
+      const ours = (fused: boolean) => caseFactory(async () => {
+        const exe = await compileAsync(productGraph(kind, d), fused ? { backend: 'webgpu' } : { backend: 'webgpu', webgpu: unfusedBackend });
+        exe.setVariables({ 'param:x': d.x, 'param:w': d.w, 'param:b': d.b, 'param:y': d.y });
+        const run = async () => (await exe.run({})).r!.data[0]!;
+        const got = await run();
+        if (!(Math.abs(got - want) <= 1e-3 * Math.abs(want) + 1e-3)) throw new Error(`${kind}: ${got}, expected ${want}`);
+        return run;
+      });
+      const plan = (await compileAsync(productGraph(kind, d), { backend: 'webgpu' })).plan({});
+      const plainPlan = (await compileAsync(productGraph(kind, d), { backend: 'webgpu', webgpu: unfusedBackend })).plan({});
+      const fusedKernel = plan.steps.some((st) => st.kind === 'launch' && st.kernel.kind === 'matmul' && st.kernel.reduce);
+      const label = `${kind}_${d.m}x${d.k}x${d.n}`;
+      await runCasesAgainstPeers(
+        'reduce',
+        [
+          { case: `${label}/webgpu`, ours: ours(true), note: `${fusedKernel ? 'reduction fused into the matmul' : 'not fused'}, ${plan.kernelCount} kernel(s), planned peak ${plan.peakBytes} bytes` },
+          { case: `${label}/webgpu/unfused`, ours: ours(false), note: `matmulReductions: false (the product written, then reduced), ${plainPlan.kernelCount} kernel(s), planned peak ${plainPlan.peakBytes} bytes` },
+        ],
+        timeMetric('ms_per_run'),
+        peers,
+        (p) => p.product(kind, d),
+      );
+    }
   }
   unfusedBackend.dispose();
 }
