@@ -55,7 +55,21 @@ export interface PlanOptions {
   readonly caps?: DeviceCaps;
 }
 
+/**
+ * The plan of `g` at these shapes for a device with `opts.caps`. Where the device reads matmul
+ * operands as gathers (implicit GEMM) and the plan does, the plan that copies those operands into
+ * buffers instead is made too, and the one with the lower peak is kept: gathers are meant to save
+ * memory, and for some layers (strided 1x1 convolutions, whose windows are a subsample smaller
+ * than their input) the copy is the smaller.
+ */
 export function planGraph(g: Graph, shapes: readonly (readonly number[])[], opts: PlanOptions = {}): Plan {
+  const plan = planOnce(g, shapes, opts);
+  if (!opts.caps?.implicitGemm || !plan.steps.some((st) => st.kind === 'launch' && st.kernel.kind === 'matmul' && (st.kernel.a.gather || st.kernel.b.gather))) return plan;
+  const copied = planOnce(g, shapes, { ...opts, caps: { ...opts.caps, implicitGemm: false } });
+  return copied.peakBytes < plan.peakBytes ? { ...copied, caps: opts.caps } : plan;
+}
+
+function planOnce(g: Graph, shapes: readonly (readonly number[])[], opts: PlanOptions): Plan {
   const outNames = opts.outputs ?? Object.keys(g.outputs);
   const outIds = outNames.map((n) => g.outputs[n]!);
   const updates = opts.withUpdates === false ? [] : g.updates;
