@@ -449,19 +449,29 @@ function scalarB(k: MatmulKernel, at: string, vec4: ReadonlySet<number>): string
 
 const TT = 4; // workgroup variant: each invocation owns a strided 4x4 block
 
-function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTile, half: boolean): RenderedKernel {
+/** The workgroup kernel's parts. */
+export function workgroupParts(k: MatmulKernel, shape: WorkgroupTile, half: boolean): Parts {
   const { wt: WT, bk: BK } = shape;
   if (![8, 16].includes(WT) || ![8, 16, 32].includes(BK)) throw new RheoError(`workgroup matmul tile ${WT}x${WT}, BK ${BK}: expected 8 or 16 invocations a side and BK 8, 16 or 32`);
-  const P = parts(k, shape.vec4 === true, half);
-  const vzero = P.E === 'f16' ? `${P.V}(0.0)` : 'vec4<f32>(0.0f)';
+  return parts(k, shape.vec4 === true, half);
+}
+
+/**
+ * The workgroup kernel's accumulation: statements that, given `rowB`, `colB`, `lx`, `ly`, `tid`,
+ * `aBase` and `bBase`, leave the invocation's products in vec4s `acc{r}` (row rowB + ly + r·WT,
+ * the 4 columns colB + colOf(0..3)); the workgroup-memory tiles they use, and the loop
+ * iterations they take.
+ */
+export function workgroupTileLoop(k: MatmulKernel, P: Parts, shape: WorkgroupTile, store4: boolean): {
+  lines: string[]; tiles: string; colOf: (c: number) => string; iterations: number;
+} {
+  const { wt: WT, bk: BK } = shape;
   const { m: M, n: N, k: K, a, b } = k;
   const BT = WT * TT; // 32 or 64
-  const yBlocks = Math.ceil(M / BT);
-  const workgroups = dispatch(Math.ceil(N / BT), yBlocks, P.batches, maxPerDim);
   const T = [...Array(TT).keys()];
+  const vzero = P.E === 'f16' ? `${P.V}(0.0)` : 'vec4<f32>(0.0f)';
   const loads = (BT * BK) / (WT * WT); // elements of each tile loaded per invocation
   // the invocation's 4 columns of the tile: strided by WT, or adjacent (for vec4 stores)
-  const store4 = shape.vec4Store === true && vec4Stores(k, P);
   const colOf = (c: number) => (store4 ? `lx * 4i + ${c}i` : `lx + ${c * WT}i`);
   // a buffer bound as vec4s (for either operand or the epilogue) is read through its components
   const read = (buf: number, at: string) =>
@@ -508,6 +518,20 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
   L.push('  }');
   L.push('  workgroupBarrier();');
   L.push('}');
+  const tiles = `var<workgroup> tileA: array<${P.E}, ${BT * BK}>;\nvar<workgroup> tileB: array<${P.E}, ${BT * BK}>;`;
+  return { lines: L, tiles, colOf, iterations: Math.ceil(K / BK) * (BK + 1) };
+}
+
+function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTile, half: boolean): RenderedKernel {
+  const P = workgroupParts(k, shape, half);
+  const { wt: WT } = shape;
+  const { m: M, n: N } = k;
+  const BT = WT * TT;
+  const T = [...Array(TT).keys()];
+  const yBlocks = Math.ceil(M / BT);
+  const workgroups = dispatch(Math.ceil(N / BT), yBlocks, P.batches, maxPerDim);
+  const store4 = shape.vec4Store === true && vec4Stores(k, P);
+  const { lines: L, tiles, colOf, iterations } = workgroupTileLoop(k, P, shape, store4);
   for (const r of T) {
     L.push(`if (rowB + ly + ${r * WT}i < ${M}i) {`);
     const row = `(rowB + ly + ${r * WT}i)`;
@@ -520,8 +544,7 @@ function renderWorkgroup(k: MatmulKernel, maxPerDim: number, shape: WorkgroupTil
   }
   const code = `${store4 ? vec4Out(P.prelude) : P.prelude}
 
-var<workgroup> tileA: array<${P.E}, ${BT * BK}>;
-var<workgroup> tileB: array<${P.E}, ${BT * BK}>;
+${tiles}
 
 ${P.epilogue}
 
@@ -543,6 +566,6 @@ ${L.map((l) => `  ${l}`).join('\n')}
   return {
     passes: workgroups[0] === 0 ? [] : [{ code, workgroups }],
     bindings: outBinding(bindingTypes(k.inputs, k.out.dtype, P.vec4, half), store4),
-    loopIterations: Math.ceil(K / BK) * (BK + 1) + TT * TT * P.epilogueLoops,
+    loopIterations: iterations + TT * TT * P.epilogueLoops,
   };
 }
