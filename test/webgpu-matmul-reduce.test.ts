@@ -201,7 +201,7 @@ describe('fused matmul reductions on WebGPU', () => {
     const lim = () => ({ workgroupMatmul: caps.maxWorkgroupInvocations >= 256, subgroups: false, maxInvocations: 256 });
 
     /** The case's fused kernel in the given candidates (all, or the default and one drawn) against the interpreter. */
-    async function everyVariant(c: Case, seed: number, all: boolean): Promise<number> {
+    async function everyVariant(c: Case, seed: number, all: boolean): Promise<string[]> {
       const [k] = fusedKernels(caseGraph(c), caps) as [MatmulKernel];
       expect(k.reduce).toBeDefined();
       const r = mulberry32(seed);
@@ -215,13 +215,17 @@ describe('fused matmul reductions on WebGPU', () => {
         store.set(adapterIdentity(be.gpu.info), tuningKey(k)!, { variant: v, ms: 0, timings: {} });
         expectClose(await runOn(be, k, arrays), want, terms(c), `${JSON.stringify(c)} ${JSON.stringify(v)}`);
       }
-      return chosen.length;
+      return chosen.map((v) => (v.kind === 'matmulReduce' && 'workgroup' in v.tile ? 'workgroup' : 'register'));
     }
 
     it('every variant the tuner can pick equals the interpreter', async () => {
       // every candidate of a row reduction and of a full one, over several column blocks and groups
-      await everyVariant({ batch: [2], m: 37, k: 19, n: 290, wBatched: false, epilogue: 'biasRelu', op: 'sum', axes: 1, keepdims: false, tail: 'none' }, 1, true);
-      await everyVariant({ batch: [], m: 70, k: 9, n: 133, wBatched: false, epilogue: 'squaredError', op: 'sum', axes: 2, keepdims: false, tail: 'mean' }, 2, true);
+      const forms = [
+        ...await everyVariant({ batch: [2], m: 37, k: 19, n: 290, wBatched: false, epilogue: 'biasRelu', op: 'sum', axes: 1, keepdims: false, tail: 'none' }, 1, true),
+        ...await everyVariant({ batch: [], m: 70, k: 9, n: 133, wBatched: false, epilogue: 'squaredError', op: 'sum', axes: 2, keepdims: false, tail: 'mean' }, 2, true),
+      ];
+      // the register and workgroup accumulations both ran (llvmpipe runs 256-invocation workgroups)
+      expect(new Set(forms)).toEqual(new Set(['register', 'workgroup']));
       await fc.assert(fc.asyncProperty(caseArb, fc.integer(), async (c, seed) => {
         await everyVariant(c, seed, false);
       }), fcParams(12));
@@ -244,6 +248,8 @@ describe('fused matmul reductions on WebGPU', () => {
       expect(one.scratchWords).toBeUndefined();
       const two = renderMatmulReduce(k, 65535, { tm: 4, tn: 4, wx: 2, wy: 4, groups: 2 });
       expect(two.passes.length).toBe(2);
+      // n = 20 is one 32-column block of the 8x8 workgroup kernel: one pass whatever the groups
+      expect(renderMatmulReduce(k, 65535, { workgroup: { wt: 8, bk: 8 }, groups: 4 }).passes.length).toBe(1);
     });
   });
 });

@@ -308,7 +308,7 @@ export class WebGpuBackend {
   }
 
   private heuristic(kernel: Kernel): KernelVariant | null {
-    if (kernel.kind === 'matmul' && kernel.reduce) return { kind: 'matmulReduce', tile: defaultMatmulReduceTile(kernel) };
+    if (kernel.kind === 'matmul' && kernel.reduce) return { kind: 'matmulReduce', tile: defaultMatmulReduceTile(kernel, this.matmulVariant === 'workgroup') };
     if (kernel.kind === 'matmul') {
       const splitk = this.matmulAuto && tallSkinny(kernel) && kernel.inputs.length + 2 <= this.gpu.limits.maxStorageBuffersPerShaderStage;
       return { kind: 'matmul', matmul: splitk ? 'splitk' : this.matmulVariant };

@@ -13,31 +13,46 @@
 import { RheoError } from '../../graphs/errors.js';
 import type { MatmulKernel, MatmulReduce } from '../../ops/kernel-ir.js';
 import type { RenderedKernel } from './render-wgsl.js';
-import { registerParts, registerTile, registerTileLoop, type RegisterTile } from './render-wgsl-matmul.js';
+import {
+  DEFAULT_WORKGROUP_TILE, registerParts, registerTile, registerTileLoop, workgroupParts, workgroupTileLoop,
+  type Parts, type RegisterTile, type WorkgroupTile,
+} from './render-wgsl-matmul.js';
 import { ExprEmitter, bindingTypes, grid, loopIterations } from './wgsl-expr.js';
 
-/** How a fused matmul reduction is rendered: the register tile, and how many column groups share a row. */
-export interface MatmulReduceTile extends RegisterTile {
-  readonly groups: number;
-}
+/**
+ * How a fused matmul reduction is rendered: how many column groups share a row, and the
+ * accumulation — the register kernel's tile, or (`workgroup`) the workgroup kernel's tiles
+ * through workgroup memory, the usual shape for real GPUs.
+ */
+export type MatmulReduceTile =
+  | (RegisterTile & { readonly groups: number })
+  | { readonly workgroup: WorkgroupTile; readonly groups: number };
 
 /** Pass 2 gives each output a workgroup of this many invocations when it reduces more values than this. */
 const COOP = 64;
 
 /**
- * The default shape: the register kernel's tile, and enough column groups that about 256
- * workgroups run (never more groups than column blocks).
+ * The default shape: the workgroup kernel's 16x16 tiles where `workgroup` (as for plain matmuls
+ * on GPUs), else the register kernel's tile; and enough column groups that about 256 workgroups
+ * run (never more groups than column blocks).
  */
-export function defaultMatmulReduceTile(k: MatmulKernel): MatmulReduceTile {
+export function defaultMatmulReduceTile(k: MatmulKernel, workgroup = false): MatmulReduceTile {
+  if (workgroup) return { workgroup: DEFAULT_WORKGROUP_TILE, groups: reduceGroups(k, blockOf({ workgroup: DEFAULT_WORKGROUP_TILE, groups: 1 }), 256) };
   const t = registerTile(k.m, k.n);
-  return { ...t, groups: reduceGroups(k, t, 256) };
+  return { ...t, groups: reduceGroups(k, blockOf({ ...t, groups: 1 }), 256) };
+}
+
+/** The rows and columns of the product one workgroup computes at a time. */
+export function blockOf(t: MatmulReduceTile): { rows: number; cols: number } {
+  if ('workgroup' in t) return { rows: 4 * t.workgroup.wt, cols: 4 * t.workgroup.wt };
+  return { rows: t.wy * t.tm, cols: t.wx * t.tn };
 }
 
 /** Column groups so that pass 1 runs about `target` workgroups. */
-export function reduceGroups(k: MatmulKernel, t: RegisterTile, target: number): number {
+export function reduceGroups(k: MatmulKernel, block: { rows: number; cols: number }, target: number): number {
   const batches = k.batch.reduce((a, b) => a * b, 1);
-  const rowBlocks = Math.ceil(k.m / (t.wy * t.tm)) * batches;
-  const colBlocks = Math.ceil(k.n / (t.wx * t.tn));
+  const rowBlocks = Math.ceil(k.m / block.rows) * batches;
+  const colBlocks = Math.ceil(k.n / block.cols);
   return Math.max(1, Math.min(colBlocks, Math.ceil(target / Math.max(1, rowBlocks))));
 }
 
@@ -57,11 +72,13 @@ export function renderMatmulReduce(
   if (!red) throw new RheoError(`matmul '${k.name}' has no fused reduction`);
   if (k.a.gather || k.b.gather) throw new RheoError(`matmul '${k.name}': a fused reduction cannot read gathered operands`);
   if (k.out.dtype !== 'f32') throw new RheoError(`matmul '${k.name}': a fused reduction writes f32, not ${k.out.dtype}`);
-  const P = registerParts(k, half);
+  const wg = 'workgroup' in tile ? tile.workgroup : null;
+  const P = wg ? workgroupParts(k, { ...wg, vec4Store: false }, half) : registerParts(k, half);
   const { m: M, n: N } = k;
   const nb = k.batch.length;
-  const { tm: TM, tn: TN, wx: WX, wy: WY } = tile;
-  const BM = WY * TM, BN = WX * TN;
+  const acc = accumulation(k, P, tile);
+  const { wx: WX, rowsPer: TM } = acc;
+  const { rows: BM, cols: BN } = blockOf(tile);
   const rowBlocks = Math.ceil(M / BM);
   const colBlocks = Math.ceil(N / BN);
   const scratchFits = k.inputs.length + 2 <= maxStorageBuffers;
@@ -69,7 +86,7 @@ export function renderMatmulReduce(
   const G = scratchFits ? Math.max(1, Math.min(tile.groups, colBlocks)) : 1;
   const batches = P.batches;
   const single = G === 1 && red.keep === nb + 1;
-  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
+  const rows = [...Array(TM).keys()];
   const outs = k.out.shape.reduce((a, b) => a * b, 1);
 
   // post(v, i0, ...): the output's value from the reduced one, at the output's index
@@ -100,36 +117,34 @@ export function renderMatmulReduce(
   const postCall = (v: string) => `post(${[v, ...Array.from({ length: rank }, (_, i) => `i${i}`)].join(', ')})`;
 
   // ---- pass 1
-  const { lines: tileLines, iterations } = registerTileLoop(k, P, tile);
   const bv = Array.from({ length: nb }, (_, i) => `i${i}`);
   const L: string[] = [];
   for (const r of rows) L.push(`var red${r}: f32 = ${identity(red.op)};`);
   L.push(`for (var cb: i32 = i32(wid.x); cb < ${colBlocks}i; cb = cb + ${G}i) {`);
-  L.push(`  let col0: i32 = cb * ${BN}i + i32(lid.x) * ${TN}i;`);
-  L.push(...tileLines.map((l) => `  ${l}`));
+  L.push(...acc.lines.map((l) => `  ${l}`));
   for (const r of rows) {
-    L.push(`  if (row0 + ${r}i < ${M}i) {`);
-    for (const j of cols) {
-      const v = `epilogue(${[`acc${r}_${j >> 2}[${j & 3}]`, ...bv, `(row0 + ${r}i)`, `(col0 + ${j}i)`].join(', ')})`;
-      L.push(`    if (col0 + ${j}i < ${N}i) { red${r} = ${combine(red.op, `red${r}`, v)}; }`);
+    L.push(`  if (${acc.row(r)} < ${M}i) {`);
+    for (const [value, col] of acc.values(r)) {
+      const v = `epilogue(${[value, ...bv, `(${acc.row(r)})`, `(${col})`].join(', ')})`;
+      L.push(`    if (${col} < ${N}i) { red${r} = ${combine(red.op, `red${r}`, v)}; }`);
     }
     L.push('  }');
   }
   L.push('}');
   // the WX values of each row, combined left to right
-  for (const r of rows) L.push(`part[(i32(lid.y) * ${TM}i + ${r}i) * ${WX}i + i32(lid.x)] = red${r};`);
+  for (const r of rows) L.push(`part[(${acc.local(r)}) * ${WX}i + i32(lid.x)] = red${r};`);
   L.push('workgroupBarrier();');
   L.push(`if (lid.x == 0u) {`);
   for (const r of rows) {
-    L.push(`  if (row0 + ${r}i < ${M}i) {`);
-    L.push(`    var v = part[(i32(lid.y) * ${TM}i + ${r}i) * ${WX}i];`);
-    L.push(`    for (var x: i32 = 1i; x < ${WX}i; x = x + 1i) { v = ${combine(red.op, 'v', `part[(i32(lid.y) * ${TM}i + ${r}i) * ${WX}i + x]`)}; }`);
+    L.push(`  if (${acc.row(r)} < ${M}i) {`);
+    L.push(`    var v = part[(${acc.local(r)}) * ${WX}i];`);
+    L.push(`    for (var x: i32 = 1i; x < ${WX}i; x = x + 1i) { v = ${combine(red.op, 'v', `part[(${acc.local(r)}) * ${WX}i + x]`)}; }`);
     if (single) {
-      L.push(`    let q = bt * ${M}i + row0 + ${r}i;`);
+      L.push(`    let q = bt * ${M}i + ${acc.row(r)};`);
       L.push(...decodeOut('q').map((l) => `    ${l}`));
       L.push(`    out[q] = ${postCall('v')};`);
     } else {
-      L.push(`    scratch[(i32(wid.x) * ${batches}i + bt) * ${M}i + row0 + ${r}i] = v;`);
+      L.push(`    scratch[(i32(wid.x) * ${batches}i + bt) * ${M}i + ${acc.row(r)}] = v;`);
     }
     L.push('  }');
   }
@@ -147,19 +162,21 @@ ${postFn}
 ${P.epilogue}`;
   const pass1 = `${head}
 
-var<workgroup> part: array<f32, ${WX * WY * TM}>;
+var<workgroup> part: array<f32, ${BM * WX}>;
+${acc.decls}
 
-@compute @workgroup_size(${WX}, ${WY})
+@compute @workgroup_size(${WX}, ${acc.wy})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let yz = wid.y + wid.z * ${y}u;
   if (yz >= ${yz}u) { return; }
   let bt = i32(yz / ${rowBlocks}u);
 ${P.batchDecode('bt')}
-  let row0: i32 = i32(yz % ${rowBlocks}u) * ${BM}i + i32(lid.y) * ${TM}i;
+  let rowBlock: i32 = i32(yz % ${rowBlocks}u);
+${acc.setup.map((l) => `  ${l}`).join('\n')}
 ${L.map((l) => `  ${l}`).join('\n')}
 }
 `;
-  const iter1 = Math.ceil(colBlocks / G) * (iterations + TM * TN * epiLoops) + WX + postLoops;
+  const iter1 = Math.ceil(colBlocks / G) * (acc.iterations + acc.perRow * TM * epiLoops) + WX + postLoops;
   if (single) {
     return {
       passes: yz === 0 ? [] : [{ code: pass1, workgroups: [G, y, z] }],
@@ -220,3 +237,48 @@ ${decodeOut('q').map((l) => `  ${l}`).join('\n')}
   };
 }
 
+
+/**
+ * One way to accumulate a block of the product, seen from one invocation: `setup` (given
+ * `rowBlock`, before the column loop) and `lines` (given `cb`, the column block, inside it) leave
+ * `rowsPer` rows of `perRow` products; `row(r)` is row r's index in the product, `local(r)` its
+ * index in the workgroup's block, and `values(r)` its products with their column indices.
+ */
+interface Accumulation {
+  readonly wx: number;
+  readonly wy: number;
+  readonly rowsPer: number;
+  readonly perRow: number;
+  readonly decls: string;
+  readonly setup: readonly string[];
+  readonly lines: readonly string[];
+  readonly iterations: number;
+  row(r: number): string;
+  local(r: number): string;
+  values(r: number): [string, string][];
+}
+
+function accumulation(k: MatmulKernel, P: Parts, tile: MatmulReduceTile): Accumulation {
+  if ('workgroup' in tile) {
+    const wt = tile.workgroup.wt, BT = 4 * wt;
+    const { lines, tiles, colOf, iterations } = workgroupTileLoop(k, P, { ...tile.workgroup, vec4Store: false }, false);
+    return {
+      wx: wt, wy: wt, rowsPer: 4, perRow: 4, decls: tiles, iterations,
+      setup: [`let rowB: i32 = rowBlock * ${BT}i;`, 'let lx = i32(lid.x);', 'let ly = i32(lid.y);', `let tid = ly * ${wt}i + lx;`],
+      lines: [`let colB: i32 = cb * ${BT}i;`, ...lines],
+      row: (r) => `rowB + ly + ${r * wt}i`,
+      local: (r) => `ly + ${r * wt}i`,
+      values: (r) => [0, 1, 2, 3].map((c) => [`acc${r}[${c}]`, `colB + ${colOf(c)}`] as [string, string]),
+    };
+  }
+  const { tm, tn, wx, wy } = tile;
+  const { lines, iterations } = registerTileLoop(k, P, tile);
+  return {
+    wx, wy, rowsPer: tm, perRow: tn, decls: '', iterations,
+    setup: [`let row0: i32 = rowBlock * ${wy * tm}i + i32(lid.y) * ${tm}i;`],
+    lines: [`let col0: i32 = cb * ${wx * tn}i + i32(lid.x) * ${tn}i;`, ...lines],
+    row: (r) => `row0 + ${r}i`,
+    local: (r) => `i32(lid.y) * ${tm}i + ${r}i`,
+    values: (r) => Array.from({ length: tn }, (_, j) => [`acc${r}_${j >> 2}[${j & 3}]`, `col0 + ${j}i`] as [string, string]),
+  };
+}

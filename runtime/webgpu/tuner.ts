@@ -14,7 +14,7 @@ import {
 } from './render-wgsl-matmul.js';
 import { chooseParts, pow2Floor, splittableReductions, type ReduceVariant } from './render-wgsl-reduce.js';
 import type { SubgroupMatrixConfig } from './device.js';
-import { defaultMatmulReduceTile, reduceGroups, type MatmulReduceTile } from './render-wgsl-matmul-reduce.js';
+import { blockOf, defaultMatmulReduceTile, reduceGroups, type MatmulReduceTile } from './render-wgsl-matmul-reduce.js';
 import {
   f16Shapes, planSubgroupMatrix, subgroupMatrixOperands, type SubgroupMatrixDevice, type SubgroupMatrixShape,
 } from './render-wgsl-subgroup-matrix.js';
@@ -119,7 +119,14 @@ export function candidates(k: Kernel, lim: VariantLimits, heuristic: KernelVaria
     add({ kind: 'matmulReduce', tile: { ...def, groups: 1 } });
     for (const t of REGISTER_TILES) {
       if (t.wx * t.wy > lim.maxInvocations) continue;
-      for (const target of [256, 1024]) add({ kind: 'matmulReduce', tile: { ...t, groups: reduceGroups(k, t, target) } });
+      for (const target of [256, 1024]) add({ kind: 'matmulReduce', tile: { ...t, groups: reduceGroups(k, blockOf({ ...t, groups: 1 }), target) } });
+    }
+    // the workgroup kernel's tiles, where the device runs them
+    if (lim.workgroupMatmul) {
+      for (const workgroup of WORKGROUP_TILES) {
+        if (workgroup.wt * workgroup.wt > lim.maxInvocations) continue;
+        for (const target of [256, 1024]) add({ kind: 'matmulReduce', tile: { workgroup, groups: reduceGroups(k, blockOf({ workgroup, groups: 1 }), target) } });
+      }
     }
   } else if (k.kind === 'matmul') {
     add({ kind: 'matmul', matmul: 'register', tile: registerTile(k.m, k.n) });
