@@ -39,19 +39,21 @@ export interface Device<B = unknown> {
   /** overwrite a buffer's contents with host data (after the work recorded so far) */
   write(b: B, data: CpuArray): void;
   copy(src: B, dst: B): void;
+  launch(kernel: Kernel, inputs: readonly B[], out: B): void;
   /**
-   * `meanwhile`: host work for the calling thread while other threads run the kernel (before
-   * the kernel where there are none); only devices with `readArray` are given it
+   * Devices whose memory the host copies into and out of (WebAssembly): a launch that carries
+   * its host traffic, run synchronously. The device writes `io.feeds` into their buffers, runs
+   * the kernel and, with `io.read`, reads the output into a host array, in whatever order is
+   * fastest (chunk by chunk while each chunk is in cache, where the kernel allows). Returns the
+   * array read into, else null.
    */
-  launch(kernel: Kernel, inputs: readonly B[], out: B, meanwhile?: () => void): void;
+  launchWithHost?(kernel: Kernel, inputs: readonly B[], out: B, io: HostTraffic): CpuArray | null;
   /** copies of the buffers' contents as of this call */
   read(bs: readonly B[]): Promise<CpuArray[]>;
   /** the same, synchronously; only where `caps.sync` */
   readSync?(bs: readonly B[]): CpuArray[];
   /** a copy of `b`'s contents into `dst` (of `b`'s array type and length), synchronously */
   readInto?(b: B, dst: CpuArray): void;
-  /** a new host array for `b`'s values, ready for `readInto` (made while a launch runs) */
-  readArray?(b: B): CpuArray;
   /**
    * Host devices: `data` itself as a buffer, borrowed for a run (kernels never write their
    * inputs); `free` gives it back without recycling it. Saves the copy `upload` makes.
@@ -64,6 +66,22 @@ export interface Device<B = unknown> {
    * copy, valid until the next alloc; collectives and sends work on it in place.
    */
   hostView?(b: B): CpuArray;
+}
+
+/** The host copies a launch carries (see `Device.launchWithHost`). */
+export interface HostTraffic {
+  /**
+   * host values of inputs, by input position, to be written into those inputs' buffers; only
+   * this launch reads those buffers, so the device may stage a part of the values at a time
+   * in them and leave them holding no defined values after
+   */
+  readonly feeds: ReadonlyMap<number, CpuArray>;
+  /**
+   * the output read into `into` (of its array type and length), or into a new array when
+   * there is none; with `only`, nothing else reads `out`, which the device may then use as
+   * staging space the same way
+   */
+  readonly read: { readonly into: CpuArray | undefined; readonly only: boolean } | null;
 }
 
 /** A device used in a way it does not support. */

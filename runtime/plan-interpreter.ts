@@ -4,7 +4,10 @@
 // reuse decision is the plan's; this module counts the bytes of computed values the device holds,
 // so the measured peak can be checked against the planned one. Send, recv and collective steps
 // go through a communicator (runtime/mesh/); a run with one is asynchronous, since a peer answers
-// when it answers. It does not plan, and it knows no backend.
+// when it answers. On devices that copy between host and device memory themselves, a feed only
+// one launch reads is written by that launch, and an output read by the launch computing it,
+// so that the device can stream the copies with the kernel. It does not plan, and it knows no
+// backend.
 
 import type { DType } from '../graphs/types.js';
 import type { Plan } from '../scheduler/plan.js';
@@ -87,6 +90,69 @@ function copyInto(dst: CpuArray | undefined, v: CpuArray): CpuArray {
   return dst;
 }
 
+/**
+ * By node id: the steps that read each value (launch inputs, sends, collectives), how many
+ * launches compute it, and the values collectives change in place. A plan's never change.
+ */
+const readersByPlan = new WeakMap<Plan, { readonly readers: ReadonlyMap<number, number[]>; readonly launches: ReadonlyMap<number, number>; readonly changed: ReadonlySet<number> }>();
+
+function readersOf(plan: Plan) {
+  let r = readersByPlan.get(plan);
+  if (!r) {
+    const readers = new Map<number, number[]>();
+    const launches = new Map<number, number>();
+    const changed = new Set<number>();
+    const reads = (id: number, step: number) => {
+      const steps = readers.get(id);
+      if (!steps) readers.set(id, [step]);
+      else if (steps[steps.length - 1] !== step) steps.push(step);
+    };
+    plan.steps.forEach((s, i) => {
+      if (s.kind === 'launch') {
+        for (const id of s.inputs) reads(id, i);
+        launches.set(s.node, (launches.get(s.node) ?? 0) + 1);
+      } else if (s.kind === 'send' || s.kind === 'collective') reads(s.buffer, i);
+      if (s.kind === 'collective') changed.add(s.buffer);
+    });
+    readersByPlan.set(plan, (r = { readers, launches, changed }));
+  }
+  return r;
+}
+
+/**
+ * Which launches carry host copies: a feed read by one launch alone (and by no output, update
+ * or `into` array) is written by that launch; an output read into a host array once, which no
+ * collective changes after, is read by the launch computing it, `only` when nothing else reads
+ * its buffer.
+ */
+function hostTraffic(plan: Plan, feeds: ReadonlyMap<number, { data: CpuArray }>, outNames: readonly string[], opts: RunPlanOptions) {
+  const { readers, launches, changed } = readersOf(plan);
+  const g = plan.graph;
+  const held = new Set<number>([...Object.values(plan.outputs), ...(opts.update ? g.updates.map((u) => u.value) : [])]);
+  const intoBuffers = new Set([...(opts.into?.values() ?? [])].map((a) => a.buffer));
+  const feedStep = new Map<number, number>();
+  const launchFeeds = new Map<number, number[]>();
+  for (const [id, f] of feeds) {
+    const steps = readers.get(id);
+    if (steps?.length !== 1 || plan.steps[steps[0]!]!.kind !== 'launch' || held.has(id) || intoBuffers.has(f.data.buffer)) continue;
+    feedStep.set(id, steps[0]!);
+    const list = launchFeeds.get(steps[0]!);
+    if (list) list.push(id);
+    else launchFeeds.set(steps[0]!, [id]);
+  }
+  const reads = new Map<number, { name: string; only: boolean }>();
+  const named = new Map<number, number>();
+  for (const name of outNames) named.set(plan.outputs[name]!, (named.get(plan.outputs[name]!) ?? 0) + 1);
+  const kept = new Set([...(opts.keep ?? [])].map((n) => plan.outputs[n]));
+  const updated = new Set(opts.update ? g.updates.map((u) => u.value) : []);
+  for (const name of outNames) {
+    const id = plan.outputs[name]!;
+    if (named.get(id) !== 1 || launches.get(id) !== 1 || changed.has(id)) continue;
+    reads.set(id, { name, only: !readers.has(id) && !kept.has(id) && !updated.has(id) });
+  }
+  return { feedStep, launchFeeds, reads };
+}
+
 /** The interpreter: yields a promise at each send, recv and collective, and returns the run. */
 function* interpret<B>(
   plan: Plan,
@@ -103,26 +169,22 @@ function* interpret<B>(
   const alias = new Map<number, number>();
   const bound = opts.bound as ReadonlyMap<number, B> | undefined;
   const lookup = (id: number): B => own.get(id) ?? fed.get(id) ?? bound?.get(id) ?? vars.get(alias.get(id) ?? id);
-  // The outputs read at the end, by name; where the device makes read arrays (their first-touch
-  // page faults are as costly as the copy), the array for a launch's output is made while the
-  // launch runs on the other threads.
   const outNames = Object.keys(plan.outputs).filter((name) => !opts.keep?.has(name));
   const outIds = outNames.map((name) => plan.outputs[name]!);
   const into = opts.into?.size ? opts.into : undefined;
-  const readArrays = new Map<string, CpuArray>();
-  // the output read into a new array, by the node computing it (the first name of a node read twice)
-  const readNames = new Map<number, string>();
-  if (device.readArray && opts.sync) {
-    for (const n of outNames) if (!into?.has(n) && !readNames.has(plan.outputs[n]!)) readNames.set(plan.outputs[n]!, n);
-  }
-  const readArrayFor = (id: number, b: B): (() => void) | undefined => {
-    const name = readNames.get(id);
-    return name === undefined ? undefined : () => void readArrays.set(name, device.readArray!(b));
-  };
+  // Where the device copies between host and device memory itself (WebAssembly), a feed only one
+  // launch reads is written by that launch, and an output is read by the launch computing it:
+  // the device can then stream the copies with the kernel (runtime/wasm/stream.ts).
+  const carried = device.launchWithHost && opts.sync ? hostTraffic(plan, feeds, outNames, opts) : null;
+  /** outputs read by their launch, by name */
+  const readEarly = new Map<string, CpuArray>();
   let live = 0;
   let peak = 0;
   try {
-    for (const [id, f] of feeds) fed.set(id, device.adopt ? device.adopt(f.dtype, f.data) : device.upload(f.dtype, f.data));
+    for (const [id, f] of feeds) {
+      if (carried?.feedStep.has(id)) fed.set(id, device.alloc(f.dtype, f.data.length));
+      else fed.set(id, device.adopt ? device.adopt(f.dtype, f.data) : device.upload(f.dtype, f.data));
+    }
     const comm = opts.comm;
     /**
      * a buffer's contents as a host array: the buffer itself on host devices, a view of it where
@@ -155,9 +217,15 @@ function* interpret<B>(
             out = vars.get(s.output);
             alias.set(s.node, s.output);
           }
-          const meanwhile = readArrayFor(s.node, out);
-          if (meanwhile) device.launch(s.kernel, s.inputs.map(lookup), out, meanwhile);
-          else device.launch(s.kernel, s.inputs.map(lookup), out);
+          const ins = s.inputs.map(lookup);
+          const fedHere = carried?.launchFeeds.get(i);
+          const read = s.output === s.node ? carried?.reads.get(s.node) : undefined;
+          if (fedHere || read) {
+            const io = new Map<number, CpuArray>();
+            s.inputs.forEach((id, j) => { if (fedHere?.includes(id)) io.set(j, feeds.get(id)!.data); });
+            const got = device.launchWithHost!(s.kernel, ins, out, { feeds: io, read: read ? { into: into?.get(read.name), only: read.only } : null });
+            if (read) readEarly.set(read.name, got!);
+          } else device.launch(s.kernel, ins, out);
           break;
         }
         case 'free':
@@ -231,7 +299,9 @@ function* interpret<B>(
     if (opts.sync) {
       const taken = new Set<number>();
       synced = outIds.map((id, i) => {
-        const dst = into?.get(outNames[i]!) ?? readArrays.get(outNames[i]!);
+        const early = readEarly.get(outNames[i]!);
+        if (early) return early;
+        const dst = into?.get(outNames[i]!);
         if (dst) return device.readInto ? (device.readInto(lookup(id), dst), dst) : copyInto(dst, device.readSync!([lookup(id)])[0]!);
         const b = own.get(id);
         if (b === undefined || !device.take || claimed.has(id) || taken.has(id) || outIds.indexOf(id) !== outIds.lastIndexOf(id)) return device.readSync!([lookup(id)])[0]!;

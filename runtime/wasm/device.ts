@@ -3,7 +3,10 @@
 // bytes like HostDevice's; kernels are render-wasm.ts's modules, compiled once per signature
 // and instantiated once per device. Large launches are split across the thread pool; small
 // ones run on the calling thread. Reads copy out of the memory (into a new array, which the
-// calling thread can make while the workers run a launch, or the caller's). It plans nothing.
+// calling thread can make while the workers run a launch, or the caller's). A launch that
+// carries its host copies (feeds only it reads, its output read back) runs an elementwise
+// kernel in row chunks on the calling thread, each chunk copied in, computed and copied out
+// while it is in cache (stream.ts says which kernels can). It plans nothing.
 // Executables share one device per configuration (threads and memory are costly to start), so
 // a buffer that becomes garbage without being freed (a dropped executable's variables) goes
 // back to the allocator through a FinalizationRegistry.
@@ -13,13 +16,14 @@ import type { Kernel } from '../../ops/kernel-ir.js';
 import { kernelSignature } from '../../ops/kernel-ir.js';
 import { HOST_CAPS, type DeviceCaps } from '../../scheduler/caps.js';
 import type { CpuArray } from '../cpu/render-js.js';
-import { DeviceUseError, type Device, type DeviceMemory } from '../device.js';
+import { DeviceUseError, type Device, type DeviceMemory, type HostTraffic } from '../device.js';
 import { f16roundArray } from '../../ops/f16.js';
 import { allocArray } from '../tensor.js';
 import { gemmScratchBytes } from './matmul-wasm.js';
 import { WasmThreadPool, threadsAvailable } from './pool.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { kernelInfo, renderWasm, type WasmKernelInfo, type WasmTarget } from './render-wasm.js';
+import { streamLayout, type StreamLayout } from './stream.js';
 
 /** A buffer in the device's memory: `length` elements of `dtype` at byte address `ptr`. */
 export interface WasmBuffer {
@@ -39,6 +43,8 @@ export interface WasmLaunchRecord {
   readonly threads: number;
   /** of `ms`, the time the calling thread waited for the workers after its own chunks, ms */
   readonly waitMs: number;
+  /** it ran in row chunks with its host copies (`launchWithHost`) */
+  readonly streamed: boolean;
 }
 
 export interface WasmDeviceOptions {
@@ -48,6 +54,11 @@ export interface WasmDeviceOptions {
   readonly threads?: number;
   /** launches with fewer elementary operations than this stay on the calling thread (default 2^15) */
   readonly minParallelWork?: number;
+  /**
+   * bytes of a row chunk (of the largest buffer) when a launch streams with its host copies
+   * (default 64 KiB: the chunk's input and output stay in the first-level cache)
+   */
+  readonly streamChunkBytes?: number;
   /**
    * matmuls multiply-add with relaxed SIMD's f32x4.relaxed_madd (a fused multiply-add on x64) where
    * the engine has it (default); false keeps separate multiplies and adds
@@ -62,6 +73,8 @@ const MAX_PAGES = 65536;
  * microseconds, which a 32K-operation kernel takes on its own.
  */
 const PARALLEL_WORK = 1 << 15;
+/** bytes of a row chunk of a streaming launch (16 to 256 KiB measured alike on the 1M chain) */
+const STREAM_CHUNK_BYTES = 1 << 16;
 
 interface Features {
   readonly simd: boolean;
@@ -160,6 +173,15 @@ function hardwareThreads(): number {
 
 type Run = (...args: number[]) => void;
 
+interface Compiled {
+  readonly id: number;
+  readonly module: WasmModule;
+  readonly info: WasmKernelInfo;
+  readonly run: Run;
+  /** how the kernel streams with its host copies (null: it does not), found on first need */
+  stream: StreamLayout | null | undefined;
+}
+
 /** Reads at least this large skip zero-filling the array they copy into (where Node's Buffer is). */
 const UNINITIALIZED_READ_BYTES = 1 << 16;
 
@@ -181,12 +203,13 @@ export class WasmDevice implements Device<WasmBuffer> {
   readonly description: string;
   readonly threads: number;
   private readonly minParallelWork: number;
+  private readonly streamChunkBytes: number;
   private readonly mem: WasmMemory;
   private readonly target: WasmTarget;
   private readonly imports: object;
   private readonly pool: WasmThreadPool | null;
   private readonly runs = new Map<number, Run>();
-  private readonly byKernel = new WeakMap<Kernel, { id: number; module: WasmModule; info: WasmKernelInfo; run: Run }>();
+  private readonly byKernel = new WeakMap<Kernel, Compiled>();
   private readonly freeLists = new Map<number, number[]>();
   private top = 64;
   private live = 0;
@@ -211,6 +234,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     const shared = f.shared;
     this.threads = shared && threadsAvailable() ? threads : 1;
     this.minParallelWork = opts.minParallelWork ?? PARALLEL_WORK;
+    this.streamChunkBytes = opts.streamChunkBytes ?? STREAM_CHUNK_BYTES;
     this.mem = new (wasmApi()!.Memory)({ initial: 16, maximum: MAX_PAGES, ...(shared ? { shared: true } : {}) });
     const relaxed = f.relaxed && opts.relaxedSimd !== false;
     this.target = { f64, relaxed, shared, maxPages: MAX_PAGES };
@@ -310,7 +334,8 @@ export class WasmDevice implements Device<WasmBuffer> {
     new Uint8Array(this.mem.buffer).copyWithin(dst.ptr, src.ptr, src.ptr + Math.min(this.bytes(src), this.bytes(dst)));
   }
 
-  launch(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer, meanwhile?: () => void): void {
+  /** the kernel's module, instance and launch facts, made once per kernel */
+  private compiled(kernel: Kernel): Compiled {
     let k = this.byKernel.get(kernel);
     if (!k) {
       const key = `${this.target.f64 ? 'f64' : 'f32'}${this.target.shared ? 's' : ''}${this.target.relaxed ? 'r' : ''}:${kernelSignature(kernel)}`;
@@ -324,9 +349,18 @@ export class WasmDevice implements Device<WasmBuffer> {
         run = new (wasmApi()!.Instance)(m.module, this.imports).exports['run'] as Run;
         this.runs.set(m.id, run);
       }
-      k = { ...m, run };
+      k = { ...m, run, stream: undefined };
       this.byKernel.set(kernel, k);
     }
+    return k;
+  }
+
+  launch(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer): void {
+    this.launchCompiled(kernel, this.compiled(kernel), inputs, out);
+  }
+
+  /** `meanwhile` runs on this thread once the workers have been told (before the kernel when it runs here alone) */
+  private launchCompiled(kernel: Kernel, k: Compiled, inputs: readonly WasmBuffer[], out: WasmBuffer, meanwhile?: () => void): void {
     const t0 = this.profiler ? performance.now() : 0;
     const ptrs = [out.ptr, ...inputs.map((b) => b.ptr)];
     const { split, align, work } = k.info;
@@ -335,7 +369,7 @@ export class WasmDevice implements Device<WasmBuffer> {
       meanwhile?.();
       k.run(...ptrs, 0, split || 1, scratch[0]!);
       this.roundF16(out);
-      this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0 });
+      this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0, streamed: false });
       return;
     }
     // a few chunks a thread, whole multiples of `align`; a matmul chunk packs all of B again, so
@@ -344,7 +378,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     const chunk = Math.ceil(units / Math.min(units, (kernel.kind === 'matmul' ? 2 : 4) * this.threads)) * align;
     const waitMs = this.pool.launch(k.id, k.module, k.run, ptrs, split, chunk, scratch, this.profiler !== null, meanwhile);
     this.roundF16(out);
-    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + this.pool.lastJoined, waitMs });
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + this.pool.lastJoined, waitMs, streamed: false });
   }
 
   /** per-thread GEMM scratch, reserved once */
@@ -363,28 +397,81 @@ export class WasmDevice implements Device<WasmBuffer> {
 
   readSync(bs: readonly WasmBuffer[]): CpuArray[] {
     return bs.map((b) => {
-      const a = this.readArray(b);
+      const a = this.newArray(b, false);
       a.set(this.view(b));
       return a;
     });
   }
 
   /**
-   * A new host array for `b`'s values, to be overwritten whole (by `readInto`), its memory
-   * touched: a fresh array of megabytes costs a page fault every 4 KiB on first write, as long
-   * as the copy into it, which a launch can overlap with its workers' chunks.
+   * A new host array for `b`'s values, to be overwritten whole; with `touch`, its pages touched
+   * (a fresh array of megabytes costs a page fault every 4 KiB on first write, as long as the
+   * copy into it: a launch on the workers can overlap them).
    */
-  readArray(b: WasmBuffer): CpuArray {
+  private newArray(b: WasmBuffer, touch: boolean): CpuArray {
     if (this.bytes(b) < UNINITIALIZED_READ_BYTES) return allocArray(b.dtype, b.length, this.target.f64);
     const a = uninitializedLike(this.view(b));
     const page = 4096 / a.BYTES_PER_ELEMENT;
-    for (let i = 0; i < a.length; i += page) a[i] = 0;
+    if (touch) for (let i = 0; i < a.length; i += page) a[i] = 0;
     return a;
   }
 
   readInto(b: WasmBuffer, dst: CpuArray): void {
     if (dst.length !== b.length) throw new DeviceUseError(`wasm device: a read of ${b.length} values into an array of ${dst.length}`);
     dst.set(this.view(b));
+  }
+
+  launchWithHost(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer, io: HostTraffic): CpuArray | null {
+    const k = this.compiled(kernel);
+    if (k.stream === undefined) k.stream = kernel.kind === 'map' ? streamLayout(kernel, this.target.f64) : null;
+    if (io.read?.into && io.read.into.length !== out.length) throw new DeviceUseError(`wasm device: a read of ${out.length} values into an array of ${io.read.into.length}`);
+    if (k.stream) return this.stream(kernel, k, k.stream, inputs, out, io);
+    for (const [j, a] of io.feeds) this.write(inputs[j]!, a);
+    let dst = io.read?.into;
+    this.launchCompiled(kernel, k, inputs, out, io.read && !dst ? () => void (dst = this.newArray(out, true)) : undefined);
+    if (!io.read) return null;
+    dst ??= this.newArray(out, false);
+    dst.set(this.view(out));
+    return dst;
+  }
+
+  /**
+   * A map kernel run in chunks of rows on this thread, each chunk's feeds copied in, computed
+   * and copied out while it is in cache. A fed buffer whose only reader this is (and `out`, when
+   * nothing else reads it) holds one chunk at a time, at its head: the kernel is handed its
+   * address less the chunk's offset, so that row `lo` lands there (addresses wrap as i32, and
+   * the chunk's rows read nothing outside their own rows of a row-local input).
+   */
+  private stream(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, io: HostTraffic): CpuArray | null {
+    const t0 = this.profiler ? performance.now() : 0;
+    const split = kernel.out.shape[0]!;
+    const bytesOf = (b: WasmBuffer) => this.elementBytes(b.dtype);
+    // an input is staged when it is fed and row-local, as is every other position holding its buffer
+    const staged = inputs.map((b, j) => io.feeds.has(j) && inputs.every((c, i) => c !== b || (io.feeds.has(i) && layout.spans[i] !== null && layout.spans[i] === layout.spans[j])));
+    for (const [j, a] of io.feeds) if (!staged[j]) this.write(inputs[j]!, a);
+    const stageOut = io.read?.only === true;
+    let rowBytes = layout.outRow * bytesOf(out);
+    inputs.forEach((b, j) => { if (staged[j]) rowBytes = Math.max(rowBytes, layout.spans[j]! * bytesOf(b)); });
+    const rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
+    const dst = io.read ? (io.read.into ?? this.newArray(out, false)) : null;
+    const views = inputs.map((b, j) => (staged[j] ? this.view(b) : null));
+    const outView = this.view(out);
+    const args = [out.ptr, ...inputs.map((b) => b.ptr)];
+    for (let lo = 0; lo < split; lo += rows) {
+      const hi = Math.min(split, lo + rows);
+      for (let j = 0; j < inputs.length; j++) {
+        const v = views[j];
+        if (!v) continue;
+        const span = layout.spans[j]!, feed = io.feeds.get(j)!;
+        v.set(feed.subarray(lo * span, Math.min(hi * span, feed.length)));
+        args[1 + j] = (inputs[j]!.ptr - lo * span * bytesOf(inputs[j]!)) | 0;
+      }
+      if (stageOut) args[0] = (out.ptr - lo * layout.outRow * bytesOf(out)) | 0;
+      k.run(...args, lo, hi, 0);
+      if (dst) dst.set(outView.subarray(stageOut ? 0 : lo * layout.outRow, (stageOut ? hi - lo : hi) * layout.outRow), lo * layout.outRow);
+    }
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0, streamed: true });
+    return dst;
   }
 
   read(bs: readonly WasmBuffer[]): Promise<CpuArray[]> {

@@ -9,7 +9,7 @@ import { Op, Simd } from './encoder.js';
 import { elementBytes, type ScalarEmitter } from './scalar-wasm.js';
 
 /** The coefficient of variable `v` in `e` when `e` is linear in it (null: inside div/mod/gathers). */
-function coefOf(e: IndexExpr, v: string): number | null {
+export function coefOf(e: IndexExpr, v: string): number | null {
   switch (e.k) {
     case 'var': return e.name === v ? 1 : 0;
     case 'const': return 0;
@@ -64,6 +64,13 @@ function vectorizable(e: Expr, v: string, inputs: MapKernel['inputs']): boolean 
   }
 }
 
+/** Whether the last output axis of `k` runs four lanes at a time (on an f32 device). */
+export function simdMappable(k: MapKernel): boolean {
+  const rank = k.out.shape.length;
+  if (rank === 0) return false;
+  return k.out.shape[rank - 1]! >= 4 && (isFloat(k.out.dtype) || k.out.dtype === 'bool') && vectorizable(k.expr, `i${rank - 1}`, k.inputs);
+}
+
 /**
  * Emits the last axis's loop (variable `i{rank-1}`, over [lo, hi) when `range` is given, else the
  * whole axis) with four lanes a step and a scalar tail, advancing the output pointer `o`, and
@@ -73,7 +80,7 @@ export function emitSimdMap(k: MapKernel, em: ScalarEmitter, o: number, range: {
   const rank = k.out.shape.length;
   const n = k.out.shape[rank - 1]!;
   const L = `i${rank - 1}`;
-  if (n < 4 || !(isFloat(k.out.dtype) || k.out.dtype === 'bool') || !vectorizable(k.expr, L, k.inputs)) return false;
+  if (!simdMappable(k)) return false;
   const c = em.c;
   const l = em.varLocal(L);
   const end = c.local('i32');

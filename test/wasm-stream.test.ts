@@ -1,0 +1,154 @@
+// Launches that carry their host copies (a feed only they read, an output read into a host
+// array) run on the wasm device in row chunks, staging chunks at the head of their buffers:
+// whatever the chunk size, plans run that way give what the reference interpreter gives, on
+// random graphs and on elementwise chains with broadcast inputs, params, outputs that other
+// kernels read, `into` arrays and an `into` array that is also a feed.
+
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { graph } from '../graphs/builder.js';
+import type { Graph } from '../graphs/graph.js';
+import { f32, type DType } from '../graphs/types.js';
+import { compile, type Outputs } from '../runtime/executor.js';
+import type { CpuArray } from '../runtime/cpu/render-js.js';
+import { runPlan } from '../runtime/plan-interpreter.js';
+import { allocArray, type HostTensor } from '../runtime/tensor.js';
+import { Variables } from '../runtime/variables.js';
+import { WasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
+import { streamLayout } from '../runtime/wasm/stream.js';
+import { arbGraph, fcParams } from './arbitraries.js';
+
+/** |a - b| <= rtol * max(|a|, |b|) + atol, element by element (NaN equals NaN). */
+function closeArrays(got: ArrayLike<number>, want: ArrayLike<number>, label: string): void {
+  expect(got.length, label).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
+    if (!(Math.abs(a - b) <= 1e-4 * Math.max(Math.abs(a), Math.abs(b)) + 1e-4)) throw new Error(`${label} element ${i}: wasm ${a}, reference ${b}`);
+  }
+}
+
+/**
+ * The graph's plan for the wasm device, run by the plan interpreter on `device` (so that its
+ * chunk size can be chosen): outputs by name, in the plan's order.
+ */
+function runOn(device: WasmDevice, g: Graph, feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>, into?: Record<string, CpuArray>): Record<string, CpuArray> {
+  const exe = compile(g, { backend: 'wasm', threads: 1 });
+  exe.setVariables(variables);
+  const vs = exe.variables();
+  const plan = exe.plan(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])), exe.defaultOutputs, { update: false });
+  const host = new Map<number, { dtype: DType; data: CpuArray }>();
+  const fed = new Map<number, { dtype: DType; data: CpuArray }>();
+  for (const n of exe.graph.nodes) {
+    if (n.op === 'param' || n.op === 'state') host.set(n.id, { dtype: n.dtype, data: vs[`${n.op}:${n.name}`]!.data });
+    else if (n.op === 'const' && Array.isArray(n.attrs['data'])) {
+      const values = n.attrs['data'] as number[];
+      const a = allocArray(n.dtype, values.length);
+      a.set(values);
+      host.set(n.id, { dtype: n.dtype, data: a });
+    } else if (n.op === 'input' && feeds[n.name!] && plan.buffers.has(n.id)) fed.set(n.id, { dtype: n.dtype, data: feeds[n.name!]!.data });
+  }
+  const vars = new Variables(device, host);
+  const before = device.memory.liveBytes;
+  const r = runPlan(plan, vars, fed, { update: false, sync: true, ...(into ? { into: new Map(Object.entries(into)) } : {}) });
+  // the run holds nothing after it (the variables are given back when `vars` is collected)
+  expect(device.memory.liveBytes).toBe(before);
+  const values = r.values as CpuArray[];
+  return Object.fromEntries(Object.keys(plan.outputs).map((name, i) => [name, values[i]!]));
+}
+
+function reference(g: Graph, feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>): Outputs {
+  const exe = compile(g, { backend: 'reference', fuse: false });
+  exe.setVariables(variables);
+  return exe.runSync(feeds, undefined, { update: false });
+}
+
+describe.skipIf(!wasmAvailable())('wasm device: launches streamed with their host copies', () => {
+  it('random graphs run with row chunks of any size equal the reference interpreter', () => {
+    const devices = [4, 16, 100, 1 << 16].map((streamChunkBytes) => new WasmDevice({ threads: 1, streamChunkBytes }));
+    try {
+      fc.assert(
+        fc.property(arbGraph({ maxOps: 8, params: true, maxDim: 9, maxElements: 300 }), ({ graph: g, feeds, variables }) => {
+          const want = reference(g, feeds, variables);
+          for (const device of devices) {
+            const got = runOn(device, g, feeds, variables);
+            for (const [name, w] of Object.entries(want)) closeArrays(got[name]!, w.data, `output '${name}'`);
+          }
+        }),
+        fcParams(60),
+      );
+    } finally {
+      for (const d of devices) d.close();
+    }
+  });
+
+  it('elementwise chains of fed rows, broadcast feeds and params stream, and equal the reference, read into new arrays, into given ones, or into a feed they read', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 4, max: 21 }),
+        fc.constantFrom(4, 12, 64, 1 << 16),
+        fc.constantFrom('new', 'into', 'into u'),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (rows, cols, streamChunkBytes, read, seed) => {
+          const g = graph('rows', (b) => {
+            const x = b.input('x', f32(rows, cols));
+            const bias = b.input('bias', f32(cols));
+            const p = b.param('p', f32(rows, cols));
+            const u = b.input('u', f32(rows, cols));
+            const z = b.add(b.mul(b.relu(b.add(b.mul(x, 1.5), bias)), p), 0.25);
+            // x and u are each read by one kernel; z is an output that another kernel (a
+            // reduction) reads too; y is read by nothing else
+            return { y: b.sub(b.mul(u, u), b.relu(p)), z, s: b.sum(z, [1]) };
+          });
+          let s = seed;
+          const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 4 - 2;
+          const values = (n: number) => Float32Array.from({ length: n }, rnd);
+          const feeds = {
+            x: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
+            u: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
+            bias: { dtype: 'f32' as const, shape: [cols], data: values(cols) },
+          };
+          const variables = { 'param:p': { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) } };
+          const want = reference(g, feeds, variables);
+          const device = new WasmDevice({ threads: 1, streamChunkBytes });
+          const streamed: string[] = [];
+          device.profiler = (r) => void (r.streamed && streamed.push(r.kernel.name));
+          try {
+            const u = feeds.u.data.slice();
+            const into = read === 'new' ? undefined : { y: read === 'into u' ? feeds.u.data : new Float32Array(rows * cols), z: new Float32Array(rows * cols) };
+            const got = runOn(device, g, feeds, variables, into);
+            for (const name of ['y', 'z', 's']) closeArrays(got[name]!, want[name]!.data, `output '${name}'`);
+            if (into) for (const name of ['y', 'z'] as const) expect(got[name]).toBe(into[name]);
+            if (read !== 'into u') expect(feeds.u.data).toEqual(u);
+            // y's kernel and z's stream (s's, a reduction, does not)
+            expect(streamed.length).toBe(2);
+          } finally {
+            device.close();
+          }
+        },
+      ),
+      fcParams(80),
+    );
+  });
+
+  it('an input is staged only where a chunk of rows reads just its own rows of it', () => {
+    const n = 8;
+    const g = graph('layouts', (b) => {
+      const x = b.input('x', f32(n + 1, n));
+      const row = b.input('row', f32(n));
+      const w = b.input('w', f32(n, n));
+      // x's rows r and r + 1 for output row r; row broadcast over rows; w's rows as they are
+      return { y: b.add(b.add(b.slice(x, [1, 0], [n + 1, n]), b.slice(x, [0, 0], [n, n])), b.mul(row, w)) };
+    });
+    const [step] = compile(g, { backend: 'wasm' }).plan({ x: [n + 1, n], row: [n], w: [n, n] }).steps;
+    // (the graph is rewritten the same way every time it is compiled)
+    if (step?.kind !== 'launch' || step.kernel.kind !== 'map') throw new Error('one map kernel');
+    const spans = streamLayout(step.kernel, false)?.spans;
+    const exe = compile(g, { backend: 'wasm' });
+    const at = (name: string) => spans?.[step.inputs.indexOf(exe.graph.nodes.find((m) => m.op === 'input' && m.name === name)!.id)];
+    expect([at('x'), at('row'), at('w')]).toEqual([null, null, n]);
+    // f64 devices run scalar code, which is not streamed
+    expect(streamLayout(step.kernel, true)).toBeNull();
+  });
+});
