@@ -5,17 +5,17 @@
 // give the CPU device's. The index simplification the gathers rely on is checked as a law here
 // too. Without an adapter the device part skips, except under CI.
 
-import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileAsync, f32, grad, graph, planGraph, type Graph, type HostTensor } from '../index.js';
 import { HOST_CAPS, type DeviceCaps } from '../scheduler/caps.js';
 import { delinearize, iadd, idiv, imul, ivar, linearize, recombine, type IndexExpr, type MatmulKernel } from '../ops/kernel-ir.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
-import { WebGpuDevice, sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
-import { adapterIdentity } from '../runtime/webgpu/device.js';
-import { TuningStore, candidates, tuningKey } from '../runtime/webgpu/tuner.js';
+import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
+import { candidates } from '../runtime/webgpu/tuner.js';
 import { reference, runOn } from './fixtures/kernel-runs.js';
+import { describeForcedVariants } from './fixtures/dawn-forced.js';
 import { fcParams } from './arbitraries.js';
 
 interface Conv { n: number; c: number; h: number; w: number; o: number; kh: number; kw: number; stride: number; padding: number }
@@ -137,144 +137,127 @@ function evalIndex(e: IndexExpr, env: ReadonlyMap<string, number>): number {
 const be0 = await sharedWebGpuBackend();
 if (!be0) console.warn(`WebGPU conv2d tests skipped: no adapter (${WebGpuBackend.unavailableReason})`);
 
-describe('conv2d on WebGPU', () => {
-  it('has an adapter when CI is set (skips elsewhere)', () => {
-    if (!be0 && process.env['CI']) expect.fail(`CI is set but no WebGPU adapter was found: ${WebGpuBackend.unavailableReason}`);
-  });
+describeForcedVariants('conv2d on WebGPU', be0, (d) => {
 
-  describe.skipIf(!be0 && !process.env['CI'])('on the Dawn adapter', () => {
-    let be: WebGpuBackend;
-    let store: TuningStore;
-    let caps: DeviceCaps;
-    beforeAll(() => {
-      store = new TuningStore(null);
-      be = new WebGpuBackend(be0!.gpu, { tuning: store });
-      caps = new WebGpuDevice(be).caps;
-    });
-    afterAll(() => be.dispose());
-
-    const lim = () => ({ workgroupMatmul: caps.maxWorkgroupInvocations >= 256, subgroups: false, maxInvocations: 256 });
-
-    /**
-     * Every matmul kernel of `g`'s WebGPU plan, in every variant the tuner can pick (`all`) or one
-     * of each kind (register with and without vec4 stores, workgroup with and without vec4 tiles,
-     * split-K: their tiles differ
-     * only in sizes, and each compile takes a while on llvmpipe), forced one at a time, against
-     * the interpreter on random operands. Returns the kernels and the kinds run.
-     */
-    async function everyMatmulVariant(g: Graph, seed: number, all: boolean, what: string): Promise<{ kernels: MatmulKernel[]; kinds: Set<string> }> {
-      const plan = planGraph(g, shapesOf(g), { caps });
-      const r = mulberry32(seed);
-      const kernels: MatmulKernel[] = [];
-      const seen = new Set<string>();
-      for (const st of plan.steps) {
-        if (st.kind !== 'launch' || st.kernel.kind !== 'matmul') continue;
-        const k = st.kernel;
-        kernels.push(k);
-        const arrays = k.inputs.map((p) => Float32Array.from({ length: p.size }, () => Math.fround(r() * 2 - 1)));
-        const want = reference(k, arrays);
-        const kinds = new Set<string>();
-        for (const v of candidates(k, lim(), be.variantOf(k))) {
-          if (v.kind !== 'matmul') continue;
-          const kind = `${v.matmul}${v.wgTile?.vec4 ?? ''}${v.tile?.vec4Store ?? v.wgTile?.vec4Store ?? ''}`;
-          if (!all && kinds.has(kind)) continue;
-          kinds.add(kind);
-          seen.add(v.matmul);
-          store.set(adapterIdentity(be.gpu.info), tuningKey(k)!, { variant: v, ms: 0, timings: {} });
-          const got = await runOn(be, k, arrays);
-          const atol = 2e-6 * k.k + 1e-5;
-          for (let i = 0; i < want.length; i++) {
-            if (!(Math.abs(got[i]! - want[i]!) <= atol + 1e-4 * Math.abs(want[i]!))) {
-              expect.fail(`${what} ${k.name} ${JSON.stringify(v)}: element ${i}: webgpu ${got[i]}, reference ${want[i]}`);
-            }
+  /**
+   * Every matmul kernel of `g`'s WebGPU plan, in every variant the tuner can pick (`all`) or one
+   * of each kind (register with and without vec4 stores, workgroup with and without vec4 tiles,
+   * split-K: their tiles differ
+   * only in sizes, and each compile takes a while on llvmpipe), forced one at a time, against
+   * the interpreter on random operands. Returns the kernels and the kinds run.
+   */
+  async function everyMatmulVariant(g: Graph, seed: number, all: boolean, what: string): Promise<{ kernels: MatmulKernel[]; kinds: Set<string> }> {
+    const plan = planGraph(g, shapesOf(g), { caps: d.caps });
+    const r = mulberry32(seed);
+    const kernels: MatmulKernel[] = [];
+    const seen = new Set<string>();
+    for (const st of plan.steps) {
+      if (st.kind !== 'launch' || st.kernel.kind !== 'matmul') continue;
+      const k = st.kernel;
+      kernels.push(k);
+      const arrays = k.inputs.map((p) => Float32Array.from({ length: p.size }, () => Math.fround(r() * 2 - 1)));
+      const want = reference(k, arrays);
+      const kinds = new Set<string>();
+      for (const v of candidates(k, d.lim(), d.be.variantOf(k))) {
+        if (v.kind !== 'matmul') continue;
+        const kind = `${v.matmul}${v.wgTile?.vec4 ?? ''}${v.tile?.vec4Store ?? v.wgTile?.vec4Store ?? ''}`;
+        if (!all && kinds.has(kind)) continue;
+        kinds.add(kind);
+        seen.add(v.matmul);
+        d.force(k, v);
+        const got = await runOn(d.be, k, arrays);
+        const atol = 2e-6 * k.k + 1e-5;
+        for (let i = 0; i < want.length; i++) {
+          if (!(Math.abs(got[i]! - want[i]!) <= atol + 1e-4 * Math.abs(want[i]!))) {
+            expect.fail(`${what} ${k.name} ${JSON.stringify(v)}: element ${i}: webgpu ${got[i]}, reference ${want[i]}`);
           }
         }
       }
-      return { kernels, kinds: seen };
     }
+    return { kernels, kinds: seen };
+  }
 
-    it('every matmul of the forward and gradient plans, in every variant the tuner can pick, matches the interpreter', async () => {
-      const seen = new Set<string>();
-      let gathers = 0;
-      const check = async (s: Conv, seed: number, all = false) => {
-        const { kernels, kinds } = await everyMatmulVariant(convGraph(s), seed, all, JSON.stringify(s));
-        kinds.forEach((v) => seen.add(v));
-        gathers += kernels.filter((k) => k.a.gather || k.b.gather).length;
-        return kernels;
+  it('every matmul of the forward and gradient plans, in every variant the tuner can pick, matches the interpreter', async () => {
+    const seen = new Set<string>();
+    let gathers = 0;
+    const check = async (s: Conv, seed: number, all = false) => {
+      const { kernels, kinds } = await everyMatmulVariant(convGraph(s), seed, all, JSON.stringify(s));
+      kinds.forEach((v) => seen.add(v));
+      gathers += kernels.filter((k) => k.a.gather || k.b.gather).length;
+      return kernels;
+    };
+    // every candidate of one layer; its dW has k = 2*13*13 = 338 against 2*3*3*3 outputs, so split-K is one
+    const layer = await check({ n: 2, c: 2, h: 13, w: 13, o: 3, kh: 3, kw: 3, stride: 1, padding: 1 }, 1, true);
+    // windows with padding: the forward tests its masks once per window offset (9), not per
+    // channel; dW once per output pixel (13 x 13), not per image
+    const masked = layer.filter((k) => k.a.gather?.valid && !k.b.gather);
+    const code = masked.map((k) => d.be.render(k, { kind: 'matmul', matmul: 'register' }).passes[0]!.code);
+    expect(masked.map((k) => k.m)).toEqual([2 * 13 * 13, 2 * 3 * 3]);
+    expect(code[0]).toContain('for (var bq: i32 = 0i; bq < 9i;');
+    expect(code[1]).toContain('for (var bq: i32 = 0i; bq < 169i;');
+    await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
+      await check(s, seed);
+    }), fcParams(4));
+    expect(gathers).toBeGreaterThan(0);
+    expect([...seen].sort()).toEqual(d.lim().workgroupMatmul ? ['register', 'splitk', 'workgroup'] : ['register', 'splitk']);
+  }, 600_000);
+
+  it('batched matmuls in every variant: broadcast batch operands (stride 0) and conv2d with the images as batch', async () => {
+    // a[2, 1, m, k] · b[3, k, n]: a broadcasts over the second batch dim, b over the first
+    const bm = (m: number, n: number, k: number) => graph('bmm', (g) => ({
+      c: g.relu(g.matmul(g.param('a', f32(2, 1, m, k)), g.param('b', f32(3, k, n)))),
+    }));
+    // out[n] = W[O, C·KH·KW] · windows[n][C·KH·KW, OH·OW]: W is shared by every image, the
+    // windows a gather with the image as its batch index
+    const batchedConv = (s: Conv) => graph('bconv', (g) => {
+      const x = g.pad(g.param('x', f32(s.n, s.c, s.h, s.w)), [0, 0, s.padding, s.padding], [0, 0, s.padding, s.padding]);
+      const win = g.op('unfold2d', [x], { kernel: [s.kh, s.kw], stride: s.stride });
+      const [, , , , oh, ow] = win.shape as number[];
+      const w = g.reshape(g.param('w', f32(s.o, s.c, s.kh, s.kw)), [s.o, s.c * s.kh * s.kw]);
+      return { y: g.matmul(w, g.reshape(win, [s.n, s.c * s.kh * s.kw, oh! * ow!])) };
+    });
+    const run = async (g: Graph, seed: number, what: string) => {
+      const { kernels } = await everyMatmulVariant(g, seed, false, what);
+      expect(kernels.length).toBe(1);
+      return kernels[0]!;
+    };
+    const k1 = await run(bm(9, 70, 33), 3, 'bmm');
+    expect([k1.a.batchStrides, k1.b.batchStrides]).toEqual([[9 * 33, 0], [0, 33 * 70]]);
+    // the windows are a gather, except where the sizes of 1 make them strided (a 1x1 kernel;
+    // a single row of windows over a single row, ...): a fixed layer that must gather, then random ones
+    const fixed: Conv = { n: 2, c: 3, h: 6, w: 5, o: 4, stride: 1, padding: 1, kh: 3, kw: 3 };
+    expect((await run(batchedConv(fixed), 7, JSON.stringify(fixed))).b.gather).toBeDefined();
+    await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
+      const k = await run(batchedConv(s), seed, JSON.stringify(s));
+      expect(k.batch).toEqual(s.n > 1 ? [s.n] : [1]);
+      expect(k.a.batchStrides).toEqual([0]);
+    }), fcParams(3));
+  }, 600_000);
+
+  it('forward and gradients equal the CPU device', async () => {
+    await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
+      const g = convGraph(s);
+      const r = mulberry32(seed);
+      const vars = {
+        'param:x': Float32Array.from({ length: s.n * s.c * s.h * s.w }, () => Math.fround(r() * 2 - 1)),
+        'param:w': Float32Array.from({ length: s.o * s.c * s.kh * s.kw }, () => Math.fround(r() * 2 - 1)),
       };
-      // every candidate of one layer; its dW has k = 2*13*13 = 338 against 2*3*3*3 outputs, so split-K is one
-      const layer = await check({ n: 2, c: 2, h: 13, w: 13, o: 3, kh: 3, kw: 3, stride: 1, padding: 1 }, 1, true);
-      // windows with padding: the forward tests its masks once per window offset (9), not per
-      // channel; dW once per output pixel (13 x 13), not per image
-      const masked = layer.filter((k) => k.a.gather?.valid && !k.b.gather);
-      const code = masked.map((k) => be.render(k, { kind: 'matmul', matmul: 'register' }).passes[0]!.code);
-      expect(masked.map((k) => k.m)).toEqual([2 * 13 * 13, 2 * 3 * 3]);
-      expect(code[0]).toContain('for (var bq: i32 = 0i; bq < 9i;');
-      expect(code[1]).toContain('for (var bq: i32 = 0i; bq < 169i;');
-      await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
-        await check(s, seed);
-      }), fcParams(4));
-      expect(gathers).toBeGreaterThan(0);
-      expect([...seen].sort()).toEqual(lim().workgroupMatmul ? ['register', 'splitk', 'workgroup'] : ['register', 'splitk']);
-    }, 600_000);
-
-    it('batched matmuls in every variant: broadcast batch operands (stride 0) and conv2d with the images as batch', async () => {
-      // a[2, 1, m, k] · b[3, k, n]: a broadcasts over the second batch dim, b over the first
-      const bm = (m: number, n: number, k: number) => graph('bmm', (g) => ({
-        c: g.relu(g.matmul(g.param('a', f32(2, 1, m, k)), g.param('b', f32(3, k, n)))),
-      }));
-      // out[n] = W[O, C·KH·KW] · windows[n][C·KH·KW, OH·OW]: W is shared by every image, the
-      // windows a gather with the image as its batch index
-      const batchedConv = (s: Conv) => graph('bconv', (g) => {
-        const x = g.pad(g.param('x', f32(s.n, s.c, s.h, s.w)), [0, 0, s.padding, s.padding], [0, 0, s.padding, s.padding]);
-        const win = g.op('unfold2d', [x], { kernel: [s.kh, s.kw], stride: s.stride });
-        const [, , , , oh, ow] = win.shape as number[];
-        const w = g.reshape(g.param('w', f32(s.o, s.c, s.kh, s.kw)), [s.o, s.c * s.kh * s.kw]);
-        return { y: g.matmul(w, g.reshape(win, [s.n, s.c * s.kh * s.kw, oh! * ow!])) };
-      });
-      const run = async (g: Graph, seed: number, what: string) => {
-        const { kernels } = await everyMatmulVariant(g, seed, false, what);
-        expect(kernels.length).toBe(1);
-        return kernels[0]!;
-      };
-      const k1 = await run(bm(9, 70, 33), 3, 'bmm');
-      expect([k1.a.batchStrides, k1.b.batchStrides]).toEqual([[9 * 33, 0], [0, 33 * 70]]);
-      // the windows are a gather, except where the sizes of 1 make them strided (a 1x1 kernel;
-      // a single row of windows over a single row, ...): a fixed layer that must gather, then random ones
-      const fixed: Conv = { n: 2, c: 3, h: 6, w: 5, o: 4, stride: 1, padding: 1, kh: 3, kw: 3 };
-      expect((await run(batchedConv(fixed), 7, JSON.stringify(fixed))).b.gather).toBeDefined();
-      await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
-        const k = await run(batchedConv(s), seed, JSON.stringify(s));
-        expect(k.batch).toEqual(s.n > 1 ? [s.n] : [1]);
-        expect(k.a.batchStrides).toEqual([0]);
-      }), fcParams(3));
-    }, 600_000);
-
-    it('forward and gradients equal the CPU device', async () => {
-      await fc.assert(fc.asyncProperty(convArb, fc.integer(), async (s, seed) => {
-        const g = convGraph(s);
-        const r = mulberry32(seed);
-        const vars = {
-          'param:x': Float32Array.from({ length: s.n * s.c * s.h * s.w }, () => Math.fround(r() * 2 - 1)),
-          'param:w': Float32Array.from({ length: s.o * s.c * s.kh * s.kw }, () => Math.fround(r() * 2 - 1)),
-        };
-        const out: Record<string, HostTensor>[] = [];
-        for (const backend of ['cpu', 'webgpu'] as const) {
-          const exe = await compileAsync(g, { backend });
-          exe.setVariables(vars);
-          out.push(await exe.run({}));
-        }
-        const [cpu, gpu] = out as [Record<string, HostTensor>, Record<string, HostTensor>];
-        for (const name of Object.keys(cpu)) {
-          const want = cpu[name]!.data, got = gpu[name]!.data;
-          const scale = Math.max(1, ...Array.from(want, (x) => Math.abs(Number(x))));
-          for (let i = 0; i < want.length; i++) {
-            if (!(Math.abs(Number(got[i]) - Number(want[i])) <= 1e-5 * scale * Math.max(1, s.c * s.kh * s.kw))) {
-              expect.fail(`${JSON.stringify(s)} ${name}[${i}]: webgpu ${got[i]}, cpu ${want[i]}`);
-            }
+      const out: Record<string, HostTensor>[] = [];
+      for (const backend of ['cpu', 'webgpu'] as const) {
+        const exe = await compileAsync(g, { backend });
+        exe.setVariables(vars);
+        out.push(await exe.run({}));
+      }
+      const [cpu, gpu] = out as [Record<string, HostTensor>, Record<string, HostTensor>];
+      for (const name of Object.keys(cpu)) {
+        const want = cpu[name]!.data, got = gpu[name]!.data;
+        const scale = Math.max(1, ...Array.from(want, (x) => Math.abs(Number(x))));
+        for (let i = 0; i < want.length; i++) {
+          if (!(Math.abs(Number(got[i]) - Number(want[i])) <= 1e-5 * scale * Math.max(1, s.c * s.kh * s.kw))) {
+            expect.fail(`${JSON.stringify(s)} ${name}[${i}]: webgpu ${got[i]}, cpu ${want[i]}`);
           }
         }
-      }), fcParams(4));
-    }, 600_000);
-  });
+      }
+    }), fcParams(4));
+  }, 600_000);
 });

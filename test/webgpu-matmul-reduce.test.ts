@@ -8,7 +8,7 @@
 // a time) equals the interpreter, and whole graphs equal the CPU device. Without an adapter the
 // device part skips, except under CI.
 
-import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileAsync, f16, f32, graph, planGraph, type Graph } from '../index.js';
 import type { Builder as OpBuilder } from '../graphs/builder.js';
@@ -18,11 +18,11 @@ import type { MatmulKernel } from '../ops/kernel-ir.js';
 import { interpretKernel } from '../runtime/interpreter.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
-import { WebGpuDevice, sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
-import { adapterIdentity } from '../runtime/webgpu/device.js';
-import { TuningStore, candidates, tuningKey } from '../runtime/webgpu/tuner.js';
+import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
+import { candidates } from '../runtime/webgpu/tuner.js';
 import { renderMatmulReduce } from '../runtime/webgpu/render-wgsl-matmul-reduce.js';
 import { reference, runOn } from './fixtures/kernel-runs.js';
+import { describeForcedVariants } from './fixtures/dawn-forced.js';
 import { fcParams } from './arbitraries.js';
 
 /** A reduction of a matmul product: out = tail(reduce(epilogue(x·w), trailing axes)). */
@@ -182,76 +182,59 @@ describe('fused matmul reductions: plans', () => {
 const be0 = await sharedWebGpuBackend();
 if (!be0) console.warn(`WebGPU fused matmul reduction tests skipped: no adapter (${WebGpuBackend.unavailableReason})`);
 
-describe('fused matmul reductions on WebGPU', () => {
-  it('has an adapter when CI is set (skips elsewhere)', () => {
-    if (!be0 && process.env['CI']) expect.fail(`CI is set but no WebGPU adapter was found: ${WebGpuBackend.unavailableReason}`);
-  });
+describeForcedVariants('fused matmul reductions on WebGPU', be0, (d) => {
 
-  describe.skipIf(!be0 && !process.env['CI'])('on the Dawn adapter', () => {
-    let be: WebGpuBackend;
-    let store: TuningStore;
-    let caps: DeviceCaps;
-    beforeAll(() => {
-      store = new TuningStore(null);
-      be = new WebGpuBackend(be0!.gpu, { tuning: store });
-      caps = new WebGpuDevice(be).caps;
-    });
-    afterAll(() => be.dispose());
-
-    const lim = () => ({ workgroupMatmul: caps.maxWorkgroupInvocations >= 256, subgroups: false, maxInvocations: 256 });
-
-    /** The case's fused kernel in every candidate (`all`) or a few, against the interpreter; returns the accumulation forms run. */
-    async function everyVariant(c: Case, seed: number, all: boolean): Promise<string[]> {
-      const [k] = fusedKernels(caseGraph(c), caps) as [MatmulKernel];
-      expect(k.reduce).toBeDefined();
-      const r = mulberry32(seed);
-      const arrays = k.inputs.map((p) => Float32Array.from({ length: p.size }, () => Math.fround(r() * 2 - 1)));
-      const want = reference(k, arrays);
-      const cands = candidates(k, lim(), be.variantOf(k));
-      expect(cands.length).toBeGreaterThan(1);
-      expect(cands.every((v) => v.kind === 'matmulReduce')).toBe(true);
-      // all, or the default, the first in workgroup memory and one drawn
-      const wg = cands.find((v) => v.kind === 'matmulReduce' && 'workgroup' in v.tile);
-      const chosen = all ? cands : [...new Set([cands[0]!, ...(wg ? [wg] : []), cands[1 + Math.floor(r() * (cands.length - 1))]!])];
-      for (const v of chosen) {
-        store.set(adapterIdentity(be.gpu.info), tuningKey(k)!, { variant: v, ms: 0, timings: {} });
-        expectClose(await runOn(be, k, arrays), want, terms(c), `${JSON.stringify(c)} ${JSON.stringify(v)}`);
-      }
-      return chosen.map((v) => (v.kind === 'matmulReduce' && 'workgroup' in v.tile ? 'workgroup' : 'register'));
+  /** The case's fused kernel in every candidate (`all`) or a few, against the interpreter; returns the accumulation forms run. */
+  async function everyVariant(c: Case, seed: number, all: boolean): Promise<string[]> {
+    const [k] = fusedKernels(caseGraph(c), d.caps) as [MatmulKernel];
+    expect(k.reduce).toBeDefined();
+    const r = mulberry32(seed);
+    const arrays = k.inputs.map((p) => Float32Array.from({ length: p.size }, () => Math.fround(r() * 2 - 1)));
+    const want = reference(k, arrays);
+    const cands = candidates(k, d.lim(), d.be.variantOf(k));
+    expect(cands.length).toBeGreaterThan(1);
+    expect(cands.every((v) => v.kind === 'matmulReduce')).toBe(true);
+    // all, or the default, the first in workgroup memory and one drawn
+    const wg = cands.find((v) => v.kind === 'matmulReduce' && 'workgroup' in v.tile);
+    const chosen = all ? cands : [...new Set([cands[0]!, ...(wg ? [wg] : []), cands[1 + Math.floor(r() * (cands.length - 1))]!])];
+    for (const v of chosen) {
+      d.force(k, v);
+      expectClose(await runOn(d.be, k, arrays), want, terms(c), `${JSON.stringify(c)} ${JSON.stringify(v)}`);
     }
+    return chosen.map((v) => (v.kind === 'matmulReduce' && 'workgroup' in v.tile ? 'workgroup' : 'register'));
+  }
 
-    it('every variant the tuner can pick equals the interpreter', async () => {
-      // every candidate of a row reduction and of a full one, over several column blocks and groups
-      const forms = [
-        ...await everyVariant({ batch: [2], m: 37, k: 19, n: 290, wBatched: false, epilogue: 'biasRelu', op: 'sum', axes: 1, keepdims: false, tail: 'none' }, 1, true),
-        ...await everyVariant({ batch: [], m: 70, k: 9, n: 133, wBatched: false, epilogue: 'squaredError', op: 'sum', axes: 2, keepdims: false, tail: 'mean' }, 2, false),
-      ];
-      // the register and workgroup accumulations both ran (llvmpipe runs 256-invocation workgroups)
-      expect(new Set(forms)).toEqual(new Set(['register', 'workgroup']));
-      await fc.assert(fc.asyncProperty(caseArb, fc.integer(), async (c, seed) => {
-        await everyVariant(c, seed, false);
-      }), fcParams(8));
-    }, 300_000);
+  it('every variant the tuner can pick equals the interpreter', async () => {
+    // every candidate of a row reduction and of a full one, over several column blocks and groups
+    const forms = [
+      ...await everyVariant({ batch: [2], m: 37, k: 19, n: 290, wBatched: false, epilogue: 'biasRelu', op: 'sum', axes: 1, keepdims: false, tail: 'none' }, 1, true),
+      ...await everyVariant({ batch: [], m: 70, k: 9, n: 133, wBatched: false, epilogue: 'squaredError', op: 'sum', axes: 2, keepdims: false, tail: 'mean' }, 2, false),
+    ];
+    // the register and workgroup accumulations both ran (llvmpipe runs 256-invocation workgroups)
+    expect(new Set(forms)).toEqual(new Set(['register', 'workgroup']));
+    await fc.assert(fc.asyncProperty(caseArb, fc.integer(), async (c, seed) => {
+      await everyVariant(c, seed, false);
+    }), fcParams(8));
+  }, 300_000);
 
-    it('whole graphs equal the CPU device', async () => {
-      await fc.assert(fc.asyncProperty(caseArb, fc.integer(), async (c, seed) => {
-        const g = caseGraph(c);
-        const values = paramValues(g, seed);
-        const exe = await compileAsync(g, { backend: 'webgpu', webgpu: be });
-        exe.setVariables(Object.fromEntries(Object.entries(values).map(([k, v]) => [`param:${k}`, v])));
-        expectClose((await exe.run({})).out!.data, await onCpu(g, values), terms(c), JSON.stringify(c));
-      }), fcParams(10));
-    }, 300_000);
+  it('whole graphs equal the CPU device', async () => {
+    await fc.assert(fc.asyncProperty(caseArb, fc.integer(), async (c, seed) => {
+      const g = caseGraph(c);
+      const values = paramValues(g, seed);
+      const exe = await compileAsync(g, { backend: 'webgpu', webgpu: d.be });
+      exe.setVariables(Object.fromEntries(Object.entries(values).map(([k, v]) => [`param:${k}`, v])));
+      expectClose((await exe.run({})).out!.data, await onCpu(g, values), terms(c), JSON.stringify(c));
+    }), fcParams(10));
+  }, 300_000);
 
-    it('the one-pass form (one column group, only n reduced) writes the result itself', () => {
-      const [k] = fusedKernels(caseGraph({ batch: [], m: 9, k: 3, n: 20, wBatched: false, epilogue: 'none', op: 'max', axes: 1, keepdims: true, tail: 'logAbs' }), caps) as [MatmulKernel];
-      const one = renderMatmulReduce(k, 65535, { tm: 8, tn: 4, wx: 8, wy: 8, groups: 1 });
-      expect(one.passes.length).toBe(1);
-      expect(one.scratchWords).toBeUndefined();
-      const two = renderMatmulReduce(k, 65535, { tm: 4, tn: 4, wx: 2, wy: 4, groups: 2 });
-      expect(two.passes.length).toBe(2);
-      // n = 20 is one 32-column block of the 8x8 workgroup kernel: one pass whatever the groups
-      expect(renderMatmulReduce(k, 65535, { workgroup: { wt: 8, bk: 8 }, groups: 4 }).passes.length).toBe(1);
-    });
+  it('the one-pass form (one column group, only n reduced) writes the result itself', () => {
+    const [k] = fusedKernels(caseGraph({ batch: [], m: 9, k: 3, n: 20, wBatched: false, epilogue: 'none', op: 'max', axes: 1, keepdims: true, tail: 'logAbs' }), d.caps) as [MatmulKernel];
+    const one = renderMatmulReduce(k, 65535, { tm: 8, tn: 4, wx: 8, wy: 8, groups: 1 });
+    expect(one.passes.length).toBe(1);
+    expect(one.scratchWords).toBeUndefined();
+    const two = renderMatmulReduce(k, 65535, { tm: 4, tn: 4, wx: 2, wy: 4, groups: 2 });
+    expect(two.passes.length).toBe(2);
+    // n = 20 is one 32-column block of the 8x8 workgroup kernel: one pass whatever the groups
+    expect(renderMatmulReduce(k, 65535, { workgroup: { wt: 8, bk: 8 }, groups: 4 }).passes.length).toBe(1);
   });
 });
