@@ -50,7 +50,7 @@ export type { ShardedRun } from './runtime/sbp-runner.js';
 export type { DeviceCaps } from './scheduler/caps.js';
 export type { RematInfo } from './scheduler/remat-info.js';
 export { HostDevice } from './runtime/device.js';
-export type { Device, DeviceMemory } from './runtime/device.js';
+export type { Device, DeviceMemory, HostTraffic } from './runtime/device.js';
 export { compile, compileAsync, Executable, BackendError, OutputError } from './runtime/executor.js';
 export { exportTuning, importTuning, TuningError } from './runtime/webgpu/tuner.js';
 export { parseBytes } from './runtime/memory.js';
