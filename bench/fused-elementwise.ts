@@ -9,6 +9,7 @@
 
 import { f32, graph, type Graph } from '../index.js';
 import { compileAsync, type Executable } from '../runtime/executor.js';
+import { WasmDevice } from '../runtime/wasm/device.js';
 import { caseFactory, runCasesAgainstPeers, timeMetric, type CaseOrSkip } from './harness.js';
 import { CHAIN, chainData, chainReference, installNavigatorGpu, selectedPeers, type ChainInput } from './peers.js';
 
@@ -30,11 +31,17 @@ async function ours(backend: 'cpu' | 'webgpu', input: ChainInput, into = false):
   const feeds: Record<string, Float32Array> = input === 'host' ? { x } : {};
   const y = new Float32Array(n);
   const fn = into ? async () => (await exe.run(feeds, undefined, { into: { y } })).y!.data : async () => (await exe.run(feeds)).y!.data;
+  // on the wasm device, whether the launch ran in row chunks with its host copies (runtime/wasm/stream.ts)
+  const device = backend === 'cpu' ? exe.device : null;
+  let streamed = false;
+  if (device instanceof WasmDevice) device.profiler = (r) => void (streamed ||= r.streamed);
   const got = await fn();
+  if (device instanceof WasmDevice) device.profiler = null;
   for (let i = 0; i < n; i += 997) if (Math.abs(got[i]! - want[i]!) > 1e-5) throw new Error(`${backend}: y[${i}] = ${got[i]}, expected ${want[i]}`);
   const plan = exe.plan(input === 'host' ? { x: [n] } : {});
   const where = backend === 'webgpu' ? `webgpu backend on ${exe.backendInfo.adapter}` : 'cpu backend';
-  return { fn, note: `${where}, ${plan.kernelCount} kernel (${plan.unfusedKernelCount} ops before fusion)${into ? ", y written into the caller's array (run's `into`)" : ''}` };
+  const how = `${streamed ? ', run in row chunks with its host copies' : ''}${into ? ", y written into the caller's array (run's `into`)" : ''}`;
+  return { fn, note: `${where}, ${plan.kernelCount} kernel (${plan.unfusedKernelCount} ops before fusion)${how}` };
 }
 
 const gpuOk = await installNavigatorGpu();
