@@ -33,11 +33,12 @@ const COOP = 64;
 
 /**
  * The default shape: the workgroup kernel's 16x16 tiles where `workgroup` (as for plain matmuls
- * on GPUs), else the register kernel's tile; and enough column groups that about 256 workgroups
- * run (never more groups than column blocks).
+ * on GPUs), with enough column groups that about 2048 workgroups run, so that a GPU's many cores
+ * each hold several; else the register kernel's tile, with about 256 workgroups (a software
+ * adapter runs a few at a time). Never more groups than column blocks.
  */
 export function defaultMatmulReduceTile(k: MatmulKernel, workgroup = false): MatmulReduceTile {
-  if (workgroup) return { workgroup: DEFAULT_WORKGROUP_TILE, groups: reduceGroups(k, blockOf({ workgroup: DEFAULT_WORKGROUP_TILE, groups: 1 }), 256) };
+  if (workgroup) return { workgroup: DEFAULT_WORKGROUP_TILE, groups: reduceGroups(k, blockOf({ workgroup: DEFAULT_WORKGROUP_TILE, groups: 1 }), 2048) };
   const t = registerTile(k.m, k.n);
   return { ...t, groups: reduceGroups(k, blockOf({ ...t, groups: 1 }), 256) };
 }

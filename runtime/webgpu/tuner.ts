@@ -125,7 +125,7 @@ export function candidates(k: Kernel, lim: VariantLimits, heuristic: KernelVaria
     if (lim.workgroupMatmul) {
       for (const workgroup of WORKGROUP_TILES) {
         if (workgroup.wt * workgroup.wt > lim.maxInvocations) continue;
-        for (const target of [256, 1024]) add({ kind: 'matmulReduce', tile: { workgroup, groups: reduceGroups(k, blockOf({ workgroup, groups: 1 }), target) } });
+        for (const target of [256, 2048]) add({ kind: 'matmulReduce', tile: { workgroup, groups: reduceGroups(k, blockOf({ workgroup, groups: 1 }), target) } });
       }
     }
   } else if (k.kind === 'matmul') {
