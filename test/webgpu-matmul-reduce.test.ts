@@ -19,7 +19,7 @@ import { interpretKernel } from '../runtime/interpreter.js';
 import { mulberry32 } from '../runtime/rng.js';
 import { WebGpuBackend } from '../runtime/webgpu/backend.js';
 import { sharedWebGpuBackend } from '../runtime/webgpu/gpu-device.js';
-import { candidates } from '../runtime/webgpu/tuner.js';
+import { TuningStore, candidates } from '../runtime/webgpu/tuner.js';
 import { renderMatmulReduce } from '../runtime/webgpu/render-wgsl-matmul-reduce.js';
 import { reference, runOn } from './fixtures/kernel-runs.js';
 import { describeForcedVariants } from './fixtures/dawn-forced.js';
@@ -226,6 +226,20 @@ describeForcedVariants('fused matmul reductions on WebGPU', be0, (d) => {
       expectClose((await exe.run({})).out!.data, await onCpu(g, values), terms(c), JSON.stringify(c));
     }), fcParams(10));
   }, 300_000);
+
+  it('defaults to workgroup-memory tiles where plain matmuls do (GPUs), else to register tiles', () => {
+    const [k] = fusedKernels(caseGraph({ batch: [], m: 300, k: 8, n: 700, wBatched: false, epilogue: 'none', op: 'sum', axes: 1, keepdims: false, tail: 'none' }), d.caps) as [MatmulKernel];
+    for (const matmul of ['workgroup', 'register'] as const) {
+      const b = new WebGpuBackend(d.be.gpu, { matmul, tuning: new TuningStore(null) });
+      try {
+        const v = b.variantOf(k);
+        expect(v?.kind).toBe('matmulReduce');
+        expect(v?.kind === 'matmulReduce' && 'workgroup' in v.tile).toBe(matmul === 'workgroup');
+      } finally {
+        b.dispose();
+      }
+    }
+  });
 
   it('the one-pass form (one column group, only n reduced) writes the result itself', () => {
     const [k] = fusedKernels(caseGraph({ batch: [], m: 9, k: 3, n: 20, wBatched: false, epilogue: 'none', op: 'max', axes: 1, keepdims: true, tail: 'logAbs' }), d.caps) as [MatmulKernel];
