@@ -12,7 +12,7 @@
 import { adam, grad, tensor } from '../index.js';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Expr, Kernel } from '../ops/kernel-ir.js';
+import { hasReduce, type Kernel } from '../ops/kernel-ir.js';
 import { compileAsync } from '../runtime/executor.js';
 import { WasmDevice, wasmAvailable, type WasmLaunchRecord } from '../runtime/wasm/device.js';
 import { mlpGraph } from '../examples/mlp-model.js';
@@ -20,17 +20,6 @@ import { QUICK, emit, median, progress } from './harness.js';
 import { MLP, mlpData } from './peers.js';
 
 type Phase = 'forward' | 'backward' | 'update';
-
-function hasReduce(e: Expr): boolean {
-  switch (e.k) {
-    case 'reduce': return true;
-    case 'unary': case 'cast': return hasReduce(e.a);
-    case 'binary': return hasReduce(e.a) || hasReduce(e.b);
-    case 'where': return hasReduce(e.c) || hasReduce(e.a) || hasReduce(e.b);
-    case 'select': return hasReduce(e.a) || hasReduce(e.b);
-    default: return false;
-  }
-}
 
 function kindOf(k: Kernel): string {
   if (k.kind === 'matmul') return 'matmul';

@@ -377,51 +377,74 @@ export function predAtoms(p: IndexPred | null): Exclude<IndexPred, { k: 'and' }>
   return p.k === 'and' ? [...predAtoms(p.a), ...predAtoms(p.b)] : [p];
 }
 
+/** The expressions `e` reads directly (a reduction's body, a random draw's key, ...). */
+export function exprChildren(e: Expr): Expr[] {
+  switch (e.k) {
+    case 'unary': case 'cast': return [e.a];
+    case 'binary': case 'select': return [e.a, e.b];
+    case 'where': return [e.c, e.a, e.b];
+    case 'reduce': return [e.body];
+    case 'rand': return e.key ? [e.key] : [];
+    default: return [];
+  }
+}
+
+/** Whether `e` holds a reduction. */
+export function hasReduce(e: Expr): boolean {
+  return e.k === 'reduce' || exprChildren(e).some(hasReduce);
+}
+
 /**
- * `e` with the variables of its index expressions renamed (names not in `names` are kept); nodes
- * shared in `e` stay shared in the result.
+ * `e` rebuilt bottom-up: `node` may replace a node outright (undefined keeps it and maps its
+ * children), and `index` maps every index expression and predicate operand. Nodes shared in `e`
+ * stay shared in the result.
  */
-export function renameExprVars(e: Expr, names: ReadonlyMap<string, string>, memo: Map<Expr, Expr> = new Map()): Expr {
+export function mapExpr(
+  e: Expr, node: (x: Expr) => Expr | undefined, index: (i: IndexExpr) => IndexExpr = (i) => i, memo: Map<Expr, Expr> = new Map(),
+): Expr {
   let out = memo.get(e);
-  if (!out) memo.set(e, (out = renameOnce(e, names, memo)));
+  if (out) return out;
+  out = node(e);
+  if (!out) {
+    const r = (x: Expr) => mapExpr(x, node, index, memo);
+    const pred = (p: IndexPred): IndexPred => (p.k === 'and' ? { k: 'and', a: pred(p.a), b: pred(p.b) } : { ...p, a: index(p.a) });
+    switch (e.k) {
+      case 'const': case 'acc': out = e; break;
+      case 'load': case 'index': out = { ...e, at: index(e.at) }; break;
+      case 'rand': out = { ...e, at: index(e.at), ...(e.key ? { key: r(e.key) } : {}) }; break;
+      case 'unary': case 'cast': out = { ...e, a: r(e.a) }; break;
+      case 'binary': out = { ...e, a: r(e.a), b: r(e.b) }; break;
+      case 'where': out = { ...e, c: r(e.c), a: r(e.a), b: r(e.b) }; break;
+      case 'select': out = { ...e, pred: pred(e.pred), a: r(e.a), b: r(e.b) }; break;
+      case 'reduce': out = { ...e, body: r(e.body) }; break;
+    }
+  }
+  memo.set(e, out);
   return out;
 }
 
-function renameOnce(e: Expr, names: ReadonlyMap<string, string>, memo: Map<Expr, Expr>): Expr {
-  const r = (x: Expr) => renameExprVars(x, names, memo);
-  switch (e.k) {
-    case 'const': case 'acc': return e;
-    case 'load': case 'index': return { ...e, at: renameVars(e.at, names) };
-    case 'rand': return { ...e, at: renameVars(e.at, names), ...(e.key ? { key: r(e.key) } : {}) };
-    case 'unary': case 'cast': return { ...e, a: r(e.a) };
-    case 'binary': return { ...e, a: r(e.a), b: r(e.b) };
-    case 'where': return { ...e, c: r(e.c), a: r(e.a), b: r(e.b) };
-    case 'select': return { ...e, pred: renamePredVars(e.pred, names), a: r(e.a), b: r(e.b) };
-    case 'reduce': return { ...e, body: r(e.body) };
-  }
+/** `e` with the variables of its index expressions renamed (names not in `names` are kept). */
+export function renameExprVars(e: Expr, names: ReadonlyMap<string, string>): Expr {
+  return mapExpr(e, () => undefined, (i) => renameVars(i, names));
 }
 
-/** Every variable an expression's indices read (including those of its own reductions). */
-export function exprVars(e: Expr, into: Set<string> = new Set()): Set<string> {
-  const idx = (x: IndexExpr): void => {
-    switch (x.k) {
-      case 'var': into.add(x.name); return;
-      case 'const': return;
-      case 'add': idx(x.a); idx(x.b); return;
-      case 'mul': case 'div': case 'mod': idx(x.a); return;
-      case 'loadIndex': idx(x.at); return;
-    }
+/** Calls `f` with every index expression and predicate operand of `e` (shared nodes once). */
+export function forEachIndex(e: Expr, f: (i: IndexExpr) => void, seen: Set<Expr> = new Set()): void {
+  if (seen.has(e)) return;
+  seen.add(e);
+  if (e.k === 'load' || e.k === 'index' || e.k === 'rand') f(e.at);
+  if (e.k === 'select') for (const p of predAtoms(e.pred)) f(p.a);
+  for (const c of exprChildren(e)) forEachIndex(c, f, seen);
+}
+
+/** Every variable an expression's indices read (including those of its own reductions and gathered indices). */
+export function exprVars(e: Expr): Set<string> {
+  const into = new Set<string>();
+  const walk = (i: IndexExpr): void => {
+    if (i.k === 'var') into.add(i.name);
+    else if (i.k === 'add') (walk(i.a), walk(i.b));
+    else if (i.k !== 'const') walk(i.k === 'loadIndex' ? i.at : i.a);
   };
-  const pred = (p: IndexPred): void => (p.k === 'and' ? (pred(p.a), pred(p.b)) : idx(p.a));
-  switch (e.k) {
-    case 'const': case 'acc': break;
-    case 'load': case 'index': idx(e.at); break;
-    case 'rand': idx(e.at); if (e.key) exprVars(e.key, into); break;
-    case 'unary': case 'cast': exprVars(e.a, into); break;
-    case 'binary': exprVars(e.a, into); exprVars(e.b, into); break;
-    case 'where': exprVars(e.c, into); exprVars(e.a, into); exprVars(e.b, into); break;
-    case 'select': pred(e.pred); exprVars(e.a, into); exprVars(e.b, into); break;
-    case 'reduce': exprVars(e.body, into); break;
-  }
+  forEachIndex(e, walk);
   return into;
 }

@@ -8,7 +8,7 @@
 import type { Graph } from '../graphs/graph.js';
 import { opDef, type KernelCtx, type LowerCtx } from '../ops/registry.js';
 import {
-  exprVars, indexVars, linearize, outVars, predAtoms, recombine, renameExprVars, renamePredVars, renameVars,
+  exprChildren, exprVars, indexVars, linearize, mapExpr, outVars, predAtoms, recombine, renameExprVars, renamePredVars, renameVars,
   type BufferParam, type Expr, type IndexExpr, type IndexPred, type Kernel, type LoopVar, type MatmulOperand, type MatmulReduce,
 } from '../ops/kernel-ir.js';
 import { numel } from '../graphs/types.js';
@@ -250,20 +250,12 @@ function fuseReduction(b: KernelBuilder, expr: Expr): { epilogue: Expr; reduce: 
   const walk = (e: Expr, inReduce: Extract<Expr, { k: 'reduce' }> | null, seen: Set<Expr>): void => {
     if (seen.has(e)) return;
     seen.add(e);
-    switch (e.k) {
-      case 'acc':
-        if (e !== b.acc) return;
-        if (!inReduce || (found && found !== inReduce)) outside = true;
-        else found = inReduce;
-        return;
-      case 'reduce': walk(e.body, e, new Set()); return;
-      case 'unary': case 'cast': walk(e.a, inReduce, seen); return;
-      case 'binary': walk(e.a, inReduce, seen); walk(e.b, inReduce, seen); return;
-      case 'where': walk(e.c, inReduce, seen); walk(e.a, inReduce, seen); walk(e.b, inReduce, seen); return;
-      case 'select': walk(e.a, inReduce, seen); walk(e.b, inReduce, seen); return;
-      case 'rand': if (e.key) walk(e.key, inReduce, seen); return;
-      default: return;
+    if (e.k === 'reduce') return walk(e.body, e, new Set());
+    if (e === b.acc) {
+      if (!inReduce || (found && found !== inReduce)) outside = true;
+      else found = inReduce;
     }
+    for (const c of exprChildren(e)) walk(c, inReduce, seen);
   };
   walk(expr, null, new Set());
   const r = found as Extract<Expr, { k: 'reduce' }> | null;
@@ -292,28 +284,8 @@ function fuseReduction(b: KernelBuilder, expr: Expr): { epilogue: Expr; reduce: 
   if (r.vars.some((v) => !names.has(v.name) && (v.size !== 1 || bodyVars.has(v.name)))) throw refuse();
   // the root's own dims past `keep` must be the 1s keepdims leaves, read nowhere in the body
   if (rootShape.slice(keep).some((d) => d !== 1) || [...bodyVars].some((v) => /^i\d+$/.test(v) && Number(v.slice(1)) >= keep)) throw refuse();
-  const post = r === expr ? null : replaceNode(expr, r, { k: 'acc', dtype: 'f32' });
+  const post = r === expr ? null : mapExpr(expr, (x) => (x === r ? { k: 'acc', dtype: 'f32' } : undefined));
   return { epilogue: renameExprVars(r.body, names), reduce: { op: r.op as MatmulReduce['op'], keep, post } };
-}
-
-/** `e` with node `from` replaced by `to` (shared nodes stay shared). */
-function replaceNode(e: Expr, from: Expr, to: Expr, memo: Map<Expr, Expr> = new Map()): Expr {
-  if (e === from) return to;
-  const got = memo.get(e);
-  if (got) return got;
-  const r = (x: Expr) => replaceNode(x, from, to, memo);
-  let out: Expr;
-  switch (e.k) {
-    case 'unary': case 'cast': out = { ...e, a: r(e.a) }; break;
-    case 'binary': out = { ...e, a: r(e.a), b: r(e.b) }; break;
-    case 'where': out = { ...e, c: r(e.c), a: r(e.a), b: r(e.b) }; break;
-    case 'select': out = { ...e, a: r(e.a), b: r(e.b) }; break;
-    case 'reduce': out = { ...e, body: r(e.body) }; break;
-    case 'rand': out = e.key ? { ...e, key: r(e.key) } : e; break;
-    default: out = e;
-  }
-  memo.set(e, out);
-  return out;
 }
 
 function checkLimits(

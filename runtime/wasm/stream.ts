@@ -5,8 +5,8 @@
 // of rows [lo, hi) reads (a row-local input) can then be staged a chunk at a time at the head
 // of its buffer. This module decides that from the kernel IR; it copies nothing.
 
-import type { Expr, IndexExpr, IndexPred, MapKernel } from '../../ops/kernel-ir.js';
-import { ibounds } from '../../ops/kernel-ir.js';
+import type { Expr, IndexExpr, MapKernel } from '../../ops/kernel-ir.js';
+import { exprChildren, forEachIndex, hasReduce, ibounds } from '../../ops/kernel-ir.js';
 import { coefOf, simdMappable } from './simd-wasm.js';
 
 /** How a map kernel streams. */
@@ -23,38 +23,17 @@ export interface StreamLayout {
 
 /** Every (buffer, index) an expression reads, gathers' index reads included. */
 function accesses(e: Expr, out: { buf: number; at: IndexExpr }[]): void {
-  const idx = (i: IndexExpr): void => {
-    if (i.k === 'loadIndex') {
-      out.push({ buf: i.buf, at: i.at });
-      idx(i.at);
-    } else if (i.k === 'add') {
-      idx(i.a);
-      idx(i.b);
-    } else if (i.k === 'mul' || i.k === 'div' || i.k === 'mod') idx(i.a);
+  const inIndex = (i: IndexExpr): void => {
+    if (i.k === 'loadIndex') out.push({ buf: i.buf, at: i.at });
+    if (i.k === 'add') (inIndex(i.a), inIndex(i.b));
+    else if (i.k !== 'var' && i.k !== 'const') inIndex(i.k === 'loadIndex' ? i.at : i.a);
   };
-  const pred = (p: IndexPred): void => {
-    if (p.k === 'and') {
-      pred(p.a);
-      pred(p.b);
-    } else idx(p.a);
+  const loads = (x: Expr): void => {
+    if (x.k === 'load') out.push({ buf: x.buf, at: x.at });
+    for (const c of exprChildren(x)) loads(c);
   };
-  switch (e.k) {
-    case 'load': out.push({ buf: e.buf, at: e.at }); idx(e.at); return;
-    case 'unary': case 'cast': accesses(e.a, out); return;
-    case 'binary': accesses(e.a, out); accesses(e.b, out); return;
-    case 'where': accesses(e.c, out); accesses(e.a, out); accesses(e.b, out); return;
-    case 'select': pred(e.pred); accesses(e.a, out); accesses(e.b, out); return;
-    case 'index': idx(e.at); return;
-    case 'rand': idx(e.at); if (e.key) accesses(e.key, out); return;
-    case 'reduce': accesses(e.body, out); return;
-    case 'const': case 'acc': return;
-  }
-}
-
-function hasReduce(e: Expr): boolean {
-  if (e.k === 'reduce') return true;
-  for (const v of Object.values(e)) if (v && typeof v === 'object' && 'k' in v && 'dtype' in v && hasReduce(v as Expr)) return true;
-  return false;
+  loads(e);
+  forEachIndex(e, inIndex);
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import type { DType } from '../../graphs/types.js';
 import { numel } from '../../graphs/types.js';
-import { stridesOf, type Expr, type IndexExpr, type IndexPred, type MapKernel } from '../../ops/kernel-ir.js';
+import { hasReduce, stridesOf, type Expr, type IndexExpr, type IndexPred, type MapKernel } from '../../ops/kernel-ir.js';
 import type { RenderedKernel } from './render-wgsl.js';
 import { ExprEmitter, bindingTypes, convert, declareBindings, grid, storageType, valueType } from './wgsl-expr.js';
 
@@ -16,16 +16,6 @@ import { ExprEmitter, bindingTypes, convert, declareBindings, grid, storageType,
 export function vectorizable(k: MapKernel): boolean {
   const last = k.out.shape[k.out.shape.length - 1];
   return last !== undefined && last % 4 === 0 && numel(k.out.shape) > 0 && !hasReduce(k.expr);
-}
-
-function hasReduce(e: Expr): boolean {
-  switch (e.k) {
-    case 'reduce': case 'acc': return true;
-    case 'unary': case 'cast': return hasReduce(e.a);
-    case 'binary': case 'select': return hasReduce(e.a) || hasReduce(e.b);
-    case 'where': return hasReduce(e.c) || hasReduce(e.a) || hasReduce(e.b);
-    default: return false;
-  }
 }
 
 // ---------------------------------------------------------------- index analysis
