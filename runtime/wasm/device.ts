@@ -5,10 +5,8 @@
 // ones run on the calling thread. Reads copy out of the memory (into a new array, which the
 // calling thread can make while the workers run a launch, or the caller's). A launch that
 // carries its host copies (feeds only it reads, its output read back) runs an elementwise
-// kernel in row chunks (stream.ts says which kernels can): with worker threads, pipelined (the
-// calling thread copies chunks in ahead of the workers and finished chunks out while they
-// compute); on the calling thread alone, each chunk copied in, computed and copied out while it
-// is in cache. It plans nothing.
+// kernel in row chunks on the calling thread, each chunk copied in, computed and copied out
+// while it is in cache (stream.ts says which kernels can). It plans nothing.
 // Executables share one device per configuration (threads and memory are costly to start), so
 // a buffer that becomes garbage without being freed (a dropped executable's variables) goes
 // back to the allocator through a FinalizationRegistry.
@@ -22,7 +20,7 @@ import { DeviceUseError, type Device, type DeviceMemory, type HostTraffic } from
 import { f16roundArray } from '../../ops/f16.js';
 import { allocArray } from '../tensor.js';
 import { gemmScratchBytes } from './matmul-wasm.js';
-import { MAX_PIPED_CHUNKS, WasmThreadPool, threadsAvailable } from './pool.js';
+import { WasmThreadPool, threadsAvailable } from './pool.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { kernelInfo, renderWasm, type WasmKernelInfo, type WasmTarget } from './render-wasm.js';
 import { streamLayout, type StreamLayout } from './stream.js';
@@ -438,15 +436,11 @@ export class WasmDevice implements Device<WasmBuffer> {
   }
 
   /**
-   * A map kernel run in chunks of rows with its host copies. With worker threads (and work
-   * enough for them), pipelined: the workers compute chunks in place while this thread copies
-   * fed rows in a few chunks ahead of them and finished rows out (the host arrays are this
-   * thread's alone), computing a ready chunk itself when it has nothing to copy. Without, on this
-   * thread, each chunk's feeds copied in, computed and copied out while it is in cache: a fed
-   * buffer whose only reader this is (and `out`, when nothing else reads it) holds one chunk at
-   * a time, at its head: the kernel is handed its address less the chunk's offset, so that row
-   * `lo` lands there (addresses wrap as i32, and the chunk's rows read nothing outside their own
-   * rows of a row-local input).
+   * A map kernel run in chunks of rows on this thread, each chunk's feeds copied in, computed
+   * and copied out while it is in cache. A fed buffer whose only reader this is (and `out`, when
+   * nothing else reads it) holds one chunk at a time, at its head: the kernel is handed its
+   * address less the chunk's offset, so that row `lo` lands there (addresses wrap as i32, and
+   * the chunk's rows read nothing outside their own rows of a row-local input).
    */
   private stream(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, io: HostTraffic): CpuArray | null {
     const t0 = this.profiler ? performance.now() : 0;
@@ -458,37 +452,11 @@ export class WasmDevice implements Device<WasmBuffer> {
     const stageOut = io.read?.only === true;
     let rowBytes = layout.outRow * bytesOf(out);
     inputs.forEach((b, j) => { if (staged[j]) rowBytes = Math.max(rowBytes, layout.spans[j]! * bytesOf(b)); });
-    let rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
+    const rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
     const dst = io.read ? (io.read.into ?? this.newArray(out, false)) : null;
     const views = inputs.map((b, j) => (staged[j] ? this.view(b) : null));
     const outView = this.view(out);
     const args = [out.ptr, ...inputs.map((b) => b.ptr)];
-    if (this.pool && split >= 2 * rows && k.info.work >= this.minParallelWork) {
-      // pipelined: the workers compute chunks in place while this thread copies chunks in ahead
-      // of them and copies finished chunks out
-      // (chunks 4x the in-cache size: fewer hand-overs, each chunk is copied once either way;
-      // 256 KiB chunks ran the 1M chain 5-10% faster than 64 KiB ones)
-      rows = Math.max(Math.min(4 * rows, Math.ceil(split / 2)), Math.ceil(split / MAX_PIPED_CHUNKS));
-      const feeds = inputs.map((_, j) => (staged[j] ? io.feeds.get(j)! : null));
-      const anyFed = feeds.some((f) => f !== null);
-      const feed = (c: number): void => {
-        const lo = c * rows, hi = Math.min(split, lo + rows);
-        for (let j = 0; j < inputs.length; j++) {
-          const f = feeds[j];
-          if (!f) continue;
-          const span = layout.spans[j]!;
-          views[j]!.set(f.subarray(lo * span, Math.min(hi * span, f.length)), lo * span);
-        }
-      };
-      const drain = (c: number): void => {
-        if (!dst) return;
-        const lo = c * rows * layout.outRow, hi = Math.min(split, (c + 1) * rows) * layout.outRow;
-        dst.set(outView.subarray(lo, hi), lo);
-      };
-      const waitMs = this.pool.launchPiped(k.id, k.module, k.run, args, split, rows, anyFed ? feed : null, drain, this.profiler !== null);
-      this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + this.pool.lastJoined, waitMs, streamed: true });
-      return dst;
-    }
     for (let lo = 0; lo < split; lo += rows) {
       const hi = Math.min(split, lo + rows);
       for (let j = 0; j < inputs.length; j++) {

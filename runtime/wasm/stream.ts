@@ -1,8 +1,7 @@
 // Which map kernels can run as a stream of row chunks with their host copies: a launch that is
-// fed from host arrays or read into one runs chunk by chunk (copy the chunk's input rows in,
-// run the kernel on them, copy its output rows out) instead of three passes over memory: on
-// the calling thread while the chunk is in cache, or pipelined with worker threads that compute
-// chunks while the calling thread copies (runtime/wasm/device.ts). An input whose rows [lo, hi) are all a chunk
+// fed from host arrays or read into one runs chunk by chunk on the calling thread (copy the
+// chunk's input rows in, run the kernel on them, copy its output rows out) while the chunk is
+// in cache, instead of three passes over memory. An input whose rows [lo, hi) are all a chunk
 // of rows [lo, hi) reads (a row-local input) can then be staged a chunk at a time at the head
 // of its buffer. This module decides that from the kernel IR; it copies nothing.
 
