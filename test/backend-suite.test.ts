@@ -27,7 +27,7 @@ if (!gpu) console.warn(`WebGPU half of the backend suite skipped: no adapter (${
 const backends = [
   { name: 'reference' as const, available: true },
   { name: 'js' as const, available: true },
-  { name: 'wasm' as const, available: wasmAvailable() },
+  { name: 'wasm' as const, available: wasmAvailable() || Boolean(process.env.CI) },
   { name: 'webgpu' as const, available: gpu !== null || Boolean(process.env.CI) },
 ];
 

@@ -43,7 +43,7 @@ function run(g: Graph, opts: Parameters<typeof compile>[1], feeds: Record<string
 
 const reference = { backend: 'reference' as const, fuse: false };
 
-describe.skipIf(!wasmAvailable())('wasm device', () => {
+describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device', () => {
   for (const threads of [1, 2]) {
     for (const fuse of [true, false]) {
       const how = `${threads} thread${threads > 1 ? 's' : ''}, ${fuse ? 'fused' : 'unfused'}`;
