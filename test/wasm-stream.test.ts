@@ -57,6 +57,16 @@ function runOn(device: WasmDevice, g: Graph, feeds: Record<string, HostTensor>, 
   return Object.fromEntries(Object.keys(plan.outputs).map((name, i) => [name, values[i]!]));
 }
 
+/** Values in [-2, 2) from a seed: `values(n)` gives the next n. */
+function seededValues(seed: number): (n: number) => Float32Array {
+  let s = seed;
+  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 4 - 2;
+  return (n) => Float32Array.from({ length: n }, rnd);
+}
+
+/** Row-chunk sizes in bytes: a row or less, a few rows, and the default */
+const CHUNK_BYTES = fc.constantFrom(4, 12, 64, 1 << 16);
+
 function reference(g: Graph, feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>): Outputs {
   const exe = compile(g, { backend: 'reference', fuse: false });
   exe.setVariables(variables);
@@ -87,7 +97,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
       fc.property(
         fc.integer({ min: 1, max: 9 }),
         fc.integer({ min: 4, max: 21 }),
-        fc.constantFrom(4, 12, 64, 1 << 16),
+        CHUNK_BYTES,
         fc.constantFrom('new', 'into', 'into u'),
         fc.integer({ min: 0, max: 2 ** 30 }),
         (rows, cols, streamChunkBytes, read, seed) => {
@@ -101,9 +111,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             // reduction) reads too; y is read by nothing else
             return { y: b.sub(b.mul(u, u), b.relu(p)), z, s: b.sum(z, [1]) };
           });
-          let s = seed;
-          const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 4 - 2;
-          const values = (n: number) => Float32Array.from({ length: n }, rnd);
+          const values = seededValues(seed);
           const feeds = {
             x: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
             u: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
@@ -138,7 +146,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
         // (one row is not split: its index has no row variable)
         fc.integer({ min: 2, max: 9 }),
         fc.integer({ min: 4, max: 21 }),
-        fc.constantFrom(4, 12, 64, 1 << 16),
+        CHUNK_BYTES,
         fc.constantFrom(1, 2),
         fc.constantFrom('new', 'into', 'into x'),
         fc.integer({ min: 0, max: 2 ** 30 }),
@@ -150,9 +158,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             // x read at two places of one kernel; a boolean output of another
             return { y: b.sub(b.mul(b.relu(b.add(b.mul(x, 1.5), u)), x), b.mul(u, u)), m: b.gt(v, 0.5) };
           });
-          let s = seed;
-          const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 4 - 2;
-          const values = (n: number) => Float32Array.from({ length: n }, rnd);
+          const values = seededValues(seed);
           const feeds = {
             x: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
             u: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },

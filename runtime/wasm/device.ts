@@ -45,7 +45,7 @@ export interface WasmLaunchRecord {
   readonly waitMs: number;
   /** it ran in row chunks with its host copies (`launchWithHost`) */
   readonly streamed: boolean;
-  /** those chunks were staged in the calling thread's own memory, not the device's (`streamOwn`) */
+  /** those chunks were staged in the calling thread's own memory, not the device's */
   readonly ownMemory?: boolean;
 }
 
@@ -193,6 +193,8 @@ interface Compiled {
   readonly run: Run;
   /** how the kernel streams with its host copies (null: it does not), found on first need */
   stream: StreamLayout | null | undefined;
+  /** its entry point over the calling thread's own memory (WasmDevice.ownMemory), made on first need */
+  ownRun?: Run;
 }
 
 /** Reads at least this large skip zero-filling the array they copy into (where Node's Buffer is). */
@@ -228,7 +230,7 @@ export class WasmDevice implements Device<WasmBuffer> {
    * run at about half the speed of a plain memcpy (V8 copies word by word, relaxed-atomically).
    * Made on first need, with its own instances of those kernels.
    */
-  private own: { mem: WasmMemory; runs: Map<number, Run>; byKernel: WeakMap<Kernel, Run> } | null = null;
+  private own: { mem: WasmMemory; runs: Map<number, Run> } | null = null;
   private readonly byKernel = new WeakMap<Kernel, Compiled>();
   private readonly freeLists = new Map<number, number[]>();
   private top = 64;
@@ -373,20 +375,18 @@ export class WasmDevice implements Device<WasmBuffer> {
     return k;
   }
 
-  /** the kernel's entry point in an instance over this thread's own memory (grown to `bytes`) */
-  private ownRun(kernel: Kernel, bytes: number): { run: Run; buf: ArrayBuffer } {
+  /** this thread's own memory, grown to `bytes`, and the kernel's entry point in an instance over it */
+  private ownMemory(k: Compiled, kernel: Kernel, bytes: number): { run: Run; buf: ArrayBuffer } {
     const api = wasmApi()!;
-    this.own ??= { mem: new api.Memory({ initial: Math.ceil(bytes / PAGE), maximum: MAX_PAGES }), runs: new Map(), byKernel: new WeakMap() };
-    const { mem, runs, byKernel } = this.own;
+    this.own ??= { mem: new api.Memory({ initial: Math.ceil(bytes / PAGE), maximum: MAX_PAGES }), runs: new Map() };
+    const { mem, runs } = this.own;
     if (mem.buffer.byteLength < bytes) mem.grow(Math.ceil((bytes - mem.buffer.byteLength) / PAGE));
-    let run = byKernel.get(kernel);
-    if (!run) {
+    if (!k.ownRun) {
       const m = moduleFor(kernel, { ...this.target, shared: false });
-      run = runs.get(m.id) ?? (new api.Instance(m.module, { ...this.imports, env: { memory: mem } }).exports['run'] as Run);
-      runs.set(m.id, run);
-      byKernel.set(kernel, run);
+      k.ownRun = runs.get(m.id) ?? (new api.Instance(m.module, { ...this.imports, env: { memory: mem } }).exports['run'] as Run);
+      runs.set(m.id, k.ownRun);
     }
-    return { run, buf: mem.buffer as ArrayBuffer };
+    return { run: k.ownRun, buf: mem.buffer as ArrayBuffer };
   }
 
   launch(kernel: Kernel, inputs: readonly WasmBuffer[], out: WasmBuffer): void {
@@ -474,7 +474,9 @@ export class WasmDevice implements Device<WasmBuffer> {
    * and copied out while it is in cache. A fed buffer whose only reader this is (and `out`, when
    * nothing else reads it) holds one chunk at a time, at its head: the kernel is handed its
    * address less the chunk's offset, so that row `lo` lands there (addresses wrap as i32, and
-   * the chunk's rows read nothing outside their own rows of a row-local input).
+   * the chunk's rows read nothing outside their own rows of a row-local input). When every
+   * buffer is staged so, the chunks go to this thread's own memory instead (`own`), where the
+   * copies run at memcpy's speed.
    */
   private stream(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, io: HostTraffic): CpuArray | null {
     const t0 = this.profiler ? performance.now() : 0;
@@ -488,70 +490,40 @@ export class WasmDevice implements Device<WasmBuffer> {
     inputs.forEach((b, j) => { if (staged[j]) rowBytes = Math.max(rowBytes, layout.spans[j]! * bytesOf(b)); });
     const rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
     const dst = io.read ? (io.read.into ?? this.newArray(out, false)) : null;
-    if (dst && stageOut && this.target.shared && staged.every((s) => s)) {
-      this.streamOwn(kernel, layout, inputs, out, io.feeds, dst, rows);
-      this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0, streamed: true, ownMemory: true });
-      return dst;
+    // Where chunks are staged: at the head of each staged buffer in the device's memory, or, when
+    // every buffer is staged, in this thread's own memory (`own`), one place per distinct buffer
+    const own = dst !== null && stageOut && this.target.shared && staged.every((x) => x);
+    let run = k.run, buf: ArrayBufferLike = this.mem.buffer, outAt = out.ptr;
+    const at = inputs.map((b) => b.ptr);
+    if (own) {
+      const align16 = (n: number) => Math.ceil(n / 16) * 16;
+      let top = 64;
+      inputs.forEach((b, j) => {
+        const i = inputs.indexOf(b);
+        if (i < j) at[j] = at[i]!;
+        else (at[j] = top), (top += align16(rows * layout.spans[j]! * bytesOf(b)));
+      });
+      outAt = top;
+      ({ run, buf } = this.ownMemory(k, kernel, top + align16(rows * layout.outRow * bytesOf(out))));
     }
-    const views = inputs.map((b, j) => (staged[j] ? this.view(b) : null));
-    const outView = this.view(out);
-    const args = [out.ptr, ...inputs.map((b) => b.ptr)];
+    // a buffer at several positions is copied in once
+    const views = inputs.map((b, j) => (staged[j] && inputs.indexOf(b) === j ? this.viewOf(buf, b.dtype, at[j]!, Math.min(b.length, rows * layout.spans[j]!)) : null));
+    const outView = this.viewOf(buf, out.dtype, outAt, stageOut ? Math.min(out.length, rows * layout.outRow) : out.length);
+    const args = [outAt, ...at];
     for (let lo = 0; lo < split; lo += rows) {
       const hi = Math.min(split, lo + rows);
       for (let j = 0; j < inputs.length; j++) {
-        const v = views[j];
-        if (!v) continue;
+        if (!staged[j]) continue;
         const span = layout.spans[j]!, feed = io.feeds.get(j)!;
-        v.set(feed.subarray(lo * span, Math.min(hi * span, feed.length)));
-        args[1 + j] = (inputs[j]!.ptr - lo * span * bytesOf(inputs[j]!)) | 0;
+        views[j]?.set(feed.subarray(lo * span, Math.min(hi * span, feed.length)));
+        args[1 + j] = (at[j]! - lo * span * bytesOf(inputs[j]!)) | 0;
       }
-      if (stageOut) args[0] = (out.ptr - lo * layout.outRow * bytesOf(out)) | 0;
-      k.run(...args, lo, hi, 0);
+      if (stageOut) args[0] = (outAt - lo * layout.outRow * bytesOf(out)) | 0;
+      run(...args, lo, hi, 0);
       if (dst) dst.set(outView.subarray(stageOut ? 0 : lo * layout.outRow, (stageOut ? hi - lo : hi) * layout.outRow), lo * layout.outRow);
     }
-    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0, streamed: true });
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0, streamed: true, ownMemory: own });
     return dst;
-  }
-
-  /**
-   * `stream` where every input is fed and staged and the output is only read into `dst`: the
-   * chunks are staged in this thread's own memory (ownRun), where the copies run at memcpy's
-   * speed, and the device's memory is not touched.
-   */
-  private streamOwn(kernel: Kernel, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, feeds: ReadonlyMap<number, CpuArray>, dst: CpuArray, rows: number): void {
-    const split = kernel.out.shape[0]!;
-    const bytesOf = (b: WasmBuffer) => this.elementBytes(b.dtype);
-    const align = (n: number) => Math.ceil(n / 16) * 16;
-    // a chunk's place for each buffer (one for a buffer at several positions), the output's last
-    const at = new Map<WasmBuffer, number>();
-    let top = 64;
-    inputs.forEach((b, j) => {
-      if (at.has(b)) return;
-      at.set(b, top);
-      top += align(rows * layout.spans[j]! * bytesOf(b));
-    });
-    const outAt = top;
-    top += align(rows * layout.outRow * bytesOf(out));
-    const { run, buf } = this.ownRun(kernel, top);
-    const first = inputs.map((b, j) => inputs.indexOf(b) === j);
-    const views = inputs.map((b, j) => (first[j] ? this.viewOf(buf, b.dtype, at.get(b)!, rows * layout.spans[j]!) : null));
-    const outView = this.viewOf(buf, out.dtype, outAt, rows * layout.outRow);
-    const args: number[] = [0, ...inputs.map(() => 0)];
-    for (let lo = 0; lo < split; lo += rows) {
-      const hi = Math.min(split, lo + rows);
-      for (let j = 0; j < inputs.length; j++) {
-        const span = layout.spans[j]!, b = inputs[j]!;
-        const v = views[j];
-        if (v) {
-          const feed = feeds.get(j)!;
-          v.set(feed.subarray(lo * span, Math.min(hi * span, feed.length)));
-        }
-        args[1 + j] = (at.get(b)! - lo * span * bytesOf(b)) | 0;
-      }
-      args[0] = (outAt - lo * layout.outRow * bytesOf(out)) | 0;
-      run(...args, lo, hi, 0);
-      dst.set(outView.subarray(0, (hi - lo) * layout.outRow), lo * layout.outRow);
-    }
   }
 
   read(bs: readonly WasmBuffer[]): Promise<CpuArray[]> {
