@@ -188,6 +188,70 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
     );
   });
 
+  it('kernels of params only, read into host arrays on two threads, are computed on the workers while this thread copies the chunks out in order, and equal the reference', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 40 }),
+        fc.integer({ min: 4, max: 21 }),
+        CHUNK_BYTES,
+        fc.constantFrom('new', 'into'),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (rows, cols, streamChunkBytes, read, seed) => {
+          const g = graph('resident', (b) => {
+            const p = b.param('p', f32(rows, cols));
+            const q = b.param('q', f32(rows, cols));
+            const r = b.param('r', f32(cols));
+            // a chain over two params and a broadcast row; a boolean output of another kernel
+            return { y: b.add(b.mul(b.relu(b.add(b.mul(p, 1.5), q)), r), 0.25), m: b.gt(p, q) };
+          });
+          const values = seededValues(seed);
+          const variables = {
+            'param:p': { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
+            'param:q': { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
+            'param:r': { dtype: 'f32' as const, shape: [cols], data: values(cols) },
+          };
+          const want = reference(g, {}, variables);
+          const device = new WasmDevice({ threads: 2, streamChunkBytes, minParallelWork: 0 });
+          const inOrder: boolean[] = [];
+          device.profiler = (r) => void (r.streamed && inOrder.push(r.inOrder === true));
+          try {
+            const into = read === 'new' ? undefined : { y: new Float32Array(rows * cols), m: new Uint8Array(rows * cols) };
+            const got = runOn(device, g, {}, variables, into);
+            for (const name of ['y', 'm']) closeArrays(got[name]!, want[name]!.data, `output '${name}'`);
+            if (into) expect(got['y']).toBe(into.y);
+            // each kernel took that path where it has two chunks at least (a chunk of y's rows
+            // of f32, m's of 1-byte booleans)
+            const chunks = (rowBytes: number) => rows >= 2 * Math.max(1, Math.floor(streamChunkBytes / rowBytes));
+            expect(inOrder.filter((x) => x).length).toBe([cols * 4, cols].filter(chunks).length);
+            expect(inOrder.length).toBe(2);
+          } finally {
+            device.close();
+          }
+        },
+      ),
+      fcParams(60),
+    );
+  });
+
+  it('a 1M-element chain over a param, read run after run as its param changes, is each run\'s chain (no chunk copied out before it is computed)', async () => {
+    const rows = 4096, cols = 256;
+    const g = graph('chain', (b) => ({ y: b.add(b.mul(b.relu(b.add(b.mul(b.param('x', f32(rows, cols)), 1.5), -0.25)), 2), 1) }));
+    const exe = compile(g, { backend: 'wasm', threads: 2 });
+    const device = exe.device as WasmDevice;
+    const paths: boolean[] = [];
+    device.profiler = (r) => void paths.push(r.inOrder === true);
+    for (let run = 0; run < 4; run++) {
+      const x = seededValues(run + 1)(rows * cols);
+      exe.setVariables({ 'param:x': { dtype: 'f32', shape: [rows, cols], data: x } });
+      const y = (await exe.run({}))['y']!.data;
+      for (let i = 0; i < x.length; i++) {
+        const want = Math.fround(Math.fround(Math.max(0, Math.fround(Math.fround(x[i]! * 1.5) - 0.25)) * 2) + 1);
+        if (Math.abs(y[i]! - want) > 1e-6 * Math.abs(want) + 1e-6) throw new Error(`run ${run} element ${i}: ${y[i]} against ${want}`);
+      }
+    }
+    expect(paths).toEqual([true, true, true, true]);
+  });
+
   it('an input is staged only where a chunk of rows reads just its own rows of it', () => {
     const n = 8;
     const g = graph('layouts', (b) => {

@@ -20,7 +20,7 @@ import { DeviceUseError, type Device, type DeviceMemory, type HostTraffic } from
 import { f16roundArray } from '../../ops/f16.js';
 import { allocArray } from '../tensor.js';
 import { gemmScratchBytes } from './matmul-wasm.js';
-import { WasmThreadPool, threadsAvailable } from './pool.js';
+import { MAX_FINISHED, WasmThreadPool, threadsAvailable } from './pool.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { kernelInfo, renderWasm, type WasmKernelInfo, type WasmTarget } from './render-wasm.js';
 import { streamLayout, type StreamLayout } from './stream.js';
@@ -47,6 +47,8 @@ export interface WasmLaunchRecord {
   readonly streamed: boolean;
   /** those chunks were staged in the calling thread's own memory, not the device's */
   readonly ownMemory?: boolean;
+  /** its chunks were computed on the workers while the calling thread copied them out in order */
+  readonly inOrder?: boolean;
 }
 
 export interface WasmDeviceOptions {
@@ -489,6 +491,9 @@ export class WasmDevice implements Device<WasmBuffer> {
     let rowBytes = layout.outRow * bytesOf(out);
     inputs.forEach((b, j) => { if (staged[j]) rowBytes = Math.max(rowBytes, layout.spans[j]! * bytesOf(b)); });
     const rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
+    if (io.read && this.pool && !staged.some((x) => x) && split >= 2 * rows && k.info.work >= this.minParallelWork) {
+      return this.streamInOrder(kernel, k, layout, inputs, out, io.read.into ?? null, Math.max(rows, Math.ceil(split / MAX_FINISHED)), t0);
+    }
     const dst = io.read ? (io.read.into ?? this.newArray(out, false)) : null;
     // Where chunks are staged: at the head of each staged buffer in the device's memory, or, when
     // every buffer is staged, in this thread's own memory (`own`), one place per distinct buffer
@@ -524,6 +529,24 @@ export class WasmDevice implements Device<WasmBuffer> {
     }
     this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1, waitMs: 0, streamed: true, ownMemory: own });
     return dst;
+  }
+
+  /**
+   * A map kernel whose inputs are all in the device's memory and whose output is read: the
+   * workers compute its row chunks into `out` while this thread copies each finished chunk to
+   * the host array (made meanwhile, when not given), so the copy, as long as the kernel on a
+   * 1M-element chain, hides behind it.
+   */
+  private streamInOrder(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, into: CpuArray | null, rows: number, t0: number): CpuArray {
+    const pool = this.pool!;
+    let dst = into;
+    const view = this.view(out);
+    const n = layout.outRow;
+    const waitMs = pool.launchInOrder(k.id, k.module, k.run, [out.ptr, ...inputs.map((b) => b.ptr)], kernel.out.shape[0]!, rows, [0], (lo, hi) => {
+      dst!.set(view.subarray(lo * n, hi * n), lo * n);
+    }, this.profiler !== null, dst ? undefined : () => void (dst = this.newArray(out, true)));
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + pool.lastJoined, waitMs, streamed: true, ownMemory: false, inOrder: true });
+    return dst!;
   }
 
   read(bs: readonly WasmBuffer[]): Promise<CpuArray[]> {

@@ -14,6 +14,11 @@ import type { WasmMemory, WasmModule } from './wasm-api.js';
 // STOP, then the arguments and one scratch address per thread
 const SEQ = 0, DONE = 1, KERNEL = 2, FAILED = 3, SPLIT = 4, CHUNK = 5, NEXT = 6, NARGS = 7, JOIN = 8, STOP = 9, ARGS = 10, MAX_ARGS = 64, SCRATCH = ARGS + MAX_ARGS;
 const CLOSED = 0x8000, COUNT = 0x7fff, GEN = 0x7fff;
+/**
+ * Chunks of a launch whose completion is published, one Int32 each (the launch's SEQ once done):
+ * what `launchInOrder` hands over as the chunks finish.
+ */
+export const MAX_FINISHED = 1024;
 
 // Threads grab chunks from a shared counter rather than taking fixed shares: on a machine whose
 // cores are busy with other work, a thread that gets less of a core simply takes fewer chunks.
@@ -23,8 +28,9 @@ const CLOSED = 0x8000, COUNT = 0x7fff, GEN = 0x7fff;
 // and waits for the next one, instead of the caller waiting for it to wake.
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { memory, control, index, port } = workerData;
+const { memory, control, finished, index, port } = workerData;
 const ctl = new Int32Array(control);
+const fin = new Int32Array(finished);
 const imports = { env: { memory }, m: { exp: Math.exp, log: Math.log, sin: Math.sin, cos: Math.cos, tanh: Math.tanh, pow: Math.pow } };
 const runs = new Map();
 let seen = 0;
@@ -52,8 +58,9 @@ for (;;) {
     }
     const args = Array.from(ctl.subarray(${ARGS}, ${ARGS} + ctl[${NARGS}]));
     const split = ctl[${SPLIT}], chunk = ctl[${CHUNK}], scratch = ctl[${SCRATCH} + 1 + index];
-    for (let lo = Atomics.add(ctl, ${NEXT}, 1) * chunk; lo < split; lo = Atomics.add(ctl, ${NEXT}, 1) * chunk) {
-      run(...args, lo, Math.min(split, lo + chunk), scratch);
+    for (let c = Atomics.add(ctl, ${NEXT}, 1); c * chunk < split; c = Atomics.add(ctl, ${NEXT}, 1)) {
+      run(...args, c * chunk, Math.min(split, (c + 1) * chunk), scratch);
+      if (c < ${MAX_FINISHED}) Atomics.store(fin, c, seq);
     }
   } catch (e) {
     Atomics.store(ctl, ${FAILED}, 1);
@@ -82,6 +89,8 @@ export class WasmThreadPool {
   /** worker threads (the calling thread is one more) */
   readonly workers: { worker: NodeWorker; port: NodeMessagePort; known: Set<number> }[] = [];
   private readonly ctl: Int32Array;
+  /** per chunk of the launch, its SEQ once computed (the first MAX_FINISHED chunks) */
+  private readonly finished: Int32Array;
   /** workers that joined the last launch (the calling thread not counted) */
   lastJoined = 0;
 
@@ -89,9 +98,10 @@ export class WasmThreadPool {
     const wt = workerThreads();
     if (!wt) throw new DeviceUseError('wasm device: worker threads are not available here');
     this.ctl = new Int32Array(new SharedArrayBuffer((SCRATCH + workers + 1) * 4));
+    this.finished = new Int32Array(new SharedArrayBuffer(MAX_FINISHED * 4));
     for (let i = 0; i < workers; i++) {
       const { port1, port2 } = new wt.MessageChannel();
-      const worker = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { memory, control: this.ctl.buffer, index: i, port: port2 }, transferList: [port2] });
+      const worker = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { memory, control: this.ctl.buffer, finished: this.finished.buffer, index: i, port: port2 }, transferList: [port2] });
       worker.unref();
       port1.unref();
       this.workers.push({ worker, port: port1, known: new Set() });
@@ -109,6 +119,62 @@ export class WasmThreadPool {
    * returns how long this thread waited for the workers after its own chunks (ms); else 0.
    */
   launch(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], timed = false, meanwhile?: () => void): number {
+    const ctl = this.ctl;
+    this.publish(id, module, args, split, chunk, scratch);
+    let error: unknown = null;
+    try {
+      meanwhile?.();
+      const s0 = scratch[0] ?? 0;
+      for (let lo = Atomics.add(ctl, NEXT, 1) * chunk; lo < split; lo = Atomics.add(ctl, NEXT, 1) * chunk) run(...args, lo, Math.min(split, lo + chunk), s0);
+    } catch (e) {
+      error = e;
+      Atomics.store(ctl, NEXT, Math.ceil(split / chunk)); // the workers stop taking chunks
+    }
+    return this.join(id, error, timed);
+  }
+
+  /**
+   * Like `launch`, but this thread hands each chunk to `take(lo, hi)` in order, as soon as it is
+   * computed, while the workers compute the chunks after it: a kernel whose output is copied to
+   * the host overlaps the copy with the computing. This thread computes a chunk itself only when
+   * no worker has taken it yet (no worker awake yet, or none keeping up), so a launch never waits
+   * on a worker that has not joined. `meanwhile` runs here first, as in `launch`. At most
+   * MAX_FINISHED chunks.
+   */
+  launchInOrder(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], take: (lo: number, hi: number) => void, timed = false, meanwhile?: () => void): number {
+    const ctl = this.ctl, fin = this.finished;
+    const chunks = Math.ceil(split / chunk);
+    if (chunks > MAX_FINISHED) throw new DeviceUseError(`wasm device: ${chunks} chunks in order, of at most ${MAX_FINISHED}`);
+    const seq = this.publish(id, module, args, split, chunk, scratch);
+    let error: unknown = null;
+    try {
+      meanwhile?.();
+      const s0 = scratch[0] ?? 0;
+      for (let c = 0; c < chunks; c++) {
+        while (Atomics.load(fin, c) !== seq) {
+          // chunk c not taken yet: compute the next untaken chunk here (c itself, unless a worker
+          // took c meanwhile); taken by a worker: wait for it
+          if (Atomics.load(ctl, NEXT) <= c) {
+            const j = Atomics.add(ctl, NEXT, 1);
+            if (j < chunks) {
+              run(...args, j * chunk, Math.min(split, (j + 1) * chunk), s0);
+              Atomics.store(fin, j, seq);
+            }
+          } else if (Atomics.load(ctl, FAILED)) {
+            throw new DeviceUseError(`wasm device: kernel ${id} failed on a worker thread`);
+          }
+        }
+        take(c * chunk, Math.min(split, (c + 1) * chunk));
+      }
+    } catch (e) {
+      error = e;
+      Atomics.store(ctl, NEXT, chunks);
+    }
+    return this.join(id, error, timed);
+  }
+
+  /** tells the workers of a launch; returns its SEQ */
+  private publish(id: number, module: WasmModule, args: readonly number[], split: number, chunk: number, scratch: readonly number[]): number {
     const ctl = this.ctl;
     if (args.length > MAX_ARGS) throw new DeviceUseError(`wasm device: a kernel with ${args.length} arguments`);
     for (const w of this.workers) {
@@ -130,16 +196,12 @@ export class WasmThreadPool {
     Atomics.store(ctl, JOIN, (seq & GEN) << 16);
     Atomics.store(ctl, SEQ, seq);
     Atomics.notify(ctl, SEQ);
-    let error: unknown = null;
-    try {
-      meanwhile?.();
-      const s0 = scratch[0] ?? 0;
-      for (let lo = Atomics.add(ctl, NEXT, 1) * chunk; lo < split; lo = Atomics.add(ctl, NEXT, 1) * chunk) run(...args, lo, Math.min(split, lo + chunk), s0);
-    } catch (e) {
-      error = e;
-      Atomics.store(ctl, NEXT, Math.ceil(split / chunk)); // the workers stop taking chunks
-    }
-    // no chunk is left: close the launch to late workers, then wait for those that joined it
+    return seq;
+  }
+
+  /** no chunk is left: closes the launch to late workers and waits for those that joined it */
+  private join(id: number, error: unknown, timed: boolean): number {
+    const ctl = this.ctl;
     let j = Atomics.load(ctl, JOIN);
     for (let was = Atomics.compareExchange(ctl, JOIN, j, j | CLOSED); was !== j; was = Atomics.compareExchange(ctl, JOIN, j, j | CLOSED)) j = was;
     const joined = j & COUNT;
