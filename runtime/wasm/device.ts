@@ -47,8 +47,8 @@ export interface WasmLaunchRecord {
   readonly streamed: boolean;
   /** those chunks were staged in the calling thread's own memory, not the device's */
   readonly ownMemory?: boolean;
-  /** its chunks were computed on the workers while the calling thread copied them out in order */
-  readonly inOrder?: boolean;
+  /** its chunks were copied out by the calling thread as they were computed, on the workers too */
+  readonly copiedAsComputed?: boolean;
 }
 
 export interface WasmDeviceOptions {
@@ -492,7 +492,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     inputs.forEach((b, j) => { if (staged[j]) rowBytes = Math.max(rowBytes, layout.spans[j]! * bytesOf(b)); });
     const rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
     if (io.read && this.pool && !staged.some((x) => x) && split >= 2 * rows && k.info.work >= this.minParallelWork) {
-      return this.streamInOrder(kernel, k, layout, inputs, out, io.read.into ?? null, Math.max(rows, Math.ceil(split / MAX_FINISHED)), t0);
+      return this.streamOverlapped(kernel, k, layout, inputs, out, io.read.into ?? null, Math.max(rows, Math.ceil(split / MAX_FINISHED)), t0);
     }
     const dst = io.read ? (io.read.into ?? this.newArray(out, false)) : null;
     // Where chunks are staged: at the head of each staged buffer in the device's memory, or, when
@@ -534,18 +534,18 @@ export class WasmDevice implements Device<WasmBuffer> {
   /**
    * A map kernel whose inputs are all in the device's memory and whose output is read: the
    * workers compute its row chunks into `out` while this thread copies each finished chunk to
-   * the host array (made meanwhile, when not given), so the copy, as long as the kernel on a
-   * 1M-element chain, hides behind it.
+   * the host array (made meanwhile, when not given), and computes chunks itself when none is
+   * ready, so the copy, as long as the kernel on a 1M-element chain, hides behind it.
    */
-  private streamInOrder(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, into: CpuArray | null, rows: number, t0: number): CpuArray {
+  private streamOverlapped(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, into: CpuArray | null, rows: number, t0: number): CpuArray {
     const pool = this.pool!;
     let dst = into;
     const view = this.view(out);
     const n = layout.outRow;
-    const waitMs = pool.launchInOrder(k.id, k.module, k.run, [out.ptr, ...inputs.map((b) => b.ptr)], kernel.out.shape[0]!, rows, [0], (lo, hi) => {
+    const waitMs = pool.launchTaking(k.id, k.module, k.run, [out.ptr, ...inputs.map((b) => b.ptr)], kernel.out.shape[0]!, rows, [0], (lo, hi) => {
       dst!.set(view.subarray(lo * n, hi * n), lo * n);
     }, this.profiler !== null, dst ? undefined : () => void (dst = this.newArray(out, true)));
-    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + pool.lastJoined, waitMs, streamed: true, ownMemory: false, inOrder: true });
+    this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + pool.lastJoined, waitMs, streamed: true, ownMemory: false, copiedAsComputed: true });
     return dst!;
   }
 

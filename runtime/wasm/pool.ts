@@ -16,7 +16,7 @@ const SEQ = 0, DONE = 1, KERNEL = 2, FAILED = 3, SPLIT = 4, CHUNK = 5, NEXT = 6,
 const CLOSED = 0x8000, COUNT = 0x7fff, GEN = 0x7fff;
 /**
  * Chunks of a launch whose completion is published, one Int32 each (the launch's SEQ once done):
- * what `launchInOrder` hands over as the chunks finish.
+ * what `launchTaking` hands over as the chunks finish.
  */
 export const MAX_FINISHED = 1024;
 
@@ -134,37 +134,42 @@ export class WasmThreadPool {
   }
 
   /**
-   * Like `launch`, but this thread hands each chunk to `take(lo, hi)` in order, as soon as it is
-   * computed, while the workers compute the chunks after it: a kernel whose output is copied to
-   * the host overlaps the copy with the computing. This thread computes a chunk itself only when
-   * no worker has taken it yet (no worker awake yet, or none keeping up), so a launch never waits
-   * on a worker that has not joined. `meanwhile` runs here first, as in `launch`. At most
-   * MAX_FINISHED chunks.
+   * Like `launch`, but this thread hands each chunk to `take(lo, hi)` as soon as it is computed,
+   * while the workers compute the others: a kernel whose output is copied to the host overlaps
+   * the copy with the computing. With no computed chunk to take, this thread computes the next
+   * chunk no thread has taken yet, so that a worker that is slow to wake, or slowed by other work
+   * on its core, delays only the chunk it holds. `meanwhile` runs here first, as in `launch`.
+   * At most MAX_FINISHED chunks.
    */
-  launchInOrder(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], take: (lo: number, hi: number) => void, timed = false, meanwhile?: () => void): number {
+  launchTaking(id: number, module: WasmModule, run: (...args: number[]) => void, args: readonly number[], split: number, chunk: number, scratch: readonly number[], take: (lo: number, hi: number) => void, timed = false, meanwhile?: () => void): number {
     const ctl = this.ctl, fin = this.finished;
     const chunks = Math.ceil(split / chunk);
-    if (chunks > MAX_FINISHED) throw new DeviceUseError(`wasm device: ${chunks} chunks in order, of at most ${MAX_FINISHED}`);
+    if (chunks > MAX_FINISHED) throw new DeviceUseError(`wasm device: ${chunks} chunks taken as they finish, of at most ${MAX_FINISHED}`);
     const seq = this.publish(id, module, args, split, chunk, scratch);
+    const taken = new Uint8Array(chunks);
     let error: unknown = null;
     try {
       meanwhile?.();
       const s0 = scratch[0] ?? 0;
-      for (let c = 0; c < chunks; c++) {
-        while (Atomics.load(fin, c) !== seq) {
-          // chunk c not taken yet: compute the next untaken chunk here (c itself, unless a worker
-          // took c meanwhile); taken by a worker: wait for it
-          if (Atomics.load(ctl, NEXT) <= c) {
-            const j = Atomics.add(ctl, NEXT, 1);
-            if (j < chunks) {
-              run(...args, j * chunk, Math.min(split, (j + 1) * chunk), s0);
-              Atomics.store(fin, j, seq);
-            }
-          } else if (Atomics.load(ctl, FAILED)) {
-            throw new DeviceUseError(`wasm device: kernel ${id} failed on a worker thread`);
-          }
+      // `first`: the lowest chunk not taken yet
+      for (let first = 0, left = chunks; left > 0;) {
+        let took = false;
+        for (let c = first; c < chunks; c++) {
+          if (taken[c] || Atomics.load(fin, c) !== seq) continue;
+          take(c * chunk, Math.min(split, (c + 1) * chunk));
+          taken[c] = 1;
+          left--;
+          took = true;
         }
-        take(c * chunk, Math.min(split, (c + 1) * chunk));
+        while (first < chunks && taken[first]) first++;
+        if (took) continue;
+        const j = Atomics.load(ctl, NEXT) < chunks ? Atomics.add(ctl, NEXT, 1) : chunks;
+        if (j < chunks) {
+          run(...args, j * chunk, Math.min(split, (j + 1) * chunk), s0);
+          Atomics.store(fin, j, seq);
+        } else if (Atomics.load(ctl, FAILED)) {
+          throw new DeviceUseError(`wasm device: kernel ${id} failed on a worker thread`);
+        }
       }
     } catch (e) {
       error = e;
