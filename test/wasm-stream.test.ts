@@ -14,7 +14,7 @@ import type { CpuArray } from '../runtime/cpu/render-js.js';
 import { runPlan } from '../runtime/plan-interpreter.js';
 import { allocArray, type HostTensor } from '../runtime/tensor.js';
 import { Variables } from '../runtime/variables.js';
-import { WasmDevice, wasmAvailable } from '../runtime/wasm/device.js';
+import { WasmDevice, wasmAvailable, type WasmDeviceOptions, type WasmLaunchRecord } from '../runtime/wasm/device.js';
 import { streamLayout } from '../runtime/wasm/stream.js';
 import { arbGraph, fcParams } from './arbitraries.js';
 
@@ -66,6 +66,18 @@ function seededValues(seed: number): (n: number) => Float32Array {
 
 /** Row-chunk sizes in bytes: a row or less, a few rows, and the default */
 const CHUNK_BYTES = fc.constantFrom(4, 12, 64, 1 << 16);
+
+/** `body` run with a new device and the records of its streamed launches; the device closed after */
+function withStreamed<T>(opts: WasmDeviceOptions, body: (device: WasmDevice, streamed: WasmLaunchRecord[]) => T): T {
+  const device = new WasmDevice(opts);
+  const streamed: WasmLaunchRecord[] = [];
+  device.profiler = (r) => void (r.streamed && streamed.push(r));
+  try {
+    return body(device, streamed);
+  } finally {
+    device.close();
+  }
+}
 
 function reference(g: Graph, feeds: Record<string, HostTensor>, variables: Record<string, HostTensor>): Outputs {
   const exe = compile(g, { backend: 'reference', fuse: false });
@@ -119,10 +131,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
           };
           const variables = { 'param:p': { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) } };
           const want = reference(g, feeds, variables);
-          const device = new WasmDevice({ threads: 1, streamChunkBytes });
-          const streamed: string[] = [];
-          device.profiler = (r) => void (r.streamed && streamed.push(r.kernel.name));
-          try {
+          withStreamed({ threads: 1, streamChunkBytes }, (device, streamed) => {
             const u = feeds.u.data.slice();
             const into = read === 'new' ? undefined : { y: read === 'into u' ? feeds.u.data : new Float32Array(rows * cols), z: new Float32Array(rows * cols) };
             const got = runOn(device, g, feeds, variables, into);
@@ -131,9 +140,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             if (read !== 'into u') expect(feeds.u.data).toEqual(u);
             // y's kernel and z's stream (s's, a reduction, does not)
             expect(streamed.length).toBe(2);
-          } finally {
-            device.close();
-          }
+          });
         },
       ),
       fcParams(80),
@@ -165,10 +172,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             v: { dtype: 'f32' as const, shape: [rows, cols], data: values(rows * cols) },
           };
           const want = reference(g, feeds, {});
-          const device = new WasmDevice({ threads, streamChunkBytes });
-          const own: boolean[] = [];
-          device.profiler = (r) => void (r.streamed && own.push(r.ownMemory === true));
-          try {
+          withStreamed({ threads, streamChunkBytes }, (device, streamed) => {
             const x = feeds.x.data.slice();
             const into = read === 'new' ? undefined : { y: read === 'into x' ? feeds.x.data : new Float32Array(rows * cols) };
             const got = runOn(device, g, feeds, {}, into);
@@ -177,11 +181,9 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             if (read !== 'into x') expect(feeds.x.data).toEqual(x);
             // both kernels streamed, through the calling thread's own memory unless y's array is
             // x's (a feed that is also an `into` array is written to the device first)
-            expect(own.length).toBe(2);
-            expect(own.filter((o) => o).length).toBe(read === 'into x' ? 1 : 2);
-          } finally {
-            device.close();
-          }
+            expect(streamed.length).toBe(2);
+            expect(streamed.filter((r) => r.ownMemory).length).toBe(read === 'into x' ? 1 : 2);
+          });
         },
       ),
       fcParams(60),
@@ -211,10 +213,7 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             'param:r': { dtype: 'f32' as const, shape: [cols], data: values(cols) },
           };
           const want = reference(g, {}, variables);
-          const device = new WasmDevice({ threads: 2, streamChunkBytes, minParallelWork: 0 });
-          const overlapped: boolean[] = [];
-          device.profiler = (r) => void (r.streamed && overlapped.push(r.copiedAsComputed === true));
-          try {
+          withStreamed({ threads: 2, streamChunkBytes, minParallelWork: 0 }, (device, streamed) => {
             const into = read === 'new' ? undefined : { y: new Float32Array(rows * cols), m: new Uint8Array(rows * cols) };
             const got = runOn(device, g, {}, variables, into);
             for (const name of ['y', 'm']) closeArrays(got[name]!, want[name]!.data, `output '${name}'`);
@@ -222,11 +221,9 @@ describe.skipIf(!wasmAvailable() && !process.env['CI'])('wasm device: launches s
             // each kernel took that path where it has two chunks at least (a chunk of y's rows
             // of f32, m's of 1-byte booleans)
             const chunks = (rowBytes: number) => rows >= 2 * Math.max(1, Math.floor(streamChunkBytes / rowBytes));
-            expect(overlapped.filter((x) => x).length).toBe([cols * 4, cols].filter(chunks).length);
-            expect(overlapped.length).toBe(2);
-          } finally {
-            device.close();
-          }
+            expect(streamed.filter((r) => r.copiedAsComputed).length).toBe([cols * 4, cols].filter(chunks).length);
+            expect(streamed.length).toBe(2);
+          });
         },
       ),
       fcParams(60),

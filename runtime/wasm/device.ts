@@ -478,7 +478,8 @@ export class WasmDevice implements Device<WasmBuffer> {
    * address less the chunk's offset, so that row `lo` lands there (addresses wrap as i32, and
    * the chunk's rows read nothing outside their own rows of a row-local input). When every
    * buffer is staged so, the chunks go to this thread's own memory instead (`own`), where the
-   * copies run at memcpy's speed.
+   * copies run at memcpy's speed. When none is staged and the output is read, the workers compute
+   * the chunks while this thread copies them out (`streamOverlapped`).
    */
   private stream(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, io: HostTraffic): CpuArray | null {
     const t0 = this.profiler ? performance.now() : 0;
@@ -492,7 +493,7 @@ export class WasmDevice implements Device<WasmBuffer> {
     inputs.forEach((b, j) => { if (staged[j]) rowBytes = Math.max(rowBytes, layout.spans[j]! * bytesOf(b)); });
     const rows = Math.max(1, Math.floor(this.streamChunkBytes / Math.max(1, rowBytes)));
     if (io.read && this.pool && !staged.some((x) => x) && split >= 2 * rows && k.info.work >= this.minParallelWork) {
-      return this.streamOverlapped(kernel, k, layout, inputs, out, io.read.into ?? null, Math.max(rows, Math.ceil(split / MAX_FINISHED)), t0);
+      return this.streamOverlapped(kernel, k, layout.outRow, inputs, out, io.read.into ?? null, split, Math.max(rows, Math.ceil(split / MAX_FINISHED)), t0);
     }
     const dst = io.read ? (io.read.into ?? this.newArray(out, false)) : null;
     // Where chunks are staged: at the head of each staged buffer in the device's memory, or, when
@@ -532,17 +533,17 @@ export class WasmDevice implements Device<WasmBuffer> {
   }
 
   /**
-   * A map kernel whose inputs are all in the device's memory and whose output is read: the
-   * workers compute its row chunks into `out` while this thread copies each finished chunk to
-   * the host array (made meanwhile, when not given), and computes chunks itself when none is
-   * ready, so the copy, as long as the kernel on a 1M-element chain, hides behind it.
+   * A map kernel whose inputs are all in the device's memory and whose output (`n` values a
+   * row) is read: the workers compute its chunks of `rows` rows into `out` while this thread
+   * copies each finished chunk to the host array (made meanwhile, when not given), and computes
+   * chunks itself when none is ready, so the copy, as long as the kernel on a 1M-element chain,
+   * hides behind it.
    */
-  private streamOverlapped(kernel: Kernel, k: Compiled, layout: StreamLayout, inputs: readonly WasmBuffer[], out: WasmBuffer, into: CpuArray | null, rows: number, t0: number): CpuArray {
+  private streamOverlapped(kernel: Kernel, k: Compiled, n: number, inputs: readonly WasmBuffer[], out: WasmBuffer, into: CpuArray | null, split: number, rows: number, t0: number): CpuArray {
     const pool = this.pool!;
     let dst = into;
     const view = this.view(out);
-    const n = layout.outRow;
-    const waitMs = pool.launchTaking(k.id, k.module, k.run, [out.ptr, ...inputs.map((b) => b.ptr)], kernel.out.shape[0]!, rows, [0], (lo, hi) => {
+    const waitMs = pool.launchTaking(k.id, k.module, k.run, [out.ptr, ...inputs.map((b) => b.ptr)], split, rows, [0], (lo, hi) => {
       dst!.set(view.subarray(lo * n, hi * n), lo * n);
     }, this.profiler !== null, dst ? undefined : () => void (dst = this.newArray(out, true)));
     this.profiler?.({ kernel, ms: performance.now() - t0, threads: 1 + pool.lastJoined, waitMs, streamed: true, ownMemory: false, copiedAsComputed: true });
